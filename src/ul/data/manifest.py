@@ -1,0 +1,77 @@
+"""The manifest: one CSV row per fetched image, the contract between fetch, decode and validate.
+
+Columns `path, split, label, sha256, bytes`; `path` is relative to the raw folder (POSIX
+separators), rows are sorted by path, `label` is an integer class id or empty. The class names
+live beside it in `classes.json` (id = position). The file is written with fixed formatting so
+that the same images always give the same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from ul.data import DataError
+
+MANIFEST = "manifest.csv"
+CLASSES = "classes.json"
+COLUMNS = ("path", "split", "label", "sha256", "bytes")
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    split: str
+    label: Optional[int]
+    sha256: str
+    bytes: int
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write(folder: Path, entries: Iterable[Entry], classes: List[str]) -> Path:
+    """Write `manifest.csv` (sorted by path) and `classes.json` into `folder`."""
+    rows = sorted(entries, key=lambda e: e.path)
+    path = Path(folder) / MANIFEST
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(COLUMNS)
+        for e in rows:
+            w.writerow([e.path, e.split, "" if e.label is None else e.label, e.sha256, e.bytes])
+    (Path(folder) / CLASSES).write_text(json.dumps(list(classes), indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read(folder: str | Path) -> List[Entry]:
+    """Read the manifest of a raw folder; a missing file or malformed row raises DataError."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise DataError(f"{path}: no manifest; run the fetch stage first")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise DataError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
+        try:
+            return [Entry(r["path"], r["split"], int(r["label"]) if r["label"] != "" else None,
+                          r["sha256"], int(r["bytes"])) for r in reader]
+        except ValueError as err:
+            raise DataError(f"{path}: line {reader.line_num}: {err}") from None
+
+
+def read_classes(folder: str | Path) -> List[str]:
+    path = Path(folder) / CLASSES
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []

@@ -1,0 +1,89 @@
+"""Conversions between the model's [-1, 1] floats and 8-bit images, and PNG grids (Pillow only).
+
+The models work on floats in [-1, 1]; data on disk and everything shown to people is uint8.
+`to_uint8` / `from_uint8` are exact inverses on the 8-bit grid, so a decoded image written to a
+PNG and read back is the same tensor the metrics saw. No torchvision: it is not installed.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float → uint8 in [0, 255]; clamps first (samplers overshoot), rounds to nearest."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 N×C×H×W (numpy or tensor) → float32 tensor in [-1, 1]; exact inverse of `to_uint8`."""
+    if isinstance(x, np.ndarray):  # copy: the array may be a read-only memory map
+        x = torch.from_numpy(np.array(x))
+    if x.dtype != torch.uint8:
+        raise TypeError(f"from_uint8 expects uint8, got {x.dtype}")
+    return x.float() / 127.5 - 1.0
+
+
+def _as_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Accept uint8 or [-1, 1] float, numpy or tensor; return a uint8 tensor on the CPU."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.array(images))
+    images = images.detach().cpu()
+    return images if images.dtype == torch.uint8 else to_uint8(images)
+
+
+def save_grid(
+    images: np.ndarray | torch.Tensor,
+    path: str | Path,
+    nrow: int = 8,
+    pad: int = 2,
+    pad_value: int = 255,
+) -> Path:
+    """Write N×C×H×W images as one PNG grid, `nrow` images per row, and return the path.
+
+    Images may be uint8 or floats in [-1, 1]. One channel is written as an 8-bit grey PNG ("L"),
+    three as "RGB": grey data stays grey, so the file is a third of the size and looks the same.
+    Padding is white by default because our grey datasets have black backgrounds.
+    Size: width = ncol·(W + pad) + pad, height = nrows·(H + pad) + pad (torchvision's layout).
+    """
+    x = _as_uint8(images)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"save_grid expects N×C×H×W with C in (1, 3), got {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    ncol = max(1, min(nrow, n))
+    nrows = math.ceil(n / ncol)
+    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value,
+                      dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, top:top + h, left:left + w] = x[i]
+    array = grid.permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if c == 1 else array)  # uint8 2-D → "L", H×W×3 → "RGB"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+def save_pairs_grid(
+    originals: np.ndarray | torch.Tensor,
+    reconstructions: np.ndarray | torch.Tensor,
+    path: str | Path,
+    nrow: int = 8,
+    pad: int = 2,
+) -> Path:
+    """Reconstruction grid: each original immediately left of its reconstruction.
+
+    Columns alternate original, reconstruction, original, ...; `nrow` is the number of PAIRS per
+    row, so the grid has 2·nrow image columns. Inputs may mix uint8 and [-1, 1] floats.
+    """
+    a, b = _as_uint8(originals), _as_uint8(reconstructions)
+    if a.shape != b.shape:
+        raise ValueError(f"save_pairs_grid: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    interleaved = torch.stack([a, b], dim=1).flatten(0, 1)  # o0, r0, o1, r1, ...
+    return save_grid(interleaved, path, nrow=2 * nrow, pad=pad)

