@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -21,11 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-
-try:  # Optional: the eigenvalue route below is exact and needs only numpy.
-    import scipy.linalg as _scipy_linalg
-except ImportError:  # pragma: no cover - depends on the environment
-    _scipy_linalg = None
 
 PSNR_CAP_DB = 100.0
 INCEPTION_SIZE = 299
@@ -90,7 +86,10 @@ def _load_inception(path: Path, device: torch.device) -> torch.jit.ScriptModule:
             raise FileNotFoundError(
                 f"FID Inception weights not found at {path}. Install them with: {INSTALL_HINT}"
             )
-        model = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # torch ≥ 2.10 flags TorchScript as deprecated; the
+            warnings.filterwarnings(     # weights exist only in this form, so silence just that
+                "ignore", message=r".*torch\.jit\.load.*deprecated", category=DeprecationWarning)
+            model = torch.jit.load(str(path), map_location=device)
         model.eval()  # the file is saved in training mode; eval() keeps batch norm fixed
         _MODEL_CACHE[key] = model
     return _MODEL_CACHE[key]
@@ -191,42 +190,53 @@ def _sym_sqrt(a: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
+def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, method: str = "eigh") -> float:
     """tr( sqrt(s1 · s2) ) for covariance matrices s1, s2.
 
-    s1·s2 is not symmetric, but it is similar to A = sqrt(s1)·s2·sqrt(s1), which is symmetric PSD:
-    the eigenvalues agree, so tr sqrt(s1·s2) = Σ sqrt(eig(A)). Two `eigh` calls give a real,
-    stable result even when the covariances are singular (N < 2048 features), where a general
-    `sqrtm` wobbles into complex numbers. With scipy installed we use `scipy.linalg.sqrtm` instead,
-    to match pytorch-fid bit for bit; both agree to round-off on well-conditioned inputs.
+    "eigh" (default): s1·s2 is not symmetric, but it is similar to A = sqrt(s1)·s2·sqrt(s1), which
+    is symmetric PSD, so tr sqrt(s1·s2) = Σ sqrt(eig(A)). Two `eigh` calls give a real, stable
+    value even for singular covariances (N < 2048 features), where a general `sqrtm` warns and
+    drifts into complex numbers. On 2048-d features it is ~6–10× faster than scipy on 2 cores and
+    agrees with it to ~1e-8 relative (full rank) / ~1e-5 absolute (singular, N = 300).
+    "scipy": `scipy.linalg.sqrtm`, pytorch-fid's exact recipe including its 1e-6 regulariser,
+    for bit-level comparisons; scipy is not a declared dependency.
     """
-    if _scipy_linalg is not None:
-        covmean = _scipy_linalg.sqrtm(s1 @ s2)
+    if method == "scipy":
+        import scipy.linalg  # optional, imported only when asked for
+
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
         if not np.isfinite(covmean).all():  # singular product: regularise as pytorch-fid does
             eps = 1e-6 * np.eye(len(s1))
-            covmean = _scipy_linalg.sqrtm((s1 + eps) @ (s2 + eps))
+            covmean = scipy.linalg.sqrtm((s1 + eps) @ (s2 + eps))
         return float(np.real(np.trace(covmean)))
+    if method != "eigh":
+        raise ValueError(f"unknown matrix square-root method {method!r}; use 'eigh' or 'scipy'")
     root1 = _sym_sqrt(s1)
     w = np.linalg.eigvalsh(root1 @ s2 @ root1)
     return float(np.sqrt(np.clip(w, 0, None)).sum())
 
 
-def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+def frechet_distance(
+    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray, method: str = "eigh"
+) -> float:
     """Fréchet distance between N(mu1, s1) and N(mu2, s2):
 
         ‖mu1 − mu2‖² + tr(s1) + tr(s2) − 2·tr( sqrt(s1·s2) )
+
+    `method` picks the matrix square root (see `trace_sqrt_product`).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(s1, np.float64)), np.atleast_2d(np.asarray(s2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError("frechet_distance: the two Gaussians have different dimensions")
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2))
+    tr_sqrt = trace_sqrt_product(s1, s2, method)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_sqrt)
 
 
-def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray, method: str = "eigh") -> float:
     """FID between two feature sets (N×2048 each). Report it with both N."""
-    return frechet_distance(*gaussian_stats(feats_a), *gaussian_stats(feats_b))
+    return frechet_distance(*gaussian_stats(feats_a), *gaussian_stats(feats_b), method=method)
 
 
 def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, n: int) -> Path:

@@ -1,0 +1,36 @@
+"""A tiny stage-1 run on synthetic images, for the resume/kill and torchrun tests.
+
+    python tests/train_tiny.py OUT_DIR STEPS [CKPT_EVERY]      (also under torchrun)
+Writes OUT_DIR/params.pt (the final raw parameters) on rank 0.
+"""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import preset_config  # noqa: E402
+
+from ul.config import to_dict  # noqa: E402
+from ul.model import UnifiedLatents  # noqa: E402
+from ul.train import train  # noqa: E402
+
+
+def main():
+    out, steps = Path(sys.argv[1]), int(sys.argv[2])
+    ckpt_every = int(sys.argv[3]) if len(sys.argv) > 3 else steps
+    cfg = preset_config("ci")
+    cfg.data.resolution = 16
+    cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
+    cfg.stage1.steps, cfg.stage1.ckpt_every, cfg.stage1.batch_size, cfg.stage1.threads = steps, ckpt_every, 8, 1
+    torch.manual_seed(0)
+    model = UnifiedLatents(cfg)
+    images = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    model = train(model, lambda idx: images[torch.as_tensor(idx)], len(images), cfg.stage1, out, to_dict(cfg), progress=False)
+    import torch.distributed as dist
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "params.pt")
+
+
+if __name__ == "__main__":
+    main()
