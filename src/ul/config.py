@@ -94,7 +94,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     log_every: int = 25
     ckpt_every: int = 200
-    seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads, 0 = all cores
 

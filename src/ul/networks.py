@@ -121,8 +121,9 @@ class UNet(nn.Module):
                 level.append(ResBlock(c + skips.pop(), ch, emb_dim, cfg.dropout))
                 c = ch
             self.up.append(level)
-            if i > 0:
-                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
+            if i > 0:  # up-sample, then a conv that already narrows to the next stage's width
+                self.upsample.append(nn.Conv2d(c, chs[i - 1], 3, padding=1))
+                c = chs[i - 1]
         self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, c_in, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)

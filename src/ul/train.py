@@ -26,12 +26,9 @@ from tqdm import tqdm
 from ul import checkpoint
 from ul.config import TrainConfig
 from ul.distributed import Dist, barrier, init, resolve_device
+from ul.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 
 CKPT = "ckpt.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; the run stopped before the optimizer step, checkpoints intact."""
 
 
 def fingerprint(config: dict) -> str:
@@ -97,16 +94,16 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
 
 
 def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_examples: int, cfg: TrainConfig,
-          out_dir: str | Path, config: dict, log_path: str | Path | None = None, desc: str = "train",
-          progress: bool = True) -> nn.Module:
+          out_dir: str | Path, config: dict, seed: int = 0, log_path: str | Path | None = None,
+          desc: str = "train", progress: bool = True) -> nn.Module:
     """Train `model` (its forward is `(batch, noise) -> per-example terms with "loss"`; it has
     `draw_noise(batch, generator)`) on `data(indices) -> batch`; returns the EMA model."""
     device = resolve_device(cfg.device)
     dist_ = init(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed + dist_.rank)  # dropout may differ per rank; the draws do not
-    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(seed + dist_.rank)  # dropout may differ per rank; the draws do not
+    gen = torch.Generator().manual_seed(seed)
     out_dir = Path(out_dir)
     model = model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)

@@ -1,0 +1,48 @@
+# `make run`: set up and run the whole pipeline on the default data (Fashion-MNIST, cpu preset).
+# `make test`: set up and run the test suite. `make setup` is idempotent.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: setup run test bench lock params image clean-outputs
+
+setup: $(STAMP) /usr/share/datasets/fashion-mnist
+
+$(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# The default dataset ships as a Debian package (MIT licence); installed when we are root on Debian.
+/usr/share/datasets/fashion-mnist:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
+	else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the default data"; fi
+
+run: setup
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/train.py && $(PY) bench/decode.py
+
+# Re-compose params.yaml from conf/ (what `dvc exp run` does); e.g. make params OVERRIDES="preset=ci".
+params: setup
+	ul params $(OVERRIDES)
+
+# Re-pin requirements.lock from requirements.in (needs the network to PyPI).
+lock:
+	python3 -m venv /tmp/ul-lock && /tmp/ul-lock/bin/pip install -q -r requirements.in && \
+	{ echo "# Generated from requirements.in by 'make lock'. Install with plain pip."; \
+	  /tmp/ul-lock/bin/pip freeze --exclude-editable; } > requirements.lock

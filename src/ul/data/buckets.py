@@ -1,0 +1,107 @@
+"""Copy every object under an S3 prefix to a local folder: plain S3 or lakeFS's S3 gateway.
+
+lakeFS is reached through its S3 gateway (bucket = repository, key = `<ref>/<path>`), so one
+boto3 code path serves both; only the endpoint and credentials come from different variables.
+Checksums are computed/validated only when required: newer boto3 otherwise sends CRC headers that
+S3-compatible gateways (lakeFS, older MinIO) reject. Credentials are read from the environment and
+never appear in messages.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+from tqdm import tqdm
+
+from ul.data import DataError
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Where to list: `bucket` + `prefix` at `endpoint`, with explicit keys or boto3's default chain."""
+
+    url: str  # as the user wrote it, for messages
+    bucket: str
+    prefix: str
+    endpoint: Optional[str]
+    access_key: Optional[str] = None
+    secret_key: Optional[str] = None
+
+
+def _split(rest: str, url: str, parts: int) -> list:
+    pieces = rest.split("/", parts - 1)
+    if len(pieces) < parts - 1 or not all(pieces[: parts - 1]):
+        raise DataError(f"{url}: malformed URL")
+    return pieces + [""] * (parts - len(pieces))
+
+
+def _as_prefix(path: str) -> str:
+    path = path.strip("/")
+    return f"{path}/" if path else ""
+
+
+def s3_location(url: str) -> Bucket:
+    """`s3://bucket/prefix`; endpoint from AWS_ENDPOINT_URL or S3_ENDPOINT_URL, keys from AWS_*."""
+    bucket, path = _split(url[len("s3://"):], url, 2)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL") or None
+    return Bucket(url, bucket, _as_prefix(path), endpoint)
+
+
+def lakefs_location(url: str) -> Bucket:
+    """`lakefs://repo/ref/path` through the S3 gateway at LAKEFS_ENDPOINT with LAKEFS_* keys."""
+    repo, ref, path = _split(url[len("lakefs://"):], url, 3)
+    missing = [v for v in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
+    if missing:
+        raise DataError(f"{url}: set {', '.join(missing)} (the lakeFS S3 gateway URL and its keys)")
+    return Bucket(url, repo, f"{ref}/" + _as_prefix(path), os.environ["LAKEFS_ENDPOINT"],
+                  os.environ["LAKEFS_ACCESS_KEY_ID"], os.environ["LAKEFS_SECRET_ACCESS_KEY"])
+
+
+def _client(loc: Bucket):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                    s3={"addressing_style": "path"} if loc.endpoint else {})
+    return boto3.client("s3", endpoint_url=loc.endpoint, aws_access_key_id=loc.access_key,
+                        aws_secret_access_key=loc.secret_key, config=config,
+                        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+
+def _where(loc: Bucket) -> str:
+    return f"{loc.url} (endpoint {loc.endpoint or 'AWS default'})"
+
+
+def download(loc: Bucket, dest: Path) -> Path:
+    """Download every object under the prefix into `dest`, keeping key paths; returns `dest`."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    try:
+        client = _client(loc)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
+        objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        if not objects:
+            raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
+        for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
+            rel = obj["Key"][len(loc.prefix):]
+            if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
+                raise DataError(f"{loc.url}: object key {obj['Key']!r} would be written outside the target folder")
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(loc.bucket, obj["Key"], str(target))
+            if target.stat().st_size != obj["Size"]:
+                raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
+    except EndpointConnectionError as err:
+        raise DataError(f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', loc.endpoint)} "
+                        f"for {loc.url}: is the server running and the URL right?") from None
+    except NoCredentialsError:
+        raise DataError(f"{_where(loc)}: no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
+    except ClientError as err:
+        e = err.response.get("Error", {})
+        raise DataError(f"{_where(loc)}: {e.get('Code', '?')}: {e.get('Message', err)}") from None
+    except BotoCoreError as err:
+        raise DataError(f"{_where(loc)}: {err}") from None
+    return dest

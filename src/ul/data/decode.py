@@ -1,0 +1,157 @@
+"""`decode`: turn the fetched files into uint8 N×C×H×W shards per split, with NVIDIA DALI.
+
+Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncated image is named
+by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
+and lists them in `skipped.json`. DALI decodes on the GPU (`device="mixed"`) when one is visible
+or asked for, else on the CPU; Pillow is used only when DALI cannot be imported, and the metrics
+say which ran. Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and
+`paths.txt`, the manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ul.data import DataError, imagecheck, manifest
+from ul.data.atomic import staged_dir
+from ul.data.decode_common import BackendError
+from ul.data.manifest import SPLITS, Entry
+from ul.shards import ShardWriter
+
+SKIPPED = "skipped.json"
+PATHS = "paths.txt"
+MAX_LISTED = 10
+
+
+def _backend(name: str) -> Tuple[str, Callable, Optional[str]]:
+    """(name, batches function, why DALI is missing) for "auto" | "dali" | "pillow"."""
+    if name != "pillow":
+        try:
+            return "dali", importlib.import_module("ul.data.decode_dali").batches, None
+        except ImportError as err:
+            if name == "dali":
+                raise DataError(f"NVIDIA DALI cannot be imported ({err}); pip install nvidia-dali-cuda120") from None
+            missing = str(err)
+    else:
+        missing = None
+    from ul.data import decode_pil
+    return "pillow", decode_pil.batches, missing
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _device(device: str, backend: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    if device == "gpu":
+        if backend != "dali":
+            raise DataError("decode.device=gpu needs NVIDIA DALI, which is not available; use auto or cpu")
+        if not cuda_available():
+            raise DataError("decode.device=gpu but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu")
+        return "gpu"
+    return "gpu" if backend == "dali" and cuda_available() else "cpu"
+
+
+def _check_args(resolution: int, channels: int, resize_mode: str, device: str, on_error: str, threads: int,
+                batch_size: int) -> None:
+    for ok, what in ((resolution >= 1, f"resolution={resolution} must be >= 1"),
+                     (channels in (1, 3), f"channels={channels} must be 1 or 3"),
+                     (resize_mode in ("pad", "resize"), f"resize_mode={resize_mode!r} must be pad or resize"),
+                     (device in ("auto", "cpu", "gpu"), f"device={device!r} must be auto, cpu or gpu"),
+                     (on_error in ("fail", "skip"), f"on_error={on_error!r} must be fail or skip"),
+                     (threads >= 1 and batch_size >= 1, f"threads={threads}, batch_size={batch_size} must be >= 1")):
+        if not ok:
+            raise DataError(what)
+
+
+def _refuse(bad: Dict[str, str], raw_dir: Path) -> None:
+    listed = "; ".join(f"{p} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
+    more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    raise DataError(f"{len(bad)} unreadable image(s) in {raw_dir}: {listed}{more}. "
+                    "Fix or remove them, or set decode.on_error=skip to leave them out")
+
+
+def _write(out: Path, raw_dir: Path, keep: List[Entry], batches: Callable, opts: dict) -> Dict[str, int]:
+    """Decode `keep` (manifest order) into one shard folder per split; returns counts."""
+    labelled = all(e.label is not None for e in keep)
+    writers = {s: ShardWriter(out / s) for s in SPLITS}
+    files = [str(raw_dir / e.path) for e in keep]
+    split_of = np.array([e.split for e in keep])
+    labels = np.array([e.label if labelled else -1 for e in keep], dtype=np.int64)
+    pos = 0
+    with tqdm(total=len(files), desc="decode", unit="img", mininterval=1.0) as bar:
+        for batch in batches(files, **opts):
+            rows = slice(pos, pos + len(batch))
+            for s in SPLITS:
+                m = split_of[rows] == s
+                if m.any():
+                    writers[s].add(batch[m], labels[rows][m] if labelled else None)
+            pos += len(batch)
+            bar.update(len(batch))
+    counts = {}
+    for s in SPLITS:
+        if writers[s].count == 0:
+            raise DataError(f"split {s!r}: no decodable images left in {raw_dir}")
+        writers[s].close(stats={k: opts[k] for k in ("resolution", "channels", "resize_mode")})
+        (out / s / PATHS).write_text("".join(f"{e.path}\n" for e in keep if e.split == s), encoding="utf-8")
+        counts[s] = writers[s].count
+    return counts
+
+
+def decode(raw_dir: Path, out_dir: Path, resolution: int, channels: int, resize_mode: str = "pad",
+           device: str = "auto", on_error: str = "fail", threads: int = 2, batch_size: int = 256,
+           backend: str = "auto") -> dict:
+    """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
+
+    `backend` ("auto" | "dali" | "pillow") exists for tests and benchmarks; "auto" = DALI if importable.
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    _check_args(resolution, channels, resize_mode, device, on_error, threads, batch_size)
+    entries = manifest.read(raw_dir)
+    if not entries:
+        raise DataError(f"{raw_dir / manifest.MANIFEST}: no images listed")
+    name, batches, dali_missing = _backend(backend)
+    dev = _device(device, name)
+    skipped = {}
+    for e in tqdm(entries, desc="check", unit="img", mininterval=1.0):
+        reason = imagecheck.quick(raw_dir / e.path)
+        if reason:
+            skipped[e.path] = reason
+    if skipped and on_error == "fail":
+        _refuse(skipped, raw_dir)
+    opts = dict(resolution=resolution, channels=channels, resize_mode=resize_mode, threads=threads,
+                batch_size=batch_size, device=dev)
+    start = time.perf_counter()
+    with staged_dir(out_dir) as out:
+        while True:
+            keep = [e for e in entries if e.path not in skipped]
+            try:
+                counts = _write(out, raw_dir, keep, batches, opts)
+                break
+            except BackendError as err:  # passed the quick check, still undecodable: find it, then retry
+                late = {e.path: r for e in keep[err.first:] if (r := imagecheck.full(raw_dir / e.path))}
+                if not late:
+                    raise DataError(f"decoding {raw_dir} failed and no single file could be blamed: {err}") from None
+                if on_error == "fail":
+                    _refuse(late, raw_dir)
+                skipped.update(late)
+        seconds = time.perf_counter() - start
+        (out / SKIPPED).write_text(json.dumps([{"path": p, "reason": r} for p, r in sorted(skipped.items())],
+                                              indent=1) + "\n", encoding="utf-8")
+    metrics = {"images": counts, "skipped": len(skipped), "backend": name, "device": dev,
+               "images_per_s": round(sum(counts.values()) / max(seconds, 1e-9), 1)}
+    if dali_missing:
+        metrics["dali_import_error"] = dali_missing
+    return metrics

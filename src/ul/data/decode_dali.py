@@ -1,0 +1,56 @@
+"""The DALI decoder: `fn.readers.file` over an explicit file list → `fn.decoders.image` → crop/resize.
+
+On a GPU the decoder runs as `device="mixed"` (nvJPEG) and the rest on the GPU; without one the
+whole pipeline is CPU with `device_id=None` (DALI rejects -1 and refuses "mixed" without CUDA).
+The file list is read in order (no shuffling) and the last batch padded with repeats, which are
+dropped, so row k of the output is file k. DALI stops at the first bad file and only reports
+the batch; prefetching means the failing batch can be up to `PREFETCH` batches behind the one
+being fetched, which `BackendError.first` accounts for.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, List
+
+import numpy as np
+from nvidia.dali import fn, pipeline_def, types
+
+from ul.data.decode_common import BackendError
+
+PREFETCH = 2
+
+
+@pipeline_def
+def _pipeline(files: List[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
+    data, _ = fn.readers.file(files=files, random_shuffle=False, pad_last_batch=True, name="reader")
+    images = fn.decoders.image(data, device="mixed" if gpu else "cpu",
+                               output_type=types.GRAY if channels == 1 else types.RGB)
+    if resize_mode == "resize":
+        images = fn.resize(images, resize_shorter=resolution)  # linear, antialiased when shrinking
+    images = fn.crop(images, crop=(resolution, resolution), out_of_bounds_policy="pad", fill_values=0)
+    return fn.transpose(images, perm=[2, 0, 1])  # HWC → CHW
+
+
+def batches(files: List[str], resolution: int, channels: int, resize_mode: str, threads: int,
+            batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
+    """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
+    gpu = device == "gpu"
+    batch_size = max(1, min(batch_size, len(files)))
+    try:
+        pipe = _pipeline(files=files, resolution=resolution, channels=channels, resize_mode=resize_mode,
+                         gpu=gpu, batch_size=batch_size, num_threads=max(1, threads),
+                         device_id=0 if gpu else None, prefetch_queue_depth=PREFETCH)
+        pipe.build()
+    except Exception as err:
+        raise BackendError(0, f"DALI pipeline could not start: {str(err).splitlines()[0]}") from err
+    for it in range(math.ceil(len(files) / batch_size)):
+        try:
+            (out,) = pipe.run()
+        except Exception as err:
+            first = max(0, (it - PREFETCH) * batch_size)
+            raise BackendError(first, f"DALI: {str(err).strip().splitlines()[0]}") from err
+        if gpu:
+            out = out.as_cpu()
+        arr = out.as_array()
+        yield arr[: min(batch_size, len(files) - it * batch_size)]
+    del pipe

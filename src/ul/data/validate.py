@@ -1,0 +1,234 @@
+"""`validate`: a Great Expectations suite over the manifest, the split counts and the decoded pixels.
+
+Three tables, one suite each:
+- manifest: one row per fetched file, plus the sha256 of the file on disk now;
+- counts: per split, manifest rows, skipped files and decoded rows;
+- images: one row per decoded image with its shape, dtype and pixel statistics (a blank or
+  saturated image has std 0 or a mean outside [1, 254]).
+GX runs offline (GX_ANALYTICS_ENABLED=false) in a throw-away File context, because only a File
+context renders HTML Data Docs; the docs and the JSON results are copied to `out_dir` and written
+even when an expectation fails, and only then is ValidationError raised, naming every failed
+expectation with a few failing rows.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from ul.data import DataError, manifest
+from ul.data.atomic import staged_dir
+from ul.data.decode import PATHS, SKIPPED
+from ul.data.manifest import SPLITS
+from ul.shards import ShardReader
+
+EXAMPLES = 5
+
+
+class ValidationError(DataError):
+    """One or more expectations failed; `metrics` and the written results say which."""
+
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def _file_sha(path: Path) -> str:
+    return manifest.sha256_file(path) if path.is_file() else "missing"
+
+
+def _int_or_text(value: str):
+    """'' → None, '3' → 3, anything else stays text so the label expectation can show it."""
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def manifest_table(raw_dir: Path) -> pd.DataFrame:
+    """The manifest as written (not parsed by ul.data.manifest, so bad values reach GX), plus
+    `file_sha256`, the hash of the file on disk now."""
+    path = raw_dir / manifest.MANIFEST
+    if not path.exists():
+        raise DataError(f"{path}: no manifest; run the fetch stage first")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in manifest.COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}")
+    df["label"] = pd.Series([_int_or_text(v) for v in df["label"]], index=df.index, dtype=object)
+    df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
+    df["file_sha256"] = [_file_sha(raw_dir / p) for p in df["path"]]
+    return df
+
+
+def _reader(folder: Path):
+    try:
+        return ShardReader(folder)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def counts_table(raw: pd.DataFrame, decoded_dir: Path) -> pd.DataFrame:
+    skipped_file = decoded_dir / SKIPPED
+    skipped = [s["path"] for s in json.loads(skipped_file.read_text())] if skipped_file.exists() else []
+    split_of = dict(zip(raw["path"], raw["split"]))
+    rows = []
+    for s in SPLITS:
+        reader = _reader(decoded_dir / s)
+        n_manifest = int((raw["split"] == s).sum())
+        n_skipped = sum(split_of.get(p) == s for p in skipped)
+        rows.append({"split": s, "manifest": n_manifest, "skipped": n_skipped,
+                     "expected_decoded": n_manifest - n_skipped, "decoded": len(reader) if reader else 0})
+    return pd.DataFrame(rows)
+
+
+def image_table(decoded_dir: Path, elements: int = 1 << 22) -> pd.DataFrame:
+    """Per decoded image: split, row, manifest path, C/H/W, dtype, min, max, mean, std.
+
+    Reads batches of about `elements` pixel values (32 MB as float64), whatever the image size.
+    """
+    parts = []
+    for s in SPLITS:
+        reader = _reader(decoded_dir / s)
+        if reader is None:
+            continue
+        paths_file = decoded_dir / s / PATHS
+        paths = paths_file.read_text().splitlines() if paths_file.exists() else []
+        c, h, w = (list(reader.shape[1:]) + [0, 0, 0])[:3]
+        batch_size = max(1, elements // max(1, int(np.prod(reader.shape[1:]))))
+        for start, batch in zip(range(0, len(reader), batch_size), reader.iter_batches(batch_size)):
+            flat = batch.reshape(len(batch), -1).astype(np.float64)
+            idx = np.arange(start, start + len(batch))
+            parts.append(pd.DataFrame({
+                "split": s, "row": idx, "path": [paths[i] if i < len(paths) else f"{s}#{i}" for i in idx],
+                "channels": c, "height": h, "width": w, "dtype": str(batch.dtype),
+                "min": flat.min(1), "max": flat.max(1), "mean": flat.mean(1), "std": flat.std(1)}))
+    cols = ["split", "row", "path", "channels", "height", "width", "dtype", "min", "max", "mean", "std"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def suites(n_classes: int, resolution: int, channels: int) -> Dict[str, list]:
+    """The expectations of each table (GX 1.x classes), keyed by table name."""
+    import great_expectations.expectations as gxe
+
+    labels = (gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(n_classes))) if n_classes
+              else gxe.ExpectColumnValuesToBeNull(column="label"))
+    return {
+        "manifest": [
+            gxe.ExpectTableRowCountToBeBetween(min_value=2),
+            *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("path", "split", "sha256", "bytes")],
+            gxe.ExpectColumnValuesToBeUnique(column="path"),
+            gxe.ExpectColumnValuesToBeUnique(column="sha256"),
+            gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+            gxe.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$"),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="sha256", column_B="file_sha256"),
+            gxe.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
+            labels,
+        ],
+        "counts": [
+            gxe.ExpectColumnValuesToBeBetween(column="manifest", min_value=1),
+            gxe.ExpectColumnValuesToBeBetween(column="decoded", min_value=1),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="decoded", column_B="expected_decoded"),
+        ],
+        "images": [
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+            gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[channels]),
+            gxe.ExpectColumnValuesToBeInSet(column="height", value_set=[resolution]),
+            gxe.ExpectColumnValuesToBeInSet(column="width", value_set=[resolution]),
+            gxe.ExpectColumnValuesToBeInSet(column="dtype", value_set=["uint8"]),
+            gxe.ExpectColumnValuesToBeBetween(column="min", min_value=0, max_value=255),
+            gxe.ExpectColumnValuesToBeBetween(column="max", min_value=0, max_value=255),
+            gxe.ExpectColumnValuesToBeBetween(column="std", min_value=0, strict_min=True),
+            gxe.ExpectColumnValuesToBeBetween(column="mean", min_value=1, max_value=254),
+        ],
+    }
+
+
+INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path"}
+
+
+def run_suites(tables: Dict[str, pd.DataFrame], expectations: Dict[str, list], docs_dir: Path) -> dict:
+    """Run one checkpoint per table in a temporary File context; copy the Data Docs to `docs_dir`."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="ul-gx-") as root:
+        ctx = gx.get_context(mode="file", project_root_dir=root)
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = ctx.data_sources.add_pandas("data")
+        for name, df in tables.items():
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+            suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations[name]))
+            vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+            checkpoint = ctx.checkpoints.add(gx.Checkpoint(
+                name=name, validation_definitions=[vd],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20,
+                               "unexpected_index_column_names": [INDEX_COLUMN[name]]}))
+            run = checkpoint.run(batch_parameters={"dataframe": df})
+            (results[name],) = run.run_results.values()
+        ctx.build_data_docs()
+        site = Path(root) / "gx" / "uncommitted" / "data_docs" / "local_site"
+        shutil.copytree(site, docs_dir)
+    return results
+
+
+def _plain(value):
+    """numpy scalars → Python values, so messages read `0.0`, not `np.float64(0.0)`."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ...]"
+
+
+def _describe(table: str, r) -> str:
+    cfg = r.expectation_config
+    kwargs = ", ".join(f"{k}={_short(v)}" for k, v in cfg.kwargs.items() if k != "batch_id")
+    res, exc = r.result or {}, r.exception_info or {}
+    if exc.get("raised_exception"):
+        detail = f"raised {exc.get('exception_message')}"
+    elif "unexpected_count" in res:
+        rows = res.get("partial_unexpected_index_list") or res.get("partial_unexpected_list") or []
+        detail = f"{res['unexpected_count']} of {res.get('element_count')} rows fail, e.g. {_plain(rows[:EXAMPLES])}"
+    else:
+        detail = f"observed {res.get('observed_value')!r}"
+    return f"{table}: {cfg.type}({kwargs}): {detail}"
+
+
+def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int) -> dict:
+    """Validate fetched + decoded data; write `out_dir/result.json` and `out_dir/docs/`.
+
+    Returns metrics; raises ValidationError (after writing) naming each failed expectation.
+    """
+    raw_dir, decoded_dir = Path(raw_dir), Path(decoded_dir)
+    raw = manifest_table(raw_dir)
+    tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
+    expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels)
+    with staged_dir(out_dir) as out:
+        results = run_suites(tables, expectations, out / "docs")
+        doc = {"success": all(r.success for r in results.values()),
+               "suites": {name: r.to_json_dict() for name, r in results.items()}}
+        (out / "result.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+    failures: List[str] = [_describe(name, r) for name, vr in results.items() for r in vr.results if not r.success]
+    metrics = {"success": not failures, "expectations": sum(len(v) for v in expectations.values()),
+               "failed": len(failures), "images": len(tables["images"]),
+               "rows": {name: len(df) for name, df in tables.items()}}
+    if failures:
+        raise ValidationError(f"{len(failures)} expectation(s) failed (details in {Path(out_dir) / 'result.json'}, "
+                              f"{Path(out_dir) / 'docs' / 'index.html'}):\n  " + "\n  ".join(failures), metrics)
+    return metrics

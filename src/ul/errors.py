@@ -1,0 +1,5 @@
+"""Errors that stage entry points turn into one readable line (kept free of heavy imports)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the run stopped before the optimizer step, checkpoints intact."""

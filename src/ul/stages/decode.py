@@ -1,0 +1,30 @@
+"""Decode stage: turn the raw images into uint8 N×C×H×W shards per split with NVIDIA DALI.
+
+    python -m ul.stages.decode [--params params.yaml] [--raw data/raw] [--out data/decoded] [--metrics metrics/decode.json]
+
+Reads data.resolution, data.channels, data.resize_mode (pad: centre pad/crop, no resampling;
+resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|gpu,
+on_error fail|skip, threads, batch_size). A corrupt image stops the stage naming its path, or
+with decode.on_error=skip is left out and listed in <out>/skipped.json.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ul.data.decode import decode
+from ul.stages import _cli
+
+
+def main(argv=None) -> int:
+    p = _cli.parser("decode", __doc__)
+    p.add_argument("--raw", default="data/raw", help="fetched folder with manifest.csv (default: %(default)s)")
+    p.add_argument("--out", default="data/decoded", help="shard output folder (default: %(default)s)")
+    args = p.parse_args(argv)
+    return _cli.run(args, lambda cfg: decode(
+        Path(args.raw), Path(args.out), cfg.data.resolution, cfg.data.channels, cfg.data.resize_mode,
+        cfg.decode.device, cfg.decode.on_error, cfg.decode.threads, cfg.decode.batch_size))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Stage 1: train encoder, latent prior and decoder jointly (L = L_z + L_x).
+
+    python -m ul.stages.train_stage1 [--params params.yaml] [--data data/decoded] [--out models/stage1]
+    torchrun --nproc_per_node=N -m ul.stages.train_stage1     (data parallel; rank 0 writes)
+
+Reads seed, data.*, noise.*, ul.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
+(atomic, every stage1.ckpt_every steps: a killed run resumes from it when re-run with the same
+parameters and data) and <out>/model.pt (EMA weights + config), the training curve
+metrics/stage1_train.tsv and the summary metrics/train_stage1.json.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ul import export
+from ul.images import from_uint8
+from ul.model import UnifiedLatents
+from ul.shards import ShardReader
+from ul.stages import _cli
+from ul.train import train
+
+KEYS = ("seed", "data", "noise", "ul", "encoder", "prior", "decoder", "stage1")
+
+
+def main(argv=None) -> int:
+    p = _cli.parser("train_stage1", __doc__)
+    p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
+    p.add_argument("--out", default="models/stage1", help="checkpoint and model folder (default: %(default)s)")
+    p.add_argument("--log", default="metrics/stage1_train.tsv", help="training curve (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    def body(cfg):
+        images = ShardReader(Path(args.data) / "train")
+        model = UnifiedLatents(cfg)
+        t0 = time.time()
+        ema = train(model, lambda idx: from_uint8(images[idx]), len(images), cfg.stage1, args.out,
+                    _cli.run_identity(cfg, KEYS, images), cfg.seed, args.log, desc="stage1")
+        export.save(ema, cfg, Path(args.out) / export.MODEL)
+        return {"steps": cfg.stage1.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
+                "params_encoder": _cli.count(ema.encoder), "params_prior": _cli.count(ema.prior),
+                "params_decoder": _cli.count(ema.decoder)}
+
+    return _cli.run(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Stage 2: train the base diffusion model on the frozen, cached latents (sigmoid-weighted, λ ≤ λ(0)).
+
+    python -m ul.stages.train_stage2 [--params params.yaml] [--latents data/latents] [--out models/stage2]
+    torchrun --nproc_per_node=N -m ul.stages.train_stage2
+
+Reads seed, noise.*, base.*, stage2.* (and the shapes of data/encoder). Writes <out>/ckpt.pt
+(resumable), <out>/model.pt (EMA), metrics/stage2_train.tsv and metrics/train_stage2.json.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ul import export, latent_cache
+from ul.model import BaseModel
+from ul.stages import _cli
+from ul.train import train
+
+KEYS = ("seed", "data", "noise", "encoder", "base", "stage2")
+
+
+def main(argv=None) -> int:
+    p = _cli.parser("train_stage2", __doc__)
+    p.add_argument("--latents", default="data/latents", help="latent cache (default: %(default)s)")
+    p.add_argument("--out", default="models/stage2", help="checkpoint and model folder (default: %(default)s)")
+    p.add_argument("--log", default="metrics/stage2_train.tsv", help="training curve (default: %(default)s)")
+    args = p.parse_args(argv)
+
+    def body(cfg):
+        latents = latent_cache.read(Path(args.latents) / "train")
+        model = BaseModel(cfg)
+        t0 = time.time()
+        ema = train(model, lambda idx: torch.from_numpy(latents[idx]), len(latents), cfg.stage2, args.out,
+                    _cli.run_identity(cfg, KEYS, latents), cfg.seed, args.log, desc="stage2")
+        export.save(ema, cfg, Path(args.out) / export.MODEL)
+        return {"steps": cfg.stage2.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
+                "params_base": _cli.count(ema), "parameterisation": BaseModel.parameterisation}
+
+    return _cli.run(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

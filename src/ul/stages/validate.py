@@ -1,0 +1,29 @@
+"""Validate stage: a Great Expectations suite over the manifest, split counts and decoded pixels.
+
+    python -m ul.stages.validate [--params params.yaml] [--raw data/raw] [--decoded data/decoded] [--out data/validation] [--metrics metrics/validate.json]
+
+Reads data.resolution and data.channels. Writes <out>/result.json and HTML Data Docs in
+<out>/docs/index.html, also when an expectation fails; then prints `error: ...` naming each
+failed expectation with a few failing rows and exits with status 1.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ul.data.validate import validate
+from ul.stages import _cli
+
+
+def main(argv=None) -> int:
+    p = _cli.parser("validate", __doc__)
+    p.add_argument("--raw", default="data/raw", help="fetched folder with manifest.csv (default: %(default)s)")
+    p.add_argument("--decoded", default="data/decoded", help="decoded shard folder (default: %(default)s)")
+    p.add_argument("--out", default="data/validation", help="results and Data Docs folder (default: %(default)s)")
+    args = p.parse_args(argv)
+    return _cli.run(args, lambda cfg: validate(Path(args.raw), Path(args.decoded), Path(args.out),
+                                               cfg.data.resolution, cfg.data.channels))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

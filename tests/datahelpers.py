@@ -1,0 +1,132 @@
+"""Builders shared by the data tests: images, folders, archives and a loopback HTTP server."""
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import tarfile
+import threading
+import zipfile
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def noise(seed: int, h: int = 20, w: int = 24, c: Optional[int] = None) -> np.ndarray:
+    """A textured image whose mean stays well inside [1, 254] (passes validation)."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if c is None else (h, w, c)
+    return rng.integers(30, 220, shape, dtype=np.uint8)
+
+
+def write_folder(root: Path, files: Dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+def class_folder(root: Path, per_class: int = 12, classes=("cat", "dog")) -> Path:
+    """`root/<class>/<k>.png|jpg`: no split folders, so the split comes from the content hash."""
+    files = {}
+    for ci, name in enumerate(classes):
+        for k in range(per_class):
+            arr = noise(100 * ci + k)
+            files[f"{name}/{k:03d}." + ("jpg" if k % 3 == 0 else "png")] = jpeg(arr) if k % 3 == 0 else png(arr)
+    return write_folder(root, files)
+
+
+def tree_hashes(root: Path) -> Dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def corrupt_idat(data: bytes) -> bytes:
+    """Break a PNG's compressed stream but keep every chunk CRC valid (passes Pillow's verify())."""
+    out, pos = bytearray(data[:8]), 8
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if kind == b"IDAT":
+            body = b"\x00\x00" + body[2:]
+        out += struct.pack(">I", n) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        pos += 12 + n
+    return bytes(out)
+
+
+def tar_gz(entries: Dict[str, bytes], links: Dict[str, str] = {}) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+def zip_bytes(entries: Dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return buf.getvalue()
+
+
+class Server:
+    """An HTTP server on 127.0.0.1 serving `routes[path] = (body, announced_length or None)`.
+
+    An announced length larger than the body imitates a connection cut mid-download.
+    """
+
+    def __init__(self):
+        self.routes: Dict[str, Tuple[bytes, Optional[int]]] = {}
+        self.auth: list = []  # the Authorization header of each request
+        routes, auth = self.routes, self.auth
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                auth.append(self.headers.get("Authorization"))
+                if self.path not in routes:
+                    self.send_error(404, "Not Found")
+                    return
+                body, length = routes[self.path]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,95 @@
+"""The typed config: presets compose, bad values fail early and name key and value."""
+import warnings
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from conftest import ROOT, preset_config
+from ul.config import Config, ConfigError, from_dict, load, to_dict
+from ul.conf import compose_params
+from ul.model import BaseModel, UnifiedLatents
+
+
+def _keys(d, prefix=""):
+    out = set()
+    for k, v in d.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _keys(v, prefix + k + ".")
+    return out
+
+
+def test_conf_lists_every_schema_key():
+    """DVC checks declared params against params.yaml: conf/config.yaml must hold every key."""
+    raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/config.yaml"))
+    raw.pop("defaults")
+    assert _keys(raw) | {"preset"} == _keys(to_dict(Config()))
+
+
+def test_committed_params_are_the_default_composition():
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose_params(ROOT / "conf")
+
+
+@pytest.mark.parametrize("preset", ["ci", "cpu", "gpu"])
+def test_presets_compose_and_validate(preset):
+    d = compose_params(ROOT / "conf", [f"preset={preset}"])
+    assert d["preset"] == preset
+    assert from_dict(d).preset == preset
+
+
+def test_integer_logsnr_is_accepted_as_float():
+    cfg = preset_config("ci", **{"noise.logsnr": 5})
+    assert isinstance(cfg.noise.logsnr, float) and cfg.noise.logsnr == 5.0
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("noise.logsnr", "high", "noise.logsnr"),
+    ("noise.logsnr", "inf", "noise.logsnr='?inf'?: must be a finite number"),
+    ("noise.logsnr", "nan", "noise.logsnr"),
+    ("stage1.steps", "0", "stage1.steps=0: must be > 0"),
+    ("stage2.steps", "-5", "stage2.steps=-5"),
+    ("ul.loss_factor", "0", "ul.loss_factor=0.0: must be > 0"),
+    ("ul.loss_factor", "-1.5", "ul.loss_factor=-1.5"),
+    ("noise.logsnr_min", "6", "noise.logsnr_min=6.0: must be < noise.logsnr"),
+    ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, gpu"),
+    ("data.resolution", "30", "divisible"),
+    ("nosuch.key", "1", "nosuch"),
+    ("noise.typo", "1", "typo"),
+])
+def test_bad_values_fail_naming_key_and_value(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        preset_config("ci", **{key: value})
+
+
+def test_loss_factor_at_most_one_warns_of_collapse():
+    with pytest.warns(UserWarning, match="posterior collapse"):
+        preset_config("ci", **{"ul.loss_factor": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        preset_config("ci", **{"ul.loss_factor": 1.3})
+
+
+def test_load_names_missing_file_and_applies_overrides(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(ROOT / "conf", ["preset=ci"])))
+    assert load(tmp_path / "params.yaml", ["noise.logsnr=3"]).noise.logsnr == 3.0
+
+
+def test_gpu_preset_builds_and_steps_at_batch_one():
+    """The paper's shapes: ResNet encoder with 2×2 patching, UViT decoder, ViT prior, 2-stage base."""
+    cfg = preset_config("gpu")
+    torch.manual_seed(0)
+    ul = UnifiedLatents(cfg)
+    assert ul.z_shape == (32, 16, 16)  # 256² input, 16× down-sampling, 32 channels
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    terms = ul(x, ul.draw_noise(1, torch.Generator().manual_seed(0)))
+    terms["loss"].mean().backward()
+    assert torch.isfinite(terms["loss"]).all()
+    assert ul.encoder.net[0].weight.grad is not None and ul.decoder.net.transformer[0].qkv.weight.grad is not None
+    base = BaseModel(cfg)
+    out = base(torch.randn(1, *ul.z_shape), base.draw_noise(1, torch.Generator().manual_seed(0)))
+    out["loss"].mean().backward()
+    assert base.denoiser.net.transformer is not None and torch.isfinite(out["loss"]).all()

@@ -1,0 +1,101 @@
+"""validate(): the GX suite passes on good data and fails readably on planted faults; the stage CLIs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datahelpers import class_folder, png, write_folder
+from ul.data.decode import decode
+from ul.data.sources import fetch
+from ul.data.validate import ValidationError, validate
+
+pytest.importorskip("great_expectations")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pipeline(src: Path, tmp: Path, **decode_opts):
+    fetch(f"file://{src}", tmp / "raw")
+    decode(tmp / "raw", tmp / "dec", 32, 1, device="cpu", **decode_opts)
+    return tmp / "raw", tmp / "dec"
+
+
+def test_good_data_passes_and_writes_docs(tmp_path):
+    raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
+    m = validate(raw, dec, tmp_path / "val", 32, 1)
+    assert m["success"] and m["failed"] == 0 and m["images"] == 24 and m["rows"]["manifest"] == 24
+    result = json.loads((tmp_path / "val" / "result.json").read_text())
+    assert result["success"] and set(result["suites"]) == {"manifest", "counts", "images"}
+    assert (tmp_path / "val" / "docs" / "index.html").exists()
+    assert len(list((tmp_path / "val" / "docs" / "validations").rglob("*.html"))) == 3
+
+
+def test_duplicate_and_blank_images_fail_by_name(tmp_path):
+    src = class_folder(tmp_path / "src")
+    (src / "dog" / "copy.png").write_bytes((src / "cat" / "001.png").read_bytes())  # same bytes twice
+    (src / "dog" / "blank.png").write_bytes(png(np.zeros((20, 24), np.uint8)))
+    raw, dec = _pipeline(src, tmp_path)
+    with pytest.raises(ValidationError) as err:
+        validate(raw, dec, tmp_path / "val", 32, 1)
+    msg = str(err.value)
+    assert "3 expectation(s) failed" in msg
+    assert "expect_column_values_to_be_unique(column='sha256'): 2 of 26 rows fail" in msg
+    assert "cat/001.png" in msg and "dog/copy.png" in msg
+    assert "expect_column_values_to_be_between(column='std'" in msg and "'std': 0.0, 'path': 'train/dog/blank.png'" in msg
+    assert "expect_column_values_to_be_between(column='mean', min_value=1.0, max_value=254.0): 1 of 26" in msg
+    result = json.loads((tmp_path / "val" / "result.json").read_text())  # written before the raise
+    assert result["success"] is False and not result["suites"]["manifest"]["success"]
+    assert (tmp_path / "val" / "docs" / "index.html").exists() and err.value.metrics["failed"] == 3
+
+
+def test_wrong_size_and_missing_rows_fail(tmp_path):
+    raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
+    with pytest.raises(ValidationError, match=r"expect_column_values_to_be_in_set\(column='height', "
+                                              r"value_set=\[28\]\): 24 of 24 rows fail") as err:
+        validate(raw, dec, tmp_path / "val", 28, 1)
+    assert "column='width'" in str(err.value) and "column='channels'" not in str(err.value)
+    with (raw / "manifest.csv").open("a") as f:  # a row the decoder never saw, with a bad label
+        f.write(f"train/cat/999.png,train,cat,{'a' * 64},10\n")
+    with pytest.raises(ValidationError, match=r"expect_column_pair_values_to_be_equal\(column_A='decoded', "
+                                              r"column_B='expected_decoded'\).*'split': 'train'") as err:
+        validate(raw, dec, tmp_path / "val", 32, 1)
+    assert "column='label', value_set=[0, 1]): 1 of 25 rows fail, e.g. [{'label': 'cat', 'path': 'train/cat/999.png'}]" \
+        in str(err.value)
+    assert "column_B='file_sha256'" in str(err.value)  # the file is missing on disk
+
+
+def _stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), GX_ANALYTICS_ENABLED="false")
+    return subprocess.run([sys.executable, "-m", f"ul.stages.{name}", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_stages_run_in_order_and_fail_cleanly(tmp_path):
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  source: builtin:fashion-mnist\n  max_train: 30\n  max_test: 10\n"
+        "decode:\n  device: cpu\n  batch_size: 16\n")
+    for name in ("fetch", "decode", "validate"):
+        proc = _stage(name, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    metrics = {n: json.loads((tmp_path / "metrics" / f"{n}.json").read_text()) for n in ("fetch", "decode", "validate")}
+    assert metrics["fetch"]["images"] == {"train": 30, "test": 10}
+    assert metrics["decode"]["images"] == {"train": 30, "test": 10} and metrics["decode"]["backend"] == "dali"
+    assert metrics["validate"]["success"] is True
+    assert (tmp_path / "data" / "validation" / "docs" / "index.html").exists()
+
+    first = sorted((tmp_path / "data" / "raw").rglob("*.png"))[0]
+    first.write_bytes(first.read_bytes()[:40])
+    proc = _stage("decode", tmp_path)
+    assert proc.returncode == 1 and "error: 1 unreadable image(s)" in proc.stderr
+    assert first.relative_to(tmp_path / "data" / "raw").as_posix() in proc.stderr and "Traceback" not in proc.stderr
+    proc = _stage("validate", tmp_path, "--decoded", "data/absent", "--metrics", "metrics/bad.json")
+    assert proc.returncode == 1 and "error: " in proc.stderr and "column_A='decoded'" in proc.stderr
+    assert json.loads((tmp_path / "metrics" / "bad.json").read_text())["success"] is False
+    proc = _stage("fetch", tmp_path, "--params", "absent.yaml")
+    assert proc.returncode == 1 and "parameter file not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert "python -m ul.stages.validate" in _stage("validate", tmp_path, "--help").stdout
