@@ -46,3 +46,4 @@ lock:
 	python3 -m venv /tmp/ul-lock && /tmp/ul-lock/bin/pip install -q -r requirements.in && \
 	{ echo "# Generated from requirements.in by 'make lock'. Install with plain pip."; \
 	  /tmp/ul-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	@echo "review requirements.lock: packages of requirements-nodeps.txt must not appear in it"
