@@ -13,6 +13,8 @@ expectation with a few failing rows.
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 import os
 import shutil
 import tempfile
@@ -21,6 +23,7 @@ from typing import Dict, List
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ul.data import DataError, manifest
 from ul.data.atomic import staged_dir
@@ -66,7 +69,18 @@ def manifest_table(raw_dir: Path) -> pd.DataFrame:
     df["label"] = pd.Series([_int_or_text(v) for v in df["label"]], index=df.index, dtype=object)
     df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
     df["file_sha256"] = [_file_sha(raw_dir / p) for p in df["path"]]
+    sizes = [_size(raw_dir / p) for p in df["path"]]
+    df["width"], df["height"] = [w for w, _ in sizes], [h for _, h in sizes]
     return df
+
+
+def _size(path: Path) -> tuple:
+    """(width, height) from the image header (no pixel decode); (0, 0) when unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # unreadable files are decode's to name; here they only fail the size check
+        return (0, 0)
 
 
 def _reader(folder: Path):
@@ -115,9 +129,18 @@ def image_table(decoded_dir: Path, elements: int = 1 << 22) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
-def suites(n_classes: int, resolution: int, channels: int) -> Dict[str, list]:
-    """The expectations of each table (GX 1.x classes), keyed by table name."""
+def suites(n_classes: int, resolution: int, channels: int, resize_mode: str = "pad") -> Dict[str, list]:
+    """The expectations of each table (GX 1.x classes), keyed by table name.
+
+    Source sizes: with resize_mode=pad an image larger than the resolution would be silently
+    cropped, so width and height must be <= resolution; with resize it must not be up-sampled by
+    more than 2x (min side >= resolution/2)."""
     import great_expectations.expectations as gxe
+
+    if resize_mode == "pad":
+        size = [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1, max_value=resolution) for c in ("width", "height")]
+    else:
+        size = [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=max(1, resolution // 2)) for c in ("width", "height")]
 
     labels = (gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(n_classes))) if n_classes
               else gxe.ExpectColumnValuesToBeNull(column="label"))
@@ -131,6 +154,7 @@ def suites(n_classes: int, resolution: int, channels: int) -> Dict[str, list]:
             gxe.ExpectColumnValuesToMatchRegex(column="sha256", regex=r"^[0-9a-f]{64}$"),
             gxe.ExpectColumnPairValuesToBeEqual(column_A="sha256", column_B="file_sha256"),
             gxe.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
+            *size,
             labels,
         ],
         "counts": [
@@ -152,6 +176,20 @@ def suites(n_classes: int, resolution: int, channels: int) -> Dict[str, list]:
     }
 
 
+# A fixed run identity and no build stamps make result.json and the Data Docs byte-for-byte
+# reproducible, so the validate stage has the same DVC hash on every machine.
+VOLATILE = re.compile(r"\?d=\d{8}T[\d.]+Z&(amp;)?dataContextId=[0-9a-f-]+")
+STAMP, RUN_TIME = re.compile(r"\d{8}T\d{6}\.\d{6}Z"), "20000101T000000.000000Z"  # validation time → the fixed run time
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _stable(text: str) -> str:
+    """Drop GX's per-build stamps and times; number its random ids (uuid4) in order of appearance."""
+    ids: Dict[str, str] = {}
+    text = STAMP.sub(RUN_TIME, VOLATILE.sub("", text))
+    return UUID.sub(lambda m: ids.setdefault(m.group(0), f"id{len(ids)}"), text)
+
+
 INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path"}
 
 
@@ -159,7 +197,10 @@ def run_suites(tables: Dict[str, pd.DataFrame], expectations: Dict[str, list], d
     """Run one checkpoint per table in a temporary File context; copy the Data Docs to `docs_dir`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    run_id = RunIdentifier(run_name="ul-validate", run_time=datetime(2000, 1, 1, tzinfo=timezone.utc))
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="ul-gx-") as root:
@@ -174,11 +215,13 @@ def run_suites(tables: Dict[str, pd.DataFrame], expectations: Dict[str, list], d
                 name=name, validation_definitions=[vd],
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20,
                                "unexpected_index_column_names": [INDEX_COLUMN[name]]}))
-            run = checkpoint.run(batch_parameters={"dataframe": df})
+            run = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
             (results[name],) = run.run_results.values()
         ctx.build_data_docs()
         site = Path(root) / "gx" / "uncommitted" / "data_docs" / "local_site"
         shutil.copytree(site, docs_dir)
+    for html in docs_dir.rglob("*.html"):
+        html.write_text(_stable(html.read_text(encoding="utf-8")), encoding="utf-8")
     return results
 
 
@@ -210,7 +253,8 @@ def _describe(table: str, r) -> str:
     return f"{table}: {cfg.type}({kwargs}): {detail}"
 
 
-def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int) -> dict:
+def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int,
+             resize_mode: str = "pad") -> dict:
     """Validate fetched + decoded data; write `out_dir/result.json` and `out_dir/docs/`.
 
     Returns metrics; raises ValidationError (after writing) naming each failed expectation.
@@ -218,12 +262,12 @@ def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, c
     raw_dir, decoded_dir = Path(raw_dir), Path(decoded_dir)
     raw = manifest_table(raw_dir)
     tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
-    expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels)
+    expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels, resize_mode)
     with staged_dir(out_dir) as out:
         results = run_suites(tables, expectations, out / "docs")
         doc = {"success": all(r.success for r in results.values()),
                "suites": {name: r.to_json_dict() for name, r in results.items()}}
-        (out / "result.json").write_text(json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8")
+        (out / "result.json").write_text(_stable(json.dumps(doc, indent=1, default=str)) + "\n", encoding="utf-8")
     failures: List[str] = [_describe(name, r) for name, vr in results.items() for r in vr.results if not r.success]
     metrics = {"success": not failures, "expectations": sum(len(v) for v in expectations.values()),
                "failed": len(failures), "images": len(tables["images"]),

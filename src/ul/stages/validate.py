@@ -2,7 +2,8 @@
 
     python -m ul.stages.validate [--params params.yaml] [--raw data/raw] [--decoded data/decoded] [--out data/validation] [--metrics metrics/validate.json]
 
-Reads data.resolution and data.channels. Writes <out>/result.json and HTML Data Docs in
+Reads data.resolution, data.channels and data.resize_mode (pad: sources must not exceed the
+resolution; resize: not be up-sampled more than 2x). Writes <out>/result.json and HTML Data Docs in
 <out>/docs/index.html, also when an expectation fails; then prints `error: ...` naming each
 failed expectation with a few failing rows and exits with status 1.
 """
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="data/validation", help="results and Data Docs folder (default: %(default)s)")
     args = p.parse_args(argv)
     return _cli.run(args, lambda cfg: validate(Path(args.raw), Path(args.decoded), Path(args.out),
-                                               cfg.data.resolution, cfg.data.channels))
+                                               cfg.data.resolution, cfg.data.channels, cfg.data.resize_mode))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""A throw-away copy of this project (the working tree's tracked and untracked, not ignored, files)
+as a fresh git + DVC repository, for tests that run real `dvc` commands."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def env(**extra) -> dict:
+    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
+             GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+             GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    e.update(extra)
+    return e
+
+
+def sh(args, cwd, check=True, timeout=900, **extra_env) -> subprocess.CompletedProcess:
+    r = subprocess.run(args, cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+    return r
+
+
+def copy_project(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    sh(["git", "init", "-q", "-b", "main"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def ran_stages(output: str) -> set[str]:
+    """Stages DVC actually executed, from its log ('Running stage ...')."""
+    import re
+
+    return set(re.findall(r"Running stage '([^']+)'", output))

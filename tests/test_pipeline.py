@@ -1,0 +1,126 @@
+"""The DVC pipeline end to end, with real `dvc` commands in a temporary git + DVC repository."""
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project import ROOT, copy_project, ran_stages, sh
+
+ALL = {"fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"}
+DATA = {"fetch", "decode", "validate"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ci_project(tmp_path_factory):
+    """The ci preset run once by `dvc exp run -S preset=ci` (all 7 stages)."""
+    proj = copy_project(tmp_path_factory.mktemp("proj"))
+    r = sh(["dvc", "exp", "run", "-S", "preset=ci"], proj)
+    assert ran_stages(r.stdout + r.stderr) == ALL, r.stdout[-3000:]
+    return proj
+
+
+def test_ci_preset_runs_all_stages_and_then_none(ci_project):
+    metrics = json.loads((ci_project / "eval/metrics.json").read_text())
+    for key in ("psnr_db", "rfid", "gfid", "fid_num_samples", "latent_bits_per_image", "latent_bits_per_dim", "latent_bits_per_pixel"):
+        assert key in metrics and metrics[key] == metrics[key], key
+    for png in ("samples.png", "reconstructions.png"):
+        assert (ci_project / "eval" / png).stat().st_size > 100
+    again = sh(["dvc", "exp", "run", "-S", "preset=ci"], ci_project)
+    assert ran_stages(again.stdout + again.stderr) == set(), again.stdout[-2000:]
+    shown = sh(["dvc", "metrics", "show", "--json"], ci_project).stdout
+    assert "psnr_db" in shown and "latent_bits_per_pixel" in shown
+
+
+@pytest.mark.parametrize("logsnr", ["3", "10"])
+def test_logsnr_change_reruns_training_onwards_never_data(ci_project, logsnr):
+    r = sh(["dvc", "exp", "run", "-S", "preset=ci", "-S", f"noise.logsnr={logsnr}"], ci_project)
+    ran = ran_stages(r.stdout + r.stderr)
+    assert ran == ALL - DATA, r.stdout[-3000:]
+    assert yaml.safe_load((ci_project / "params.yaml").read_text())["noise"]["logsnr"] == float(logsnr)
+
+
+def test_training_curves_are_dvc_plots(ci_project):
+    out = sh(["dvc", "plots", "show", "--json"], ci_project).stdout
+    assert "stage1_train.tsv" in out and "samples.png" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
+    from moto.server import ThreadedMotoServer
+    import boto3
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", **{k.lower(): v for k, v in creds.items() if k != "AWS_DEFAULT_REGION"},
+                     region_name="us-east-1").create_bucket(Bucket="ul")
+        sh(["dvc", "remote", "add", "-f", "-d", "store", "s3://ul/dvc"], ci_project)
+        sh(["dvc", "remote", "modify", "store", "endpointurl", f"http://127.0.0.1:{port}"], ci_project)
+        sh(["git", "add", "-A"], ci_project)
+        sh(["git", "commit", "-qm", "run"], ci_project)
+        sh(["dvc", "push"], ci_project, **creds)
+        clone = tmp_path / "clone"
+        sh(["git", "clone", "-q", str(ci_project), str(clone)], tmp_path)
+        sh(["dvc", "pull"], clone, **creds)
+        for rel in ("data/decoded/train/index.json", "models/stage1/model.pt", "models/stage2/model.pt", "data/latents/train/index.json", "eval/samples.png"):
+            assert (clone / rel).read_bytes() == (ci_project / rel).read_bytes(), rel
+        status = sh(["dvc", "status"], clone).stdout
+        assert "changed" not in status, status
+    finally:
+        server.stop()
+    # the server is gone: a clear error, and the local cache is untouched
+    r = sh(["dvc", "push", "-v"], ci_project, check=False, timeout=300, **creds)
+    assert r.returncode != 0
+    assert "127.0.0.1" in (r.stdout + r.stderr) or "connect" in (r.stdout + r.stderr).lower()
+    assert sh(["dvc", "status"], ci_project).stdout.strip().endswith("up to date.") or "changed" not in sh(["dvc", "status"], ci_project).stdout
+
+
+def _image_folder(tmp_path: Path, n=24) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for split in ("train", "test"):
+        for i in range(n if split == "train" else 8):
+            p = root / split / f"c{i % 2}" / f"{i:03d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(20, 230, (32, 32), dtype=np.uint8)).save(p)
+    return root
+
+
+def test_corrupt_image_stops_at_decode_or_is_listed(ci_project, tmp_path):
+    root = _image_folder(tmp_path)
+    bad = root / "train/c0/bad.png"
+    good = (root / "train/c0/000.png").read_bytes()
+    bad.write_bytes(good[: len(good) // 2])
+    src = ["-S", "preset=ci", "-S", f"data.source=file://{root}"]
+    r = sh(["dvc", "exp", "run", "validate", *src], ci_project, check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "bad.png" in out, out[-3000:]
+    assert "validate" not in ran_stages(out)
+    r = sh(["dvc", "exp", "run", "validate", *src, "-S", "decode.on_error=skip"], ci_project)
+    skipped = json.loads((ci_project / "data/decoded/skipped.json").read_text())
+    assert any("bad.png" in json.dumps(s) for s in skipped)
+    assert json.loads((ci_project / "metrics/decode.json").read_text())["skipped"] == 1
+
+
+def test_duplicate_image_fails_validate_readably(ci_project, tmp_path):
+    root = _image_folder(tmp_path)
+    (root / "train/c1/dup.png").write_bytes((root / "train/c0/000.png").read_bytes())
+    r = sh(["dvc", "exp", "run", "validate", "-S", "preset=ci", "-S", f"data.source=file://{root}"], ci_project, check=False)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "unique" in out.lower() and "dup.png" in out, out[-3000:]
+    assert (ci_project / "data/validation/result.json").exists() or "validation" in out
