@@ -64,8 +64,8 @@ def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
     creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     try:
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", **{k.lower(): v for k, v in creds.items() if k != "AWS_DEFAULT_REGION"},
-                     region_name="us-east-1").create_bucket(Bucket="ul")
-        sh(["dvc", "remote", "add", "-f", "-d", "store", "s3://ul/dvc"], ci_project)
+                     region_name="us-east-1").create_bucket(Bucket="ul-dvc")
+        sh(["dvc", "remote", "add", "-f", "-d", "store", "s3://ul-dvc/dvc"], ci_project)
         sh(["dvc", "remote", "modify", "store", "endpointurl", f"http://127.0.0.1:{port}"], ci_project)
         sh(["git", "add", "-A"], ci_project)
         sh(["git", "commit", "-qm", "run"], ci_project)

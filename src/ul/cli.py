@@ -4,6 +4,10 @@ does, for `dvc repro` and plain runs.
 
     ul --help                      ul <stage> --help
     ul params [-o params.yaml] [overrides...]     e.g. ul params preset=ci noise.logsnr=3
+    ul data pin lakefs://repo/<branch>/path       write data.source = lakefs://repo/<commit>/path
+    ul release lakefs://repo/<branch>/path        upload models + model card to lakeFS, commit
+lakeFS endpoint and keys come from LAKEFS_HOST, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY
+(and LAKEFS_ENDPOINT for the S3 gateway when it differs), never from params.
 """
 from __future__ import annotations
 
@@ -32,6 +36,49 @@ def _params(argv) -> int:
     return 0
 
 
+def _data(argv) -> int:
+    p = argparse.ArgumentParser(prog="ul data", description="Data commands.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pin = sub.add_parser("pin", help="resolve a lakeFS branch to its commit and write it into data.source",
+                         description="Resolve lakefs://repo/<ref>/path to the ref's current commit through the lakeFS "
+                                     "API and write lakefs://repo/<commit>/path as data.source into the Hydra config "
+                                     "and params.yaml, so the fetch stage's DVC hash names immutable data.")
+    pin.add_argument("url", help="lakefs://repo/<branch or ref>/path")
+    pin.add_argument("--conf", default="conf/config.yaml", help="Hydra config to update (default: %(default)s)")
+    pin.add_argument("--params", default="params.yaml", help="params file to update (default: %(default)s)")
+    args = p.parse_args(argv)
+    from ul.storage import StorageError, lakefs
+
+    try:
+        pinned = lakefs.pin(args.url, Path(args.conf), Path(args.params))
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"data.source = {pinned}  (written to {args.conf} and {args.params})")
+    return 0
+
+
+def _release(argv) -> int:
+    from ul.storage import release
+
+    p = argparse.ArgumentParser(prog="ul release", description=release.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", help="lakefs://repo/<branch>[/path] to upload under")
+    p.add_argument("--source-ref", default="main", help="branch the target branch is created from if missing (default: %(default)s)")
+    p.add_argument("--message", "-m", help="commit message")
+    p.add_argument("--root", default=".", help="pipeline work tree with models/, eval/, params.yaml, dvc.lock (default: %(default)s)")
+    args = p.parse_args(argv)
+    from ul.storage import StorageError
+
+    try:
+        out = release.release(args.target, args.root, args.source_ref, args.message)
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"released {len(out['files'])} files as lakeFS commit {out['commit']}: {out['url']}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {s.replace("_", "-"): s for s in STAGES}
@@ -42,6 +89,10 @@ def main(argv=None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "params":
         return _params(rest)
+    if cmd == "data":
+        return _data(rest)
+    if cmd == "release":
+        return _release(rest)
     if cmd in commands or cmd in STAGES:
         stage = commands.get(cmd, cmd)
         return importlib.import_module(f"ul.stages.{stage}").main(rest)

@@ -1,0 +1,169 @@
+"""What the flows share: run a command with its output streamed line by line to the Prefect log,
+read DVC's verdict on each stage, and tell transient failures (remote or network I/O, a held lock:
+worth a retry with back-off) from the rest (a corrupt image: retrying cannot help)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DVC = (sys.executable, "-m", "dvc")
+UL = (sys.executable, "-m", "ul.cli")
+
+# Output that means "the network or a remote failed", not "the stage is wrong".
+TRANSIENT = re.compile(
+    r"could not connect|cannot reach|connection (?:refused|reset|aborted|closed)|timed? ?out\b|"
+    r"temporary failure|name or service not known|name resolution|network is unreachable|"
+    r"service unavailable|too many requests|slow ?down|throttl|max retries exceeded|"
+    r"remote end closed|broken pipe|\b50[234]\b|unable to acquire lock|EndpointConnectionError",
+    re.IGNORECASE)
+VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
+    ("ran", re.compile(r"Running stage '([^']+)'")),
+    ("restored from run cache", re.compile(r"Stage '([^']+)' is cached - skipping run")),
+    ("up to date", re.compile(r"Stage '([^']+)' didn't change, skipping")),
+)
+
+
+class CommandFailed(RuntimeError):
+    """A command exited non-zero; the message carries its error lines (what the run's log shows)."""
+
+    transient = False
+
+    def __init__(self, what: str, returncode: int, output: str):
+        self.what, self.returncode, self.output = what, returncode, output
+        lines = [ln for ln in output.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if re.match(r"\s*(error|ERROR)\b", ln)] or lines[-5:]
+        super().__init__(f"{what} failed (exit {returncode}): " + " | ".join(errors[-6:]))
+
+
+class TransientFailure(CommandFailed):
+    """A command failed on network or remote I/O (or a lock held by another run): retried."""
+
+    transient = True
+
+
+class CommandTimeout(CommandFailed):
+    """A command ran past its time limit and was stopped (its whole process group)."""
+
+    def __init__(self, what: str, timeout_s: float, output: str):
+        RuntimeError.__init__(self, f"{what} ran past its {timeout_s:g} s limit and was stopped")
+        self.what, self.returncode, self.output = what, None, output
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry only TransientFailure."""
+    try:
+        state.result()
+    except TransientFailure:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def subprocess_env() -> dict:
+    """The environment for DVC and stage commands: this interpreter's bin first on PATH (DVC's stage
+    commands say `python`), analytics off."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout_s: Optional[float] = None,
+        log: Optional[Callable[[str], None]] = None, log_error: Optional[Callable[[str], None]] = None) -> str:
+    """Run `cmd` in `cwd`, stream each output line (stdout and stderr, with tqdm's \\r updates split)
+    to `log` as it comes, and return the whole output. Raises TransientFailure, CommandFailed or
+    CommandTimeout; on timeout the command's whole process group is stopped."""
+    what = what or " ".join(str(c) for c in cmd[2:] if c) or str(cmd[0])
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
+                            bufsize=1, start_new_session=True)
+    lines: list = []
+
+    def pump():
+        for line in proc.stdout:  # universal newlines: '\r' progress updates come as lines too
+            line = line.rstrip()
+            if not line:
+                continue
+            lines.append(line)
+            sink = log_error if (log_error and re.match(r"\s*(error|ERROR)\b", line)) else log
+            if sink:
+                sink(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc)
+        reader.join(5)
+        raise CommandTimeout(what, timeout_s, "\n".join(lines)) from None
+    except BaseException:  # the flow run is being cancelled: take the command down with it
+        _stop_group(proc)
+        raise
+    reader.join(30)
+    output = "\n".join(lines)
+    if proc.returncode != 0:
+        cls = TransientFailure if TRANSIENT.search("\n".join(lines[-30:])) else CommandFailed
+        raise cls(what, proc.returncode, output)
+    return output
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def verdicts(output: str) -> dict:
+    """{stage: verdict} for every stage DVC reported on in `output`."""
+    found: dict = {}
+    for verdict, pattern in reversed(VERDICTS):  # stronger verdicts overwrite weaker ones
+        for stage in pattern.findall(output):
+            found[stage] = verdict
+    return found
+
+
+def merge_verdicts(into: dict, new: dict) -> dict:
+    rank = {v: i for i, (v, _) in enumerate(VERDICTS)}
+    for stage, v in new.items():
+        if stage not in into or rank.get(v, 99) < rank.get(into[stage], 99):
+            into[stage] = v
+    return into
+
+
+def dvc_stages(repo: Path) -> list:
+    """Stage names of dvc.yaml, in file order."""
+    return list((yaml.safe_load((Path(repo) / "dvc.yaml").read_text()) or {}).get("stages", {}))
+
+
+def default_remote(repo: Path) -> Optional[str]:
+    """The DVC default remote's name, or None when none is configured."""
+    out = subprocess.run([*DVC, "remote", "default"], cwd=repo, env=subprocess_env(), capture_output=True, text=True)
+    name = out.stdout.strip()
+    return name if out.returncode == 0 and name else None
+
+
+def repo_dir(path: str) -> Path:
+    p = Path(path).expanduser().resolve()
+    if not (p / "dvc.yaml").is_file():
+        raise FileNotFoundError(f"{p}: no dvc.yaml here; set repo_dir to the pipeline's checkout")
+    return p

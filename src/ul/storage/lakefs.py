@@ -1,0 +1,200 @@
+"""lakeFS: resolve a branch (or any ref) to its immutable commit, pin `data.source` to it, and reach
+the S3 gateway for bytes.
+
+    ul data pin lakefs://repo/main/images     # data.source = lakefs://repo/<64-hex commit>/images
+
+Pinning is what makes the `fetch` stage reproducible: DVC hashes the params of a stage, so with a
+commit id in `data.source` the stage's hash names immutable data, and a new commit on the branch
+shows up as a changed param (re-run) instead of silently different bytes under the same name.
+
+The REST API is reached through the `lakefs` SDK at LAKEFS_HOST (e.g. http://lakefs:8000; the SDK
+adds /api/v1) with LAKEFS_ACCESS_KEY_ID / LAKEFS_SECRET_ACCESS_KEY. The S3 gateway (bucket =
+repository, key = `<ref>/<path>`) is at LAKEFS_ENDPOINT, or LAKEFS_HOST when that is unset.
+Neither is ever read from params, and neither the keys nor the URLs' user parts reach a message.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ul.storage import StorageError
+
+SCHEME = "lakefs://"
+HOST_ENV, KEY_ENV, SECRET_ENV, GATEWAY_ENV = "LAKEFS_HOST", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY", "LAKEFS_ENDPOINT"
+COMMIT_ID = re.compile(r"[0-9a-f]{64}")  # lakeFS commit ids are SHA-256 hex digests
+
+
+@dataclass(frozen=True)
+class LakeFSPath:
+    """`lakefs://<repo>/<ref>/<path>`: a path at a ref (branch, tag, commit or ref expression)."""
+
+    repo: str
+    ref: str
+    path: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> "LakeFSPath":
+        if not url.startswith(SCHEME):
+            raise StorageError(f"{url!r}: not a lakefs:// URL (lakefs://repo/ref/path)")
+        parts = url[len(SCHEME):].split("/", 2)
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise StorageError(f"{url!r}: malformed; expected lakefs://repo/ref[/path]")
+        return cls(parts[0], parts[1], parts[2].strip("/") if len(parts) == 3 else "")
+
+    def at(self, ref: str) -> "LakeFSPath":
+        return LakeFSPath(self.repo, ref, self.path)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(COMMIT_ID.fullmatch(self.ref))
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.repo}/{self.ref}" + (f"/{self.path}" if self.path else "")
+
+
+def _env(*names: str) -> list:
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        raise StorageError(f"set {', '.join(missing)} (lakeFS endpoint and keys come from the environment)")
+    return [os.environ[n] for n in names]
+
+
+def client():
+    """A `lakefs.Client` for LAKEFS_HOST with the LAKEFS_* keys (no ~/.lakectl.yaml, no LAKECTL_* fallback)."""
+    import lakefs
+
+    host, key, secret = _env(HOST_ENV, KEY_ENV, SECRET_ENV)
+    return lakefs.Client(host=host.rstrip("/"), username=key, password=secret)
+
+
+def _host() -> str:
+    """LAKEFS_HOST without any user:password@ part, for messages."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(os.environ.get(HOST_ENV, ""))
+    return f"{u.scheme}://{u.hostname}" + (f":{u.port}" if u.port else "") if u.hostname else "LAKEFS_HOST"
+
+
+def call(what: str, fn, *args, **kwargs):
+    """Run one SDK call; turn its exceptions into a StorageError that names `what` and the host only."""
+    from lakefs.exceptions import LakeFSException, NotAuthorizedException, NotFoundException
+    from lakefs_sdk.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as err:  # a raw SDK call: convert the way the `lakefs` wrappers do
+            from lakefs.exceptions import _STATUS_CODE_TO_EXCEPTION, ServerException
+
+            raise _STATUS_CODE_TO_EXCEPTION.get(err.status, ServerException)(err.status, err.reason) from None
+    except NotFoundException:
+        raise StorageError(f"{what}: not found at lakeFS {_host()}") from None
+    except NotAuthorizedException:
+        raise StorageError(f"{what}: lakeFS {_host()} refused the credentials "
+                           f"({KEY_ENV}/{SECRET_ENV})") from None
+    except LakeFSException as err:
+        status = getattr(err, "status_code", None) or getattr(err, "status", None)
+        raise StorageError(f"{what}: lakeFS {_host()} answered {status or type(err).__name__}: "
+                           f"{getattr(err, 'reason', '') or ''}".rstrip(": ")) from None
+    except HTTPError as err:  # connection refused, timeouts: the server is not there
+        raise StorageError(f"{what}: cannot reach lakeFS at {_host()} ({type(err).__name__})") from None
+
+
+def resolve(url: str | LakeFSPath, lakefs_client=None) -> str:
+    """The commit id that `url`'s ref points to now (a branch's head; a commit resolves to itself)."""
+    import lakefs
+
+    loc = url if isinstance(url, LakeFSPath) else LakeFSPath.parse(url)
+    cl = lakefs_client or client()
+    commit = call(f"lakefs://{loc.repo}/{loc.ref}", lambda: lakefs.Reference(loc.repo, loc.ref, client=cl).get_commit())
+    if not COMMIT_ID.fullmatch(commit.id or ""):
+        raise StorageError(f"lakefs://{loc.repo}/{loc.ref}: lakeFS answered commit id {commit.id!r}, "
+                           "which is not a 64-hex commit id")
+    return commit.id
+
+
+# ---- writing the pinned source into the config ---------------------------------------------------
+
+def _scalar_end(line: str, col: int) -> int:
+    """End column of the YAML scalar starting at `col` (quoted, or plain in block or flow context)."""
+    quote = line[col] if col < len(line) else ""
+    if quote in ("'", '"'):
+        i = col + 1
+        while i < len(line):
+            if line[i] == "\\" and quote == '"':
+                i += 2
+                continue
+            if line[i] == quote:
+                if quote == "'" and line[i + 1:i + 2] == "'":  # '' is an escaped quote
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        raise StorageError("multi-line quoted scalars are not supported here")
+    m = re.compile(r"\s*(?:,|\}|\]|\s#|$)").search(line, col)
+    return m.start() if m else len(line)
+
+
+def set_data_source(path: Path, value: str) -> str:
+    """Replace `data.source` in the YAML file `path` in place, keeping every other byte (comments,
+    flow style); returns the previous value. The result is checked by re-parsing it."""
+    import yaml
+    from ruamel.yaml import YAML
+
+    text = Path(path).read_text(encoding="utf-8")
+    before = yaml.safe_load(text) or {}
+    if not isinstance(before.get("data"), dict) or "source" not in before["data"]:
+        raise StorageError(f"{path}: has no data.source to pin")
+    line_no, col = YAML().load(text)["data"].lc.value("source")
+    lines = text.splitlines(keepends=True)
+    line = lines[line_no]
+    end = _scalar_end(line.rstrip("\r\n"), col)
+    lines[line_no] = line[:col] + "'" + value.replace("'", "''") + "'" + line[end:]
+    new_text = "".join(lines)
+    after = yaml.safe_load(new_text)
+    expected = {**before, "data": {**before["data"], "source": value}}
+    if after != expected:
+        raise StorageError(f"{path}: could not rewrite data.source in place; edit it by hand")
+    tmp = Path(path).with_name(f".{Path(path).name}.pin")
+    tmp.write_text(new_text, encoding="utf-8")
+    tmp.replace(path)
+    return before["data"]["source"]
+
+
+def pin(url: str, conf: Optional[Path] = Path("conf/config.yaml"), params: Optional[Path] = Path("params.yaml"),
+        lakefs_client=None, commit: Optional[str] = None) -> str:
+    """Resolve `url`'s ref to its commit (or take `commit`, already resolved) and write
+    `lakefs://repo/<commit>/path` as data.source into `conf` (what `dvc exp run` composes) and
+    `params` (what `dvc repro` reads); returns that URL."""
+    loc = LakeFSPath.parse(url)
+    files = [Path(f) for f in (conf, params) if f is not None]
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise StorageError(f"cannot pin: {', '.join(absent)} not found (run from the repository root)")
+    if commit is not None and not COMMIT_ID.fullmatch(commit):
+        raise StorageError(f"{commit!r} is not a lakeFS commit id (64 hex digits)")
+    pinned = str(loc.at(commit or resolve(loc, lakefs_client)))
+    for f in files:
+        set_data_source(f, pinned)
+    return pinned
+
+
+# ---- the S3 gateway ------------------------------------------------------------------------------
+
+def gateway():
+    """A boto3 S3 client for the lakeFS S3 gateway (path-style; checksums only when required, since
+    boto3 >= 1.36 otherwise sends CRC headers the gateway rejects)."""
+    import boto3
+    from botocore.config import Config
+
+    key, secret = _env(KEY_ENV, SECRET_ENV)
+    endpoint = os.environ.get(GATEWAY_ENV) or _env(HOST_ENV)[0]
+    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=120,
+                    s3={"addressing_style": "path"})
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                        config=config, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))

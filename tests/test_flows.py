@@ -1,0 +1,322 @@
+"""The Prefect flows against a real Prefect server on 127.0.0.1 (its own PREFECT_HOME and SQLite):
+prefect.yaml deployed with `prefect deploy --all` and run by a process worker (an interval schedule
+running the `ci` preset end to end), a re-run that finds every stage up to date and pushes to a DVC
+remote that is down for the first attempt, ul-watch against lakeFS (prism for the REST API, moto
+for the S3 gateway), and ul-sweep through DVC's queue. Runs, task runs, logs, artifacts and
+variables are read back through the Prefect client. flows/serve.py: test_flows_serve.py.
+
+The slow tests share one server, one worker and one clone (`deployed`) and run in file order: the
+end-to-end run leaves the clone up to date, which the re-run/push test relies on, and which makes the
+sweep's loss_factor=2.1 point a run-cache hit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from datahelpers import class_folder
+from project import copy_project
+from servers import (COMMIT, ROOT, Moto, Prism, PrefectServer, artifacts, flow_runs_of, prism_binary, processes_in,
+                     run_deployment, run_logs, schedules, subflow_runs, task_runs, wait_final,
+                     wait_until)
+
+sys.path.insert(0, str(ROOT))
+from flows import common  # noqa: E402
+
+STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"]
+KEYS = {"LAKEFS_ACCESS_KEY_ID": "AKIAUL-TEST", "LAKEFS_SECRET_ACCESS_KEY": "ul-test-secret-do-not-log"}
+
+
+def sh(cmd: list, cwd: Path) -> str:
+    out = subprocess.run([str(c) for c in cmd], cwd=cwd, env=common.subprocess_env(), capture_output=True, text=True)
+    assert out.returncode == 0, f"{cmd}: {out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+# ---- fixtures: one server, the lakeFS stand-ins, one deployed clone with its worker ---------------
+
+def _clone(dst):
+    """A throw-away copy of the project (tests/project.py) to run pipelines in."""
+    dst.mkdir(parents=True)
+    return copy_project(dst)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("flows")
+
+
+@pytest.fixture(scope="module")
+def server(base):
+    srv = PrefectServer(base / "prefect-home")
+    yield srv
+    srv.stop()  # workers and serve processes first, then the server
+    leftover = processes_in(base)
+    for pid, _ in leftover:
+        os.kill(pid, 9)
+    assert not leftover, f"processes left running under {base}: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """moto standing in for lakeFS's S3 gateway (bucket = repository, key = <ref>/<path>)."""
+    m = Moto().start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def prism(base):
+    """The lakeFS REST API from its OpenAPI document (None when prism is not installed)."""
+    if prism_binary() is None:
+        yield None
+        return
+    p = Prism(base / "prism")
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(server, base, gateway, prism):
+    """A clone with prefect.yaml deployed (`prefect deploy --all`) and a process worker on its pool."""
+    repo = _clone(base / "repo")
+    server.cli("work-pool", "create", "ul-process", "--type", "process", cwd=repo)
+    server.cli("deploy", "--all", "--no-prompt", cwd=repo)
+    with server.client() as c:
+        deps = {n: c.read_deployment_by_name(n) for n in ("ul-pipeline/nightly", "ul-watch/watch", "ul-sweep/sweep")}
+        as_deployed = {n: schedules(d) for n, d in deps.items()}
+        for d in deps.values():  # no run of the real schedules during the tests (02:00 UTC, every 10 min)
+            for s in d.schedules:
+                c.delete_deployment_schedule(d.id, s.id)
+    env = {**KEYS, "LAKEFS_ENDPOINT": gateway.url, "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+           "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    if prism is not None:
+        env["LAKEFS_HOST"] = prism.url
+    worker = server.worker("ul-process", repo, env)
+    wait_until(lambda: "started" in worker.tail().lower() or "polling" in worker.tail().lower(), 60,
+               "worker started", alive=worker)
+    yield SimpleNamespace(repo=repo, deployments=deps, schedules=as_deployed, worker=worker)
+
+
+# ---- fast: the command runner the tasks use ------------------------------------------------------
+
+def test_run_streams_lines_and_classifies_failures(tmp_path):
+    lines = []
+    out = common.run([sys.executable, "-c", "import sys; print('a'); sys.stdout.write('p1\\rp2\\n'); print('b')"],
+                     tmp_path, "lines", 30, lines.append)
+    assert lines == ["a", "p1", "p2", "b"] and out == "a\np1\np2\nb"  # tqdm-style \r updates arrive as lines
+
+    down = "print('ERROR: unexpected error - Could not connect to the endpoint URL: \"http://127.0.0.1:9/b\"'); raise SystemExit(255)"
+    with pytest.raises(common.TransientFailure, match="push failed \\(exit 255\\): ERROR: unexpected error - Could not connect"):
+        common.run([sys.executable, "-c", down], tmp_path, "push", 30)
+    corrupt = ("import sys; print('decode 3 img'); print('error: 1 unreadable image(s) in data/raw: train/cat/003.png "
+               "(truncated PNG)', file=sys.stderr); sys.exit(1)")
+    with pytest.raises(common.CommandFailed, match="train/cat/003.png") as err:
+        common.run([sys.executable, "-c", corrupt], tmp_path, "dvc repro decode", 30)
+    assert not err.value.transient
+
+    def state(exc):
+        def result():
+            raise exc
+        return SimpleNamespace(result=result)
+    assert common.retry_if_transient(None, None, state(common.TransientFailure("x", 1, "")))
+    assert not common.retry_if_transient(None, None, state(common.CommandFailed("x", 1, "")))
+    assert not common.retry_if_transient(None, None, SimpleNamespace(result=lambda: None))
+
+
+def test_run_timeout_stops_the_whole_process_group(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    code = (f"import subprocess, pathlib; p = subprocess.Popen(['sleep', '300']); "
+            f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); p.wait()")
+    t0 = time.monotonic()
+    with pytest.raises(common.CommandTimeout, match="ran past its 2 s limit"):
+        common.run([sys.executable, "-c", code], tmp_path, "slow stage", 2)
+    assert time.monotonic() - t0 < 20
+    grandchild = int(pidfile.read_text())
+    wait_until(lambda: not Path(f"/proc/{grandchild}").exists() or
+               Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z", 10, "grandchild stopped")
+
+
+def test_dvc_verdicts_are_parsed_per_stage():
+    out = ("Stage 'fetch' didn't change, skipping\nRunning stage 'decode':\n> python -m ul.stages.decode\n"
+           "Stage 'validate' is cached - skipping run, checking out outputs\nUpdating lock file 'dvc.lock'")
+    v = common.verdicts(out)
+    assert v == {"fetch": "up to date", "decode": "ran", "validate": "restored from run cache"}
+    assert common.merge_verdicts({"decode": "up to date"}, {"decode": "ran", "x": "up to date"}) == \
+        {"decode": "ran", "x": "up to date"}
+
+
+# ---- the server, the worker and prefect.yaml ---------------------------------------------------
+
+@pytest.mark.slow
+def test_prefect_yaml_deploys_nightly_watch_and_sweep(deployed):
+    s = deployed.schedules
+    assert [(x["cron"], x["timezone"], x["active"]) for x in s["ul-pipeline/nightly"]] == [("0 2 * * *", "UTC", True)]
+    assert [(x["interval"], x["active"]) for x in s["ul-watch/watch"]] == [(timedelta(minutes=10), True)]
+    assert s["ul-sweep/sweep"] == []
+    for name, dep in deployed.deployments.items():
+        assert dep.work_pool_name == "ul-process"
+        assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
+                                   {"directory": str(deployed.repo.resolve())}}], name
+        assert dep.concurrency_limit == 1, name
+    assert deployed.deployments["ul-watch/watch"].parameters["source"].startswith("lakefs://")
+    assert deployed.deployments["ul-pipeline/nightly"].entrypoint == "flows/pipeline.py:ul_pipeline"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
+    repo = deployed.repo
+    anchor = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=25)
+    server.cli("deploy", "--name", "nightly", "--no-prompt", "--interval", "600", "--anchor-date", anchor.isoformat(),
+               "--params", json.dumps({"overrides": ["preset=ci"]}), cwd=repo)
+    with server.client() as c:
+        dep = c.read_deployment_by_name("ul-pipeline/nightly")
+        for s in schedules(dep):  # keep only the new interval schedule
+            if s["cron"]:
+                c.delete_deployment_schedule(dep.id, s["id"])
+        run = wait_until(lambda: next((r for r in flow_runs_of(c, dep.id)
+                                       if r.state and r.state.type.value not in ("SCHEDULED",)), None),
+                         120, "the scheduled run picked up by the worker", alive=deployed.worker)
+        assert run.auto_scheduled and run.parameters["overrides"] == ["preset=ci"]
+        for s in c.read_deployment(dep.id).schedules:  # no second run while this one is checked
+            c.delete_deployment_schedule(dep.id, s.id)
+        run = wait_final(c, run.id, 780, alive=deployed.worker)
+        logs = run_logs(c, run.id)
+        assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
+
+        tasks = task_runs(c, run.id)
+        assert {f"dvc-repro-{s}" for s in STAGES} | {"compose-params"} <= set(tasks)
+        assert all(t.state.type.value == "COMPLETED" and t.run_count == 1 for t in tasks.values())
+        assert "Running stage 'train_stage1'" in logs and "stage evaluate: ran" in logs  # streamed DVC output
+
+        arts = artifacts(c, run.id)
+        summary = arts["ul-pipeline-summary"]
+        metrics = json.loads((repo / "eval" / "metrics.json").read_text())
+        assert "Stages run: " + ", ".join(STAGES) + "; up to date: none" in summary
+        assert sh(["git", "rev-parse", "HEAD"], repo).strip() in summary
+        assert hashlib.sha256((repo / "dvc.lock").read_bytes()).hexdigest() in summary
+        assert "`builtin:fashion-mnist` (not a pinned lakeFS commit)" in summary
+        assert f"| PSNR (dB) | {metrics['psnr_db']:.4g} |" in summary and "| gFID |" in summary
+        assert "not pushed (no DVC remote configured)" in summary
+        table = {r["metric"]: r["value"] for r in arts["ul-pipeline-metrics"]}
+        for key in ("psnr_db", "rfid", "gfid", "fid_num_samples", "latent_bits_per_pixel"):
+            assert table[key] == pytest.approx(metrics[key]), key
+    assert yaml.safe_load((repo / "params.yaml").read_text())["preset"] == "ci"
+    assert [p for p in processes_in(repo) if p[0] != deployed.worker.pid] == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, deployed):
+    repo = deployed.repo
+    if not (repo / "eval" / "metrics.json").exists():
+        pytest.fail("precondition: the end-to-end test above leaves the clone's pipeline up to date")
+    remote = Moto()  # port chosen, server not started: the first push attempt finds nothing there
+    sh([*common.DVC, "remote", "add", "-d", "moto", "s3://ul-dvc/cache"], repo)
+    sh([*common.DVC, "remote", "modify", "moto", "endpointurl", remote.url], repo)
+    sh([*common.DVC, "remote", "modify", "--local", "moto", "access_key_id", "testing"], repo)
+    sh([*common.DVC, "remote", "modify", "--local", "moto", "secret_access_key", "testing"], repo)
+    try:
+        with server.client() as c:
+            run = run_deployment("ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0})
+
+            def push_failed_once():
+                t = task_runs(c, run.id).get("dvc-push")
+                return t is not None and (t.state_name in ("AwaitingRetry", "Retrying") or t.run_count >= 2)
+            wait_until(push_failed_once, 240, "first dvc push attempt failed", alive=deployed.worker)
+            remote.start()
+            remote.s3().create_bucket(Bucket="ul-dvc")
+            run = wait_final(c, run.id, 300)
+            logs = run_logs(c, run.id)
+            assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
+            push = task_runs(c, run.id)["dvc-push"]
+            assert push.state.type.value == "COMPLETED" and push.run_count >= 2
+            assert "Could not connect to the endpoint URL" in logs
+            summary = artifacts(c, run.id)["ul-pipeline-summary"]
+            assert "Stages run: none; up to date: " + ", ".join(STAGES) in summary
+            assert "- DVC remote: pushed" in summary
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        model_md5 = next(o["md5"] for o in lock["stages"]["train_stage1"]["outs"] if o["path"] == "models/stage1")
+        keys = remote.keys("ul-dvc")
+        assert f"cache/files/md5/{model_md5[:2]}/{model_md5[2:]}" in keys, sorted(keys)[:5]
+    finally:
+        remote.stop()
+        sh([*common.DVC, "remote", "remove", "moto"], repo)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_watch_pins_the_new_head_commit_and_runs_the_pipeline_once(server, deployed, prism, gateway, base):
+    if prism is None:
+        pytest.skip("prism (the lakeFS API mock) is not installed: run `npm ci --prefix tools` (needs node/npm)")
+    from prefect.client.schemas.actions import VariableCreate
+
+    repo = _clone(base / "watch-repo")
+    images = class_folder(base / "lakefs-images", per_class=12)
+    s3 = gateway.s3()
+    s3.create_bucket(Bucket="ul-data")
+    for f in sorted(p for p in images.rglob("*") if p.is_file()):
+        s3.put_object(Bucket="ul-data", Key=f"{COMMIT}/images/{f.relative_to(images).as_posix()}", Body=f.read_bytes())
+    params = {"source": "lakefs://ul-data/main/images", "repo_dir": str(repo), "state_variable": "ul_watch_test",
+              "stages": ["fetch"]}
+    pinned = f"lakefs://ul-data/{COMMIT}/images"
+    with server.client() as c:
+        c.create_variable(VariableCreate(name="ul_watch_test", value={"commit": "0" * 64}))  # an older head
+        run = wait_final(c, run_deployment("ul-watch/watch", params).id, 180)
+        logs = run_logs(c, run.id)
+        assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
+        assert f"head moved {'0' * 64} -> {COMMIT}" in logs
+        subs = subflow_runs(c, run.id)
+        assert [s.state.type.value for s in subs] == ["COMPLETED"]  # one ul-pipeline subflow
+        assert c.read_variable_by_name("ul_watch_test").value["commit"] == COMMIT
+
+        for f in ("conf/config.yaml", "params.yaml"):
+            assert yaml.safe_load((repo / f).read_text())["data"]["source"] == pinned, f
+        fetched = json.loads((repo / "metrics" / "fetch.json").read_text())
+        assert fetched["source"] == pinned and sum(fetched["images"].values()) == 24
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        assert lock["stages"]["fetch"]["params"]["params.yaml"]["data.source"] == pinned  # DVC's hash names the commit
+        assert f"/api/v1/repositories/ul-data/commits/main" in prism.requests()
+
+        again = wait_final(c, run_deployment("ul-watch/watch", params).id, 120)
+        assert again.state.type.value == "COMPLETED"
+        assert "already run; nothing to do" in run_logs(c, again.id) and subflow_runs(c, again.id) == []
+    assert KEYS["LAKEFS_SECRET_ACCESS_KEY"] not in logs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
+    from PIL import Image
+
+    repo = deployed.repo
+    with server.client() as c:
+        run = run_deployment("ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": ["preset=ci"],
+                                                "name": "t-sweep"})
+        run = wait_final(c, run.id, 540)
+        logs = run_logs(c, run.id)
+        assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
+        rows = artifacts(c, run.id)["ul-sweep-results"]
+    assert [(r["experiment"], r["ul.loss_factor"], r["state"]) for r in rows] == \
+        [("t-sweep-00", "1.5", "success"), ("t-sweep-01", "2.1", "success")]
+    for r in rows:
+        assert 5 < r["psnr_db"] < 60 and r["latent_bits_per_pixel"] > 0 and r["gfid"] > 0, r
+    assert rows[0]["psnr_db"] != rows[1]["psnr_db"]  # two different models, not one result twice
+    png = repo / "plots" / "t-sweep.png"
+    assert Image.open(png).size == (1200, 480)
+    shown = json.loads(sh([*common.DVC, "exp", "show", "--json"], repo))
+    names = {e.get("name") for b in shown for e in (b.get("experiments") or [])}
+    assert {"t-sweep-00", "t-sweep-01"} <= names
+    wait_until(lambda: [p for p in processes_in(repo) if p[0] != deployed.worker.pid] == [], 30,
+               "DVC queue worker stopped")
