@@ -10,9 +10,9 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test bench lock params image clean-outputs
+.PHONY: setup run test bench lock params image tools
 
-setup: $(STAMP) /usr/share/datasets/fashion-mnist
+setup: $(STAMP) /usr/share/datasets/fashion-mnist tools
 
 $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,12 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
 	else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the default data"; fi
 
+# Node tools for the tests (prism: the lakeFS API mock). Without npm the prism tests are skipped.
+tools: tools/node_modules/.package-lock.json
+tools/node_modules/.package-lock.json: tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tools --no-audit --no-fund --ignore-scripts; \
+	else echo "note: npm not found; the lakeFS API tests (prism) will be skipped"; fi
+
 run: setup
 	dvc repro
 
@@ -35,7 +41,11 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/train.py && $(PY) bench/decode.py
+	$(PY) bench/train.py && $(PY) bench/stage2.py && $(PY) bench/decode.py && $(PY) bench/repro.py
+
+# The GPU image (Dockerfile), with podman or docker.
+image:
+	$$(command -v podman || command -v docker) build -t ul:$$(git rev-parse --short HEAD) -t ul:latest .
 
 # Re-compose params.yaml from conf/ (what `dvc exp run` does); e.g. make params OVERRIDES="preset=ci".
 params: setup

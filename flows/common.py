@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -84,11 +83,13 @@ def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout
         log: Optional[Callable[[str], None]] = None, log_error: Optional[Callable[[str], None]] = None) -> str:
     """Run `cmd` in `cwd`, stream each output line (stdout and stderr, with tqdm's \\r updates split)
     to `log` as it comes, and return the whole output. Raises TransientFailure, CommandFailed or
-    CommandTimeout; on timeout the command's whole process group is stopped."""
+    CommandTimeout; on a timeout, or when the flow run is stopped, the command and its children are
+    stopped too."""
     what = what or " ".join(str(c) for c in cmd[2:] if c) or str(cmd[0])
+    # Same process group as the flow run: whatever stops the run's group stops the command too.
     proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
-                            bufsize=1, start_new_session=True)
+                            bufsize=1)
     lines: list = []
 
     def pump():
@@ -106,11 +107,11 @@ def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        _stop_group(proc)
+        _stop_tree(proc)
         reader.join(5)
         raise CommandTimeout(what, timeout_s, "\n".join(lines)) from None
     except BaseException:  # the flow run is being cancelled: take the command down with it
-        _stop_group(proc)
+        _stop_tree(proc)
         raise
     reader.join(30)
     output = "\n".join(lines)
@@ -120,17 +121,29 @@ def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout
     return output
 
 
-def _stop_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _stop_tree(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop the command and every process under it (DVC runs stages as its children): SIGTERM,
+    then SIGKILL for whatever is left after `grace_s`."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid)]
+        tree += tree[0].children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for p in tree:
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=grace_s)
+    for p in alive:
         try:
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_s)
+    proc.wait()
 
 
 def verdicts(output: str) -> dict:

@@ -27,7 +27,7 @@ from ul.storage.release import load_metrics, metrics_rows, metrics_table, proven
 SUMMARY_KEY, METRICS_KEY = "ul-pipeline-summary", "ul-pipeline-metrics"
 
 
-@task(name="compose-params", cache_policy=NO_CACHE, timeout_seconds=300)
+@task(name="compose-params", task_run_name="compose-params", cache_policy=NO_CACHE, timeout_seconds=300)
 def compose_params(repo: Path, overrides: list) -> None:
     """`ul params <overrides>`: compose conf/ into params.yaml (what `dvc exp run -S` would do)."""
     log = get_run_logger()
@@ -44,14 +44,16 @@ def repro_stage(repo: Path, stage: str, timeout_s: float) -> dict:
     return found
 
 
-@task(name="dvc-push", cache_policy=NO_CACHE)
+@task(name="dvc-push", task_run_name="dvc-push", cache_policy=NO_CACHE)
 def dvc_push(repo: Path, remote: str, timeout_s: float) -> str:
     log = get_run_logger()
     return common.run([*common.DVC, "push", "-r", remote], repo, f"dvc push -r {remote}", timeout_s, log.info, log.error)
 
 
 def _summary(prov: dict, stages: dict, order: list, selected: list, pushed, metrics: dict, failure: str | None) -> str:
-    rows = "".join(f"| {s} | {stages.get(s) or ('not reached' if s in selected else 'not selected')} |\n" for s in order)
+    """The run's markdown artifact: metrics, each stage's verdict, provenance, push."""
+    rows = "".join(f"| {s} | {stages.get(s) or ('not reached' if s in selected else 'not selected')} |\n"
+                   for s in order)
     ran = [s for s in order if stages.get(s) == "ran"]
     head = (f"**FAILED**: {failure}\n\n" if failure else "") + \
         f"Stages run: {', '.join(ran) or 'none'}; up to date: " + \
@@ -91,8 +93,8 @@ def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages:
         if overrides:
             compose_params(repo, list(overrides))
         for current in selected:
-            found = repro_stage.with_options(timeout_seconds=stage_timeout_s + 60, **backoff)(repo, current, stage_timeout_s)
-            common.merge_verdicts(verdicts, found)
+            repro = repro_stage.with_options(timeout_seconds=stage_timeout_s + 60, **backoff)
+            common.merge_verdicts(verdicts, repro(repo, current, stage_timeout_s))
         current = None
         target = remote or common.default_remote(repo)
         if push is True and not target:
@@ -110,8 +112,8 @@ def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages:
     finally:
         prov = provenance(repo)
         metrics = load_metrics(repo) if not failure else {}
-        create_markdown_artifact(key=SUMMARY_KEY, markdown=_summary(prov, verdicts, order, selected, pushed, metrics, failure),
-                                 description="ul-pipeline: stages, metrics and provenance")
+        summary = _summary(prov, verdicts, order, selected, pushed, metrics, failure)
+        create_markdown_artifact(key=SUMMARY_KEY, markdown=summary, description="ul-pipeline: stages, metrics, provenance")
         if metrics:
             create_table_artifact(key=METRICS_KEY, table=metrics_rows(metrics), description="eval/metrics.json")
     ran = [s for s in order if verdicts.get(s) == "ran"]

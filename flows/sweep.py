@@ -46,18 +46,20 @@ def queue_experiment(repo: Path, name: str, sets: list) -> None:
     common.run([*common.DVC, "exp", "run", "--queue", "--name", name, *args], repo, f"queue {name}", 600, log.info, log.error)
 
 
-@task(name="run-queue", cache_policy=NO_CACHE)
+@task(name="run-queue", task_run_name="run-queue", cache_policy=NO_CACHE)
 def run_queue(repo: Path, jobs: int, timeout_s: float) -> None:
     """`dvc exp run --run-all`: start queue workers, follow every queued experiment's log until done."""
     log = get_run_logger()
+    stop = ["--kill"]  # DVC's queue workers are daemons: never leave them running behind a failed run
     try:
         common.run([*common.DVC, "exp", "run", "--run-all", "--jobs", str(jobs)], repo, "dvc exp run --run-all",
                    timeout_s, log.info, log.error)
-    finally:  # the queue worker lingers while idle: stop it now rather than leave it behind
-        common.run([*common.DVC, "queue", "stop"], repo, "dvc queue stop", 120, log.info, log.error)
+        stop = []  # done: the idle workers just need to exit
+    finally:
+        common.run([*common.DVC, "queue", "stop", *stop], repo, "dvc queue stop", 120, log.info, log.error)
 
 
-@task(name="exp-show", cache_policy=NO_CACHE, timeout_seconds=600)
+@task(name="exp-show", task_run_name="exp-show", cache_policy=NO_CACHE, timeout_seconds=600)
 def exp_show(repo: Path) -> list:
     log = get_run_logger()
     return json.loads(common.run([*common.DVC, "exp", "show", "--json"], repo, "dvc exp show --json", 600, log.debug))
@@ -101,6 +103,7 @@ def plot(rows: list, swept: list, path: Path) -> Path | None:
             for x, y, r in xy:
                 ax.annotate(", ".join(f"{k.split('.')[-1]}={r[k]}" for k in swept), (x, y), fontsize=7,
                             textcoords="offset points", xytext=(4, 4))
+        ax.margins(0.15)  # room for the labels
         ax.set_xlabel("latent bits per pixel")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -40,14 +40,14 @@ def _retry_unreachable(task, task_run, state) -> bool:
     return False
 
 
-@task(name="lakefs-head", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-      retry_condition_fn=_retry_unreachable, timeout_seconds=120)
+@task(name="lakefs-head", task_run_name="lakefs-head", cache_policy=NO_CACHE, timeout_seconds=120, retries=3,
+      retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=_retry_unreachable)
 def branch_head(source: str) -> str:
     """The commit id the source's branch points to now."""
     return ul_lakefs.resolve(source)
 
 
-@task(name="pin-data-source", cache_policy=NO_CACHE, timeout_seconds=60)
+@task(name="pin-data-source", task_run_name="pin-data-source", cache_policy=NO_CACHE, timeout_seconds=60)
 def pin_source(source: str, repo: Path, commit: str) -> str:
     pinned = ul_lakefs.pin(source, repo / "conf" / "config.yaml", repo / "params.yaml", commit=commit)
     get_run_logger().info("data.source = %s (conf/config.yaml, params.yaml)", pinned)

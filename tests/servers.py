@@ -221,6 +221,7 @@ class Prism:
         binary = prism_binary()
         if binary is None:
             raise FileNotFoundError("prism not installed: run `npm ci --prefix tools` (needs node and npm)")
+        workdir.mkdir(parents=True, exist_ok=True)
         spec = lakefs_spec_for_prism(workdir / "lakefs-openapi.prism.yml")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -336,3 +337,17 @@ def schedules(dep) -> list:
     return [{"cron": getattr(s.schedule, "cron", None), "timezone": getattr(s.schedule, "timezone", None),
              "interval": getattr(s.schedule, "interval", None), "active": s.active, "id": s.id}
             for s in dep.schedules]
+
+
+def wait_logs(client, run_id, *needles: str, timeout: float = 30) -> str:
+    """A flow run's logs once every needle is in them (the last batch may land after the final state)."""
+    found = {}
+
+    def check():
+        found["logs"] = run_logs(client, run_id)
+        return all(n in found["logs"] for n in needles)
+    try:
+        wait_until(check, timeout, f"log lines {needles}", interval=1.0)
+    except TimeoutError:
+        pass  # the caller's assertions show what is missing
+    return found["logs"]

@@ -10,7 +10,7 @@ import pytest
 
 from datahelpers import class_folder
 from project import copy_project
-from servers import (BIN, PrefectServer, artifacts, flow_runs_of, processes_in, run_logs, task_runs,
+from servers import (BIN, PrefectServer, artifacts, flow_runs_of, processes_in, task_runs, wait_logs,
                      wait_final, wait_until)
 
 
@@ -50,7 +50,7 @@ def test_serve_runs_a_failing_stage_to_failed_with_its_message(server, tmp_path)
                 return next((r for r in flow_runs_of(c, dep.id) if r.state and r.state.type.value != "SCHEDULED"), None)
             run = wait_until(served_run, 120, "serve picked up the scheduled run", alive=serve)
             run = wait_final(c, run.id, 180, alive=serve)
-            logs = run_logs(c, run.id)
+            logs = wait_logs(c, run.id, "unreadable image")
             assert run.state.type.value == "FAILED", logs[-3000:]
             assert run.auto_scheduled and run.parameters["overrides"] == ["preset=ci", f"data.source=file://{images}"]
             assert "dvc repro decode failed" in run.state.message and bad.name in run.state.message
@@ -64,4 +64,5 @@ def test_serve_runs_a_failing_stage_to_failed_with_its_message(server, tmp_path)
             assert "| validate | not reached |" in summary and "| fetch | ran |" in summary
     finally:
         serve.stop()
-    assert not serve.running and processes_in(repo) == []
+    assert not serve.running
+    wait_until(lambda: processes_in(repo) == [], 30, "serve's flow-run processes exited")

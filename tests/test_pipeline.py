@@ -116,11 +116,25 @@ def test_corrupt_image_stops_at_decode_or_is_listed(ci_project, tmp_path):
     assert json.loads((ci_project / "metrics/decode.json").read_text())["skipped"] == 1
 
 
-def test_duplicate_image_fails_validate_readably(ci_project, tmp_path):
-    root = _image_folder(tmp_path)
+def _plant_duplicate(root: Path) -> str:
     (root / "train/c1/dup.png").write_bytes((root / "train/c0/000.png").read_bytes())
+    return "dup.png"
+
+
+def _plant_oversized(root: Path) -> str:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(root / "train/c1/big.png")
+    return "big.png"
+
+
+@pytest.mark.parametrize("plant,expectation", [(_plant_duplicate, "unique"), (_plant_oversized, "between")])
+def test_duplicate_or_oversized_image_fails_validate_readably(ci_project, tmp_path, plant, expectation):
+    root = _image_folder(tmp_path)
+    name = plant(root)
     r = sh(["dvc", "exp", "run", "validate", "-S", "preset=ci", "-S", f"data.source=file://{root}"], ci_project, check=False)
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
-    assert "unique" in out.lower() and "dup.png" in out, out[-3000:]
-    assert (ci_project / "data/validation/result.json").exists() or "validation" in out
+    assert "validate" in ran_stages(out) and "train_stage1" not in ran_stages(out)
+    assert expectation in out.lower() and name in out, out[-3000:]

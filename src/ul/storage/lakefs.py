@@ -80,26 +80,20 @@ def _host() -> str:
 
 def call(what: str, fn, *args, **kwargs):
     """Run one SDK call; turn its exceptions into a StorageError that names `what` and the host only."""
-    from lakefs.exceptions import LakeFSException, NotAuthorizedException, NotFoundException
+    from lakefs.exceptions import LakeFSException
     from lakefs_sdk.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as err:  # a raw SDK call: convert the way the `lakefs` wrappers do
-            from lakefs.exceptions import _STATUS_CODE_TO_EXCEPTION, ServerException
-
-            raise _STATUS_CODE_TO_EXCEPTION.get(err.status, ServerException)(err.status, err.reason) from None
-    except NotFoundException:
-        raise StorageError(f"{what}: not found at lakeFS {_host()}") from None
-    except NotAuthorizedException:
-        raise StorageError(f"{what}: lakeFS {_host()} refused the credentials "
-                           f"({KEY_ENV}/{SECRET_ENV})") from None
-    except LakeFSException as err:
+        return fn(*args, **kwargs)
+    except (LakeFSException, ApiException) as err:  # the `lakefs` wrappers' and the raw SDK's
         status = getattr(err, "status_code", None) or getattr(err, "status", None)
-        raise StorageError(f"{what}: lakeFS {_host()} answered {status or type(err).__name__}: "
-                           f"{getattr(err, 'reason', '') or ''}".rstrip(": ")) from None
+        if status == 404:
+            raise StorageError(f"{what}: not found at lakeFS {_host()}") from None
+        if status == 401:
+            raise StorageError(f"{what}: lakeFS {_host()} refused the credentials ({KEY_ENV}/{SECRET_ENV})") from None
+        reason = getattr(err, "reason", None) or type(err).__name__
+        raise StorageError(f"{what}: lakeFS {_host()} answered {status or '?'}: {reason}") from None
     except HTTPError as err:  # connection refused, timeouts: the server is not there
         raise StorageError(f"{what}: cannot reach lakeFS at {_host()} ({type(err).__name__})") from None
 
