@@ -69,7 +69,9 @@ def evaluate(ul, base, test: ShardReader, cfg: Config, out_dir: str | Path, fid_
     n = min(e.num_images, len(test))
     n_fid = min(e.fid_num_samples, n)
     gen = torch.Generator().manual_seed(cfg.seed)
-    originals = test[np.arange(n)]
+    # A seeded random subset: the split's files are ordered by class, so its first n would be one class.
+    rows = np.sort(np.random.default_rng(cfg.seed).permutation(len(test))[:n])
+    originals = test[rows]
     recon, terms = [], {}
     for sl in tqdm(list(_batches(n, e.batch_size)), desc="reconstruct", unit="batch"):
         x = from_uint8(originals[sl]).to(device)
@@ -85,9 +87,9 @@ def evaluate(ul, base, test: ShardReader, cfg: Config, out_dir: str | Path, fid_
     for sl in tqdm(list(_batches(n_fid, e.batch_size)), desc="generate", unit="batch"):
         samples.append(samplers.generate(base, ul, sl.stop - sl.start, s.base_steps, s.decoder_steps, s.sampler, gen, device).cpu())
     samples = torch.cat(samples)
-    k = e.grid_size ** 2
-    save_grid(samples[:k].add(1).div(2), out_dir / "samples.png", nrow=e.grid_size)
-    save_pairs_grid(x01[:k], recon[:k].add(1).div(2), out_dir / "reconstructions.png", nrow=e.grid_size // 2 or 1)
+    k = e.grid_size ** 2  # both grids are grid_size × grid_size images; the grid helpers take [-1, 1] or uint8
+    save_grid(samples[:k], out_dir / "samples.png", nrow=e.grid_size)
+    save_pairs_grid(originals[:k // 2], recon[:k // 2], out_dir / "reconstructions.png", nrow=max(1, e.grid_size // 2))
     result = {
         "psnr_db": float(psnr.mean()),
         "latent_bits_per_image": rate["bits_per_image"],
@@ -101,7 +103,7 @@ def evaluate(ul, base, test: ShardReader, cfg: Config, out_dir: str | Path, fid_
     }
     if fid:
         feats = M.InceptionFeatures(device=device)
-        key = hashlib.sha256(json.dumps(test.index, sort_keys=True).encode()).hexdigest()[:12]
+        key = hashlib.sha256(json.dumps([test.index, rows[:n_fid].tolist()], sort_keys=True).encode()).hexdigest()[:12]
         ref = _reference_stats(feats, originals[:n_fid], fid_cache, key)
         r_mu, r_sigma = M.gaussian_stats(feats(recon[:n_fid].add(1).div(2)))
         g_mu, g_sigma = M.gaussian_stats(feats(samples.add(1).div(2)))
