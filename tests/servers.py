@@ -26,7 +26,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-LAKEFS_SPEC = ROOT.parent / "shared" / "vendor" / "lakefs-openapi.yml"
+LAKEFS_SPEC = ROOT / "tests" / "vendor" / "lakefs-openapi.yml"  # a copy of ../shared/vendor (Apache-2.0)
 # What prism answers for a commit: a real lakeFS commit id is a 64-hex SHA-256.
 COMMIT = "c0ffee" + "0123456789abcdef" * 3 + "c0ffee0123"
 BRANCH_EXAMPLE = {"id": "main", "commit_id": COMMIT}
