@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from flows import common
-from ul.storage.release import load_metrics, metrics_rows, metrics_table, provenance, provenance_lines
+from ul.model_card import load_metrics, metrics_rows, metrics_table, provenance, provenance_lines
 
 SUMMARY_KEY, METRICS_KEY = "ul-pipeline-summary", "ul-pipeline-metrics"
 

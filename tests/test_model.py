@@ -40,7 +40,7 @@ def test_decoder_is_conditioned_on_the_noisy_z0():
     model(x, noise)
     z_clean = model.encoder(x).detach()
     a0, s0 = alpha_sigma(torch.tensor(cfg.noise.logsnr))
-    torch.testing.assert_close(seen["cond"], a0 * z_clean + s0 * noise["eps_z0"])
+    torch.testing.assert_close(seen["cond"], a0 * z_clean + s0 * noise.eps_z0)
     assert not torch.allclose(seen["cond"], z_clean, atol=1e-3)
 
 
@@ -68,8 +68,37 @@ def test_generation_and_reconstruction_shapes_and_range():
     g = torch.Generator().manual_seed(0)
     x = samplers.generate(base.eval(), model.eval(), 3, 4, 4, "ddim", g)
     assert x.shape == (3, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
-    r = samplers.reconstruct(model, torch.zeros(2, 1, 32, 32), 4, "ancestral", g)
-    assert r.shape == (2, 1, 32, 32)
+    z0 = model.noisy(model.encode(torch.zeros(2, 1, 32, 32)), torch.randn(2, *model.z_shape, generator=g))
+    r = model.decode(z0, 4, "ancestral", g)
+    assert r.shape == (2, 1, 32, 32) and r.min() >= -1 and r.max() <= 1
+
+
+def test_an_unknown_sampler_is_an_error_not_a_fallback():
+    model, _ = _tiny()
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        model.decode(torch.zeros(1, *model.z_shape), 2, "euler")
+
+
+def test_forward_with_a_given_z0_conditions_the_decoder_on_it():
+    model, _ = _tiny()
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    noise = model.draw_noise(2, torch.Generator().manual_seed(3))
+    seen = []
+    model.decoder.net.register_forward_hook(lambda m, args, out: seen.append(args[2].detach()))
+    own = model(x, noise)
+    z0 = model.noisy(model.encode(x), noise.eps_z0)
+    same = model(x, noise, z0=z0)
+    other = model(x, noise, z0=z0.roll(1, 0))
+    assert torch.equal(own["decoder"], same["decoder"]) and torch.equal(own["prior"], other["prior"])
+    assert torch.equal(seen[0], z0) and torch.equal(seen[2], z0.roll(1, 0))
+
+
+def test_a_step_noise_slices_per_rank_into_the_rows_of_the_global_draw():
+    model, _ = _tiny()
+    noise = model.draw_noise(4, torch.Generator().manual_seed(0))
+    part = noise.rows(slice(2, 4))
+    assert torch.equal(part.prior.t, noise.prior.t[2:]) and torch.equal(part.decoder.eps, noise.decoder.eps[2:])
+    assert torch.equal(part.eps_z0, noise.eps_z0[2:])
 
 
 @pytest.mark.slow

@@ -1,30 +1,111 @@
-"""Exported models: EMA weights plus the config that built them, loaded safely into the right class.
+"""Exported models: a folder anyone can load, with no pickle anywhere.
 
-`models/stage1/model.pt` and `models/stage2/model.pt` are what caching, evaluation, sampling and
-`ul release` read; the training checkpoint (`ckpt.pt`, with optimizer and RNG) is for resuming only.
+    models/stage1/                  (and models/stage2/)
+        model.safetensors           EMA weights (safetensors: tensors only, cannot run code)
+        config.json                 the class and the full config that built it
+        README.md                   the model card (ul.model_card)
+
+This is what caching, evaluation, sampling, `ul release` and `ul.Autoencoder.load` read; the
+training checkpoint (`ckpt.pt`, with optimizer and RNG) beside it is for resuming only.
 """
+
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ul import checkpoint
-from ul.config import Config, from_dict, to_dict
+from ul import atomic, model_card
+from ul.data.manifest import sha256_file
+from ul.config import Config, ConfigError, from_dict, to_dict
 from ul.model import BaseModel, UnifiedLatents
 
-MODEL = "model.pt"
+WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
+FORMAT = "ul-export/1"
+CLASSES = {"UnifiedLatents": UnifiedLatents, "BaseModel": BaseModel}
 
 
-def save(model: nn.Module, cfg: Config, path: str | Path) -> Path:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return checkpoint.save_atomic({"state_dict": state, "config": to_dict(cfg), "class": type(model).__name__}, path)
+class ExportError(ValueError):
+    """An exported model folder is missing, incomplete, corrupt or of another kind; names the path."""
 
 
-def load(path: str | Path, device="cpu") -> tuple[nn.Module, Config]:
-    blob = checkpoint.load(path)
-    cfg = from_dict(blob["config"])
-    cls = {"UnifiedLatents": UnifiedLatents, "BaseModel": BaseModel}[blob["class"]]
+def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> Path:
+    """Write weights, config (with the `training` summary) and model card into `folder`, each
+    file atomically."""
+    folder = Path(folder)
+    kind = type(model).__name__
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic.replacing(folder / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT, "class": kind})
+    meta = {"format": FORMAT, "class": kind, "config": to_dict(cfg), "training": training}
+    atomic.write_text(folder / CONFIG, json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    atomic.write_text(folder / CARD, model_card.card(kind, cfg, training, folder=str(folder)))
+    return folder
+
+
+def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, extra: dict) -> list[str]:
+    """A shareable copy of both exports whose model cards carry the evaluation and provenance,
+    plus `extra` files ({name in the bundle: source path}); returns the bundle's file names."""
+    names = []
+    for name, src in (("stage1", stage1), ("stage2", stage2)):
+        cls, cfg = read_config(src)
+        training = json.loads((src / CONFIG).read_text(encoding="utf-8")).get("training", {})
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for f in (WEIGHTS, CONFIG):
+            _require_file(src / f)
+            shutil.copyfile(src / f, out / name / f)
+        text = model_card.card(cls.__name__, cfg, training, metrics, prov, folder=name, stage1="stage1")
+        (out / name / CARD).write_text(text, encoding="utf-8")
+        names += [f"{name}/{f}" for f in (WEIGHTS, CONFIG, CARD)]
+    for name, src in extra.items():
+        shutil.copyfile(src, out / name)
+        names.append(name)
+    return names
+
+
+def read_config(folder: str | Path) -> tuple[type, Config]:
+    """The class and config of an export, checked like params.yaml."""
+    path = Path(folder) / CONFIG
+    _require_file(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        cls = CLASSES[meta["class"]]
+        return cls, from_dict(meta["config"])
+    except (ValueError, KeyError, TypeError, ConfigError) as err:
+        raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
+
+
+def load(folder: str | Path, device="cpu", expect: type | None = None) -> tuple[nn.Module, Config]:
+    """The model of an export folder, in eval mode, without gradients, on `device`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: no exported model folder here (did the training stage run?)")
+    cls, cfg = read_config(folder)
+    if expect is not None and cls is not expect:
+        raise ExportError(f"{folder}: holds a {cls.__name__}, expected a {expect.__name__}")
+    path = folder / WEIGHTS
+    _require_file(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ExportError(f"{path}: not readable safetensors ({err})".splitlines()[0]) from None
     model = cls(cfg)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ExportError(f"{path}: weights do not fit {CONFIG} ({str(err).splitlines()[0]})") from None
     return model.to(device).eval().requires_grad_(False), cfg
+
+
+def identity(folder: str | Path) -> str:
+    """The sha256 of the weights file: what a latent file records to name the model that made it."""
+    return sha256_file(Path(folder) / WEIGHTS)
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise ExportError(f"{path}: missing (an export folder holds {WEIGHTS}, {CONFIG} and {CARD})")

@@ -42,17 +42,22 @@ def save_grid(
     nrow: int = 8,
     pad: int = 2,
     pad_value: int = 255,
+    scale: int = 1,
 ) -> Path:
     """Write N×C×H×W images as one PNG grid, `nrow` images per row, and return the path.
 
     Images may be uint8 or floats in [-1, 1]. One channel is written as an 8-bit grey PNG ("L"),
     three as "RGB": grey data stays grey, so the file is a third of the size and looks the same.
     Padding is white by default because our grey datasets have black backgrounds.
-    Size: width = ncol·(W + pad) + pad, height = nrows·(H + pad) + pad (torchvision's layout).
+    `scale` enlarges each tile by pixel repetition (nearest neighbour) so that small images can be
+    judged by eye; the metrics never see the enlarged copy.
+    Size: width = ncol·(scale·W + pad) + pad, height = nrows·(scale·H + pad) + pad (torchvision's layout).
     """
     x = _as_uint8(images)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"save_grid expects N×C×H×W with C in (1, 3), got {tuple(x.shape)}")
+    if scale > 1:
+        x = x.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     n, c, h, w = x.shape
     ncol = max(1, min(nrow, n))
     nrows = math.ceil(n / ncol)
@@ -76,6 +81,7 @@ def save_pairs_grid(
     path: str | Path,
     nrow: int = 8,
     pad: int = 2,
+    scale: int = 1,
 ) -> Path:
     """Reconstruction grid: each original immediately left of its reconstruction.
 
@@ -86,4 +92,9 @@ def save_pairs_grid(
     if a.shape != b.shape:
         raise ValueError(f"save_pairs_grid: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     interleaved = torch.stack([a, b], dim=1).flatten(0, 1)  # o0, r0, o1, r1, ...
-    return save_grid(interleaved, path, nrow=2 * nrow, pad=pad)
+    return save_grid(interleaved, path, nrow=2 * nrow, pad=pad, scale=scale)
+
+
+def display_scale(size: int, target: int = 96) -> int:
+    """The integer enlargement that shows a size-pixel tile at about `target` pixels or more."""
+    return max(1, -(-target // size))

@@ -13,12 +13,13 @@ from ul.shards import ShardReader, ShardWriter
 
 
 @torch.no_grad()
-def write(ul, images: ShardReader, out_dir: str | Path, batch_size: int = 256, device="cpu") -> dict:
+def write(model, images: ShardReader, out_dir: str | Path, batch_size: int = 256, device="cpu") -> dict:
+    """z_clean = model.encode(x) of every image of `images`, with per-channel statistics."""
     writer = ShardWriter(out_dir, shard_size=50_000, prefix="latents")
     s1 = s2 = 0.0
     n = 0
     for batch in tqdm(images.iter_batches(batch_size), total=-(-len(images) // batch_size), desc="cache_latents", unit="batch"):
-        z = ul.encoder(from_uint8(batch).to(device)).float().cpu()
+        z = model.encode(from_uint8(batch).to(device)).cpu()
         writer.add(z.numpy().astype(np.float32))
         s1 = s1 + z.double().sum((0, 2, 3))
         s2 = s2 + z.double().pow(2).sum((0, 2, 3))

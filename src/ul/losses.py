@@ -9,12 +9,12 @@ All denoisers here are x-predictions `x̂(z_t, λ)`; networks predicting v are w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import torch
 
-from ul.schedules import alpha_sigma
+from ul.schedules import alpha_sigma, low_discrepancy_t
 
 Denoiser = Callable[..., torch.Tensor]  # x̂ = f(z_t, logsnr, [cond])
 
@@ -58,6 +58,18 @@ class NoiseDraw:
 
     t: torch.Tensor  # (B,)
     eps: torch.Tensor  # like the diffused tensor
+
+    @classmethod
+    def draw(cls, batch: int, shape, generator: torch.Generator) -> "NoiseDraw":
+        """A stratified t per example (`low_discrepancy_t`) and a standard normal ε of `shape`."""
+        return cls(t=low_discrepancy_t(batch, generator), eps=torch.randn((batch, *shape), generator=generator))
+
+    def rows(self, index) -> "NoiseDraw":
+        """The draw of some examples (a rank's slice of the global batch)."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def to(self, device) -> "NoiseDraw":
+        return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
 
 
 def prior_loss(z_clean, prior: Denoiser, schedule, draw: NoiseDraw) -> dict:

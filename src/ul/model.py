@@ -1,19 +1,39 @@
 """The two models of the method: stage-1 Unified Latents (encoder + prior + decoder, trained
-jointly) and the stage-2 base model on frozen latents. Each owns its noise draws, so a training
-loop only has to hand it a batch and a generator."""
+jointly) and the stage-2 base model on frozen latents (docs/method.md). Each draws its own noise
+from a generator it is handed, so a training loop only has to hand it a batch and a generator.
+
+Units: images in [-1, 1]; loss terms in nats per example, summed over the example's dimensions.
+"""
+
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
 
+from ul import samplers
 from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.networks import Encoder, UNet, VDenoiser, latent_shape
-from ul.schedules import CosineLogSNR, LinearLogSNR, low_discrepancy_t
+from ul.schedules import CosineLogSNR, LinearLogSNR
 
 
-def _draw(batch: int, shape, generator) -> NoiseDraw:
-    return NoiseDraw(t=low_discrepancy_t(batch, generator), eps=torch.randn((batch, *shape), generator=generator))
+@dataclass
+class StepNoise:
+    """Every random number one stage-1 step needs, for a (global) batch: the prior's draw (t, ε on
+    the latent), the decoder's draw (t, ε on the image) and ε_z0, the encoder noise at λ(0)."""
+
+    prior: NoiseDraw
+    decoder: NoiseDraw
+    eps_z0: torch.Tensor
+
+    def rows(self, index) -> StepNoise:
+        return StepNoise(self.prior.rows(index), self.decoder.rows(index), self.eps_z0[index])
+
+    def to(self, device) -> StepNoise:
+        return StepNoise(self.prior.to(device), self.decoder.to(device), self.eps_z0.to(device, non_blocking=True))
 
 
 class UnifiedLatents(nn.Module):
@@ -30,24 +50,40 @@ class UnifiedLatents(nn.Module):
         self.decoder = VDenoiser(UNet(c_img, res, cfg.decoder, c_cond=self.z_shape[0], cond_resolution=self.z_shape[1]))
         self.logsnr0 = float(cfg.noise.logsnr)
         self.prior_schedule = LinearLogSNR(cfg.noise.logsnr_min, self.logsnr0)
-        self.decoder_schedule = CosineLogSNR(cfg.ul.decoder_logsnr_min, cfg.ul.decoder_logsnr_max, cfg.ul.decoder_logsnr_shift)
+        self.decoder_schedule = CosineLogSNR(
+            cfg.ul.decoder_logsnr_min, cfg.ul.decoder_logsnr_max, cfg.ul.decoder_logsnr_shift
+        )
 
-    def draw_noise(self, batch: int, generator: torch.Generator) -> dict:
-        """Every random number one step needs, for a (global) batch; slice it per rank."""
-        p, d = _draw(batch, self.z_shape, generator), _draw(batch, self.x_shape, generator)
-        return {"t_z": p.t, "eps_z_t": p.eps, "t_x": d.t, "eps_x": d.eps,
-                "eps_z0": torch.randn((batch, *self.z_shape), generator=generator)}
+    def draw_noise(self, batch: int, generator: torch.Generator) -> StepNoise:
+        """Every random number one step needs, for a (global) batch; slice it per rank with `rows`."""
+        prior = NoiseDraw.draw(batch, self.z_shape, generator)
+        decoder = NoiseDraw.draw(batch, self.x_shape, generator)
+        return StepNoise(prior, decoder, torch.randn((batch, *self.z_shape), generator=generator))
 
-    def noisy_latent(self, z_clean: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """z_clean = E(x), in float32 (also under autocast)."""
+        return self.encoder(x).float()
+
+    def noisy(self, z_clean: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """z0 = α0·z_clean + σ0·ε: the fixed encoder noise, the first step of the prior's diffusion."""
         return diffuse(z_clean, torch.full((len(z_clean),), self.logsnr0, device=z_clean.device), eps)
 
-    def forward(self, x: torch.Tensor, noise: dict) -> dict:
-        """Per-example loss terms in nats; `loss` = L_z + L_x is what training minimises."""
-        z_clean = self.encoder(x).float()
-        z0 = self.noisy_latent(z_clean, noise["eps_z0"])
-        terms = prior_loss(z_clean, self.prior, self.prior_schedule, NoiseDraw(noise["t_z"], noise["eps_z_t"]))
-        terms.update(decoder_loss(x, z0, self.decoder, self.decoder_schedule, NoiseDraw(noise["t_x"], noise["eps_x"]),
+    @torch.no_grad()
+    def decode(self, z0: torch.Tensor, steps: int, sampler: str = "ddim", generator=None, progress=False):
+        """x ~ p(x | z0): the decoder's sampler conditioned on the noisy latent z0; [-1, 1] images."""
+        shape = (len(z0), *self.x_shape)
+        x = samplers.sample(self.decoder, shape, self.decoder_schedule, steps, sampler, cond=z0,
+                            generator=generator, device=z0.device, progress=progress)
+        return x.clamp(-1, 1)
+
+    def forward(self, x: torch.Tensor, noise: StepNoise, z0: Optional[torch.Tensor] = None) -> dict:
+        """Per-example loss terms in nats; `loss` = L_z + L_x is what training minimises.
+        `z0` replaces the decoder's condition (e.g. another image's latent, to measure latent use)."""
+        z_clean = self.encode(x)
+        if z0 is None:
+            z0 = self.noisy(z_clean, noise.eps_z0)
+        terms = prior_loss(z_clean, self.prior, self.prior_schedule, noise.prior)
+        terms.update(decoder_loss(x, z0, self.decoder, self.decoder_schedule, noise.decoder,
                                   self.cfg.ul.loss_factor, self.cfg.ul.sigmoid_bias))
         terms["loss"] = terms["prior"] + terms["decoder"]
         return terms
@@ -63,14 +99,20 @@ class BaseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.z_shape = latent_shape(cfg)
+        self.logsnr0 = float(cfg.noise.logsnr)
         self.denoiser = VDenoiser(UNet(self.z_shape[0], self.z_shape[1], cfg.base.net))
-        self.schedule = CosineLogSNR(cfg.noise.logsnr_min, float(cfg.noise.logsnr))
+        self.schedule = CosineLogSNR(cfg.noise.logsnr_min, self.logsnr0)
 
-    def draw_noise(self, batch: int, generator: torch.Generator) -> dict:
-        d = _draw(batch, self.z_shape, generator)
-        return {"t": d.t, "eps": d.eps}
+    def draw_noise(self, batch: int, generator: torch.Generator) -> NoiseDraw:
+        return NoiseDraw.draw(batch, self.z_shape, generator)
 
-    def forward(self, z_clean: torch.Tensor, noise: dict) -> dict:
-        terms = base_loss(z_clean, self.denoiser, self.schedule, NoiseDraw(noise["t"], noise["eps"]), self.cfg.base.sigmoid_bias)
+    @torch.no_grad()
+    def sample_z0(self, n: int, steps: int, sampler: str = "ddim", generator=None, device="cpu", progress=False):
+        """Latents at λ(0), still NOISY: where the decoder's condition lives (Algorithm 2)."""
+        return samplers.sample(self.denoiser, (n, *self.z_shape), self.schedule, steps, sampler,
+                               generator=generator, device=device, end_noisy=True, progress=progress)
+
+    def forward(self, z_clean: torch.Tensor, noise: NoiseDraw) -> dict:
+        terms = base_loss(z_clean, self.denoiser, self.schedule, noise, self.cfg.base.sigmoid_bias)
         terms["loss"] = terms["base"]
         return terms

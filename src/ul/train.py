@@ -141,7 +141,7 @@ def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_exam
         noise = model.draw_noise(cfg.batch_size, gen)
         rows = dist_.slice(cfg.batch_size)
         batch = data(idx[rows].numpy()).to(device, non_blocking=True)
-        noise = {k: v[rows].to(device, non_blocking=True) for k, v in noise.items()}
+        noise = noise.rows(rows).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             terms = net(batch, noise)
         loss = terms["loss"].mean()

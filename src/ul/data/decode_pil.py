@@ -53,9 +53,14 @@ def resize_shorter(img: np.ndarray, size: int) -> np.ndarray:
 def load(path: str, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
     """Decode one file to uint8 C×resolution×resolution."""
     with Image.open(path) as im:
-        if channels == 1 and im.format == "JPEG":
-            im.draft("L", im.size)  # luminance straight from the decoder, no colour round trip
-        arr = _to_array(im, channels)
+        return transform(im, resolution, channels, resize_mode)
+
+
+def transform(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
+    """An opened image to uint8 C×resolution×resolution: the training-time channel and geometry rules."""
+    if channels == 1 and im.format == "JPEG":
+        im.draft("L", im.size)  # luminance straight from the decoder, no colour round trip
+    arr = _to_array(im, channels)
     if resize_mode == "resize":
         arr = resize_shorter(arr, resolution)
     return crop_or_pad(arr, resolution).transpose(2, 0, 1)

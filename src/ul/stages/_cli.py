@@ -11,6 +11,7 @@ from typing import Callable
 from ul.config import Config, ConfigError, load
 from ul.data import DataError
 from ul.errors import NonFiniteLossError
+from ul.export import ExportError
 
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, body: Callable[[Config], dict]) -> int:
     """Load the config, run `body`, write its metrics; expected failures → stderr + status 1."""
     try:
         metrics = body(load(args.params))
-    except (ConfigError, DataError, FileNotFoundError, NonFiniteLossError) as err:
+    except (ConfigError, DataError, ExportError, FileNotFoundError, NonFiniteLossError) as err:
         if getattr(err, "metrics", None):  # a failed validation still reports what it measured
             write_metrics(args.metrics, err.metrics)
         print(f"error: {err}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Latent caching: z_clean = E(x) of every training image, with the frozen EMA encoder, once.
 
-    python -m ul.stages.cache_latents [--params params.yaml] [--model models/stage1/model.pt] [--out data/latents]
+    python -m ul.stages.cache_latents [--params params.yaml] [--model models/stage1] [--out data/latents]
 
-Writes memory-mappable float32 shards plus index.json with per-channel statistics (the stage-2
+Reads cache.device and cache.batch_size. Writes memory-mappable float32 shards plus index.json with per-channel statistics (the stage-2
 training data) and metrics/cache_latents.json.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ul import export, latent_cache
 from ul.distributed import resolve_device
+from ul.model import UnifiedLatents
 from ul.shards import ShardReader
 from ul.stages import _cli
 
@@ -19,14 +20,15 @@ from ul.stages import _cli
 def main(argv=None) -> int:
     p = _cli.parser("cache_latents", __doc__)
     p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
-    p.add_argument("--model", default="models/stage1/model.pt", help="stage-1 export (default: %(default)s)")
+    p.add_argument("--model", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
     p.add_argument("--out", default="data/latents", help="latent shard folder (default: %(default)s)")
     args = p.parse_args(argv)
 
     def body(cfg):
-        device = resolve_device(cfg.stage1.device)
-        ul, _ = export.load(args.model, device)
-        stats = latent_cache.write(ul, ShardReader(Path(args.data) / "train"), Path(args.out) / "train", cfg.eval.batch_size, device)
+        device = resolve_device(cfg.cache.device)
+        model, _ = export.load(args.model, device, expect=UnifiedLatents)
+        stats = latent_cache.write(model, ShardReader(Path(args.data) / "train"), Path(args.out) / "train",
+                                   cfg.cache.batch_size, device)
         return {"latent_count": stats["count"], "latent_std": stats["std"]}
 
     return _cli.run(args, body)

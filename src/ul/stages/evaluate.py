@@ -2,7 +2,7 @@
 
     python -m ul.stages.evaluate [--params params.yaml] [--out eval] [--no-fid]
 
-Reads seed, sample.*, eval.*. Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
+Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
 latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
 eval/reconstructions.png; Inception reference statistics are cached in data/fid_stats.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from ul import export
 from ul.distributed import resolve_device
 from ul.evaluation import evaluate
+from ul.model import BaseModel, UnifiedLatents
 from ul.shards import ShardReader
 from ul.stages import _cli
 
@@ -22,18 +23,19 @@ def main(argv=None) -> int:
     p = _cli.parser("evaluate", __doc__)
     p.set_defaults(metrics="eval/metrics.json")
     p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
-    p.add_argument("--stage1", default="models/stage1/model.pt", help="stage-1 export (default: %(default)s)")
-    p.add_argument("--stage2", default="models/stage2/model.pt", help="stage-2 export (default: %(default)s)")
+    p.add_argument("--stage1", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
+    p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
     p.add_argument("--out", default="eval", help="grids folder (default: %(default)s)")
     p.add_argument("--fid-cache", default="data/fid_stats", help="Inception reference statistics (default: %(default)s)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID/gFID (the slow part on CPU)")
     args = p.parse_args(argv)
 
     def body(cfg):
-        device = resolve_device(cfg.stage1.device)
-        ul, _ = export.load(args.stage1, device)
-        base, _ = export.load(args.stage2, device)
-        return evaluate(ul, base, ShardReader(Path(args.data) / "test"), cfg, args.out, args.fid_cache, device, fid=not args.no_fid)
+        device = resolve_device(cfg.eval.device)
+        model, _ = export.load(args.stage1, device, expect=UnifiedLatents)
+        base, _ = export.load(args.stage2, device, expect=BaseModel)
+        test = ShardReader(Path(args.data) / "test")
+        return evaluate(model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid)
 
     return _cli.run(args, body)
 

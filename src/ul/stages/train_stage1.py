@@ -5,7 +5,8 @@
 
 Reads seed, data.*, noise.*, ul.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
 (atomic, every stage1.ckpt_every steps: a killed run resumes from it when re-run with the same
-parameters and data) and <out>/model.pt (EMA weights + config), the training curve
+parameters and data), the export <out>/{model.safetensors,config.json,README.md} (EMA weights,
+config, model card; `ul.Autoencoder.load(<out>)`), the training curve
 metrics/stage1_train.tsv and the summary metrics/train_stage1.json.
 """
 from __future__ import annotations
@@ -37,10 +38,11 @@ def main(argv=None) -> int:
         t0 = time.time()
         ema = train(model, lambda idx: from_uint8(images[idx]), len(images), cfg.stage1, args.out,
                     _cli.run_identity(cfg, KEYS, images), cfg.seed, args.log, desc="stage1")
-        export.save(ema, cfg, Path(args.out) / export.MODEL)
-        return {"steps": cfg.stage1.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
-                "params_encoder": _cli.count(ema.encoder), "params_prior": _cli.count(ema.prior),
-                "params_decoder": _cli.count(ema.decoder)}
+        metrics = {"steps": cfg.stage1.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
+                   "params_encoder": _cli.count(ema.encoder), "params_prior": _cli.count(ema.prior),
+                   "params_decoder": _cli.count(ema.decoder)}
+        export.save(ema, cfg, args.out, metrics)
+        return metrics
 
     return _cli.run(args, body)
 

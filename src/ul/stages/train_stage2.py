@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=N -m ul.stages.train_stage2
 
 Reads seed, noise.*, base.*, stage2.* (and the shapes of data/encoder). Writes <out>/ckpt.pt
-(resumable), <out>/model.pt (EMA), metrics/stage2_train.tsv and metrics/train_stage2.json.
+(resumable), the export <out>/{model.safetensors,config.json,README.md}, metrics/stage2_train.tsv and metrics/train_stage2.json.
 """
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ def main(argv=None) -> int:
         t0 = time.time()
         ema = train(model, lambda idx: torch.from_numpy(latents[idx]), len(latents), cfg.stage2, args.out,
                     _cli.run_identity(cfg, KEYS, latents), cfg.seed, args.log, desc="stage2")
-        export.save(ema, cfg, Path(args.out) / export.MODEL)
-        return {"steps": cfg.stage2.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
-                "params_base": _cli.count(ema), "parameterisation": BaseModel.parameterisation}
+        metrics = {"steps": cfg.stage2.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
+                   "params_base": _cli.count(ema), "parameterisation": BaseModel.parameterisation}
+        export.save(ema, cfg, args.out, metrics)
+        return metrics
 
     return _cli.run(args, body)
 

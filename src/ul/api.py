@@ -1,0 +1,142 @@
+"""The front door: use a trained Unified Latents model the way `diffusers`' AutoencoderKL is used.
+
+    from ul import Autoencoder
+    ae = Autoencoder.load("models/stage1")
+    z0 = ae.noisy(ae.encode(x)); x_rec = ae.decode(z0)      # x: N×C×H×W floats in [-1, 1]
+
+Images are N×C×H×W floats in [-1, 1] on any device (`ul.inputs` turns files, PIL images and uint8
+arrays into that, as the decode stage does). Latents: `z_clean` = E(x), deterministic;
+`z0` = α0·z_clean + σ0·ε, the noisy latent at λ(0) that the decoder is conditioned on and that the
+base model generates. Rates are in bits.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ul import export, samplers
+from ul.config import Config
+from ul.losses import NoiseDraw, prior_loss
+from ul.model import BaseModel, UnifiedLatents
+from ul.schedules import LN2
+
+
+class Autoencoder:
+    """A stage-1 export: encoder, prior (for the rate) and diffusion decoder, EMA weights."""
+
+    def __init__(self, model: UnifiedLatents, identity: str = ""):
+        self.model = model.eval().requires_grad_(False)
+        self.identity = identity  # sha256 of the weights file
+
+    @classmethod
+    def load(cls, path: str | Path = "models/stage1", device: str | torch.device = "cpu") -> Autoencoder:
+        model, _ = export.load(path, device, expect=UnifiedLatents)
+        return cls(model, export.identity(path))
+
+    @property
+    def config(self) -> Config:
+        return self.model.cfg
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return tuple(self.model.z_shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.model.x_shape)
+
+    @property
+    def logsnr0(self) -> float:
+        return self.model.logsnr0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """z_clean = E(x): N×latent_shape, deterministic."""
+        return self.model.encode(self._images(x))
+
+    @torch.no_grad()
+    def noisy(self, z_clean: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """z0 = α0·z_clean + σ0·ε with ε from `generator` (drawn on the CPU: the same on any device)."""
+        z_clean = self._latents(z_clean)
+        eps = torch.randn(z_clean.shape, generator=generator).to(z_clean.device)
+        return self.model.noisy(z_clean, eps)
+
+    @torch.no_grad()
+    def decode(self, z0: torch.Tensor, steps: int = 50, sampler: str = "ddim",
+               generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+        """x ~ p(x | z0) by `steps` steps of `sampler` (ddim | ancestral); [-1, 1]."""
+        return self.model.decode(self._latents(z0), steps, sampler, generator, progress)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, steps: int = 50, sampler: str = "ddim",
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """encode → noisy → decode."""
+        return self.decode(self.noisy(self.encode(x), generator), steps, sampler, generator)
+
+    @torch.no_grad()
+    def rate(self, x: torch.Tensor, draws: int = 8, unit: str = "image",
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Bits of z0 per image (`unit="pixel"`: per pixel, H·W; `"dim"`: per latent dimension):
+        the prior's bound L_z / ln 2, averaged over `draws` noise draws, one value per image."""
+        divisor = {"image": 1, "pixel": math.prod(self.image_shape[1:]), "dim": math.prod(self.latent_shape)}
+        if unit not in divisor:
+            raise ValueError(f"unknown rate unit {unit!r} (choose from {', '.join(divisor)})")
+        m, gen = self.model, generator or torch.Generator().manual_seed(0)
+        z_clean = m.encode(self._images(x))
+        nats = torch.zeros(len(z_clean), dtype=torch.float64)
+        for _ in range(draws):
+            draw = NoiseDraw.draw(len(z_clean), m.z_shape, gen).to(z_clean.device)
+            nats += prior_loss(z_clean, m.prior, m.prior_schedule, draw)["prior"].double().cpu()
+        return (nats / draws / LN2 / divisor[unit]).float()
+
+    def _images(self, x: torch.Tensor) -> torch.Tensor:
+        _check_shape("images", x, self.image_shape)
+        if x.is_floating_point() and x.numel() and (x.min() < -1.001 or x.max() > 1.001):
+            raise ValueError(f"images: values span [{float(x.min()):.3g}, {float(x.max()):.3g}], expected [-1, 1]")
+        return x.to(self.device, torch.float32)
+
+    def _latents(self, z: torch.Tensor) -> torch.Tensor:
+        _check_shape("latents", z, self.latent_shape)
+        return z.to(self.device, torch.float32)
+
+
+def _check_shape(name: str, t: torch.Tensor, shape: tuple) -> None:
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        raise TypeError(f"{name}: expected a float tensor, got {type(t).__name__} {getattr(t, 'dtype', '')}".rstrip())
+    if t.dim() != 4 or tuple(t.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name}: shape {tuple(t.shape)}, the model takes N×{'×'.join(map(str, shape))}")
+
+
+class Generator:
+    """Algorithm 2: a stage-2 base model generates z0 at λ(0); the stage-1 decoder renders it."""
+
+    def __init__(self, autoencoder: Autoencoder, base: BaseModel):
+        if abs(base.logsnr0 - autoencoder.logsnr0) > 1e-9:
+            raise ValueError(f"base model ends at λ(0) = {base.logsnr0:g}, the autoencoder's decoder expects "
+                             f"λ(0) = {autoencoder.logsnr0:g}: they were not trained together")
+        if tuple(base.z_shape) != autoencoder.latent_shape:
+            raise ValueError(f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {autoencoder.latent_shape}")
+        self.autoencoder = autoencoder
+        self.base = base.eval().requires_grad_(False)
+
+    @classmethod
+    def load(cls, stage1: str | Path = "models/stage1", stage2: str | Path = "models/stage2",
+             device: str | torch.device = "cpu") -> Generator:
+        base, _ = export.load(stage2, device, expect=BaseModel)
+        return cls(Autoencoder.load(stage1, device), base)
+
+    @torch.no_grad()
+    def sample(self, n: int, base_steps: int = 50, decoder_steps: int = 50, sampler: str = "ddim",
+               generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+        """n images, N×C×H×W in [-1, 1]."""
+        device = self.autoencoder.device
+        z0 = self.base.sample_z0(n, base_steps, sampler, generator, device, progress)
+        return self.autoencoder.decode(z0, decoder_steps, sampler, generator, progress)

@@ -1,0 +1,97 @@
+"""A user's images → model input, exactly as the decode stage prepares training data.
+
+Files go through the decode stage's Pillow path (`ul.data.decode_pil.transform`: the same channel
+conversion and the same centre pad/crop or resize as DALI), then `images.from_uint8` to [-1, 1].
+Every failure is an `InputError` that names the input and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ul.data import decode_pil, imagecheck
+from ul.images import from_uint8
+
+SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
+MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")  # 8-bit layouts the decode stage reads the same way
+
+
+class InputError(ValueError):
+    """An input file or array is unusable; the message names it and says why."""
+
+
+def list_images(args: Iterable[str | Path]) -> list[Path]:
+    """Files named on a command line: each argument is an image file or a folder, whose regular
+    image files (not links, not sub-folders) are taken in name order."""
+    found: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            raise InputError(f"{arg}: {err.strerror or 'cannot read'}") from None
+        if stat.S_ISDIR(st.st_mode):
+            files = sorted(
+                Path(e.path)
+                for e in os.scandir(path)
+                if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in SUFFIXES
+            )
+            if not files:
+                raise InputError(f"{arg}: no {'/'.join(SUFFIXES)} files in this folder")
+            found += files
+        elif stat.S_ISREG(st.st_mode):
+            found.append(path)
+        else:  # a pipe or a device would block or never end
+            raise InputError(f"{arg}: not a regular file or folder")
+    if not found:
+        raise InputError("no input images given")
+    return found
+
+
+def load_image(path: str | Path, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
+    """One image file → uint8 C×resolution×resolution, checked before it is decoded."""
+    reason = imagecheck.quick(path)
+    if reason:
+        raise InputError(f"{path}: unreadable image ({reason})")
+    try:
+        with Image.open(path) as im:
+            _check(im, path)
+            return decode_pil.transform(im, resolution, channels, resize_mode)
+    except InputError:
+        raise
+    except Exception as err:  # Pillow raises many types for a damaged file
+        raise InputError(f"{path}: unreadable image ({type(err).__name__}: {err})".splitlines()[0]) from None
+
+
+def from_pil(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> torch.Tensor:
+    """A PIL image → 1×C×H×W float in [-1, 1]."""
+    _check(im, "image")
+    return from_uint8(decode_pil.transform(im, resolution, channels, resize_mode)[None])
+
+
+def from_arrays(images: np.ndarray, channels: int) -> torch.Tensor:
+    """uint8 N×C×H×W (or N×H×W×C) arrays → float N×C×H×W in [-1, 1]; C must be the model's."""
+    a = np.asarray(images)
+    if a.dtype != np.uint8 or a.ndim != 4:
+        raise InputError(f"arrays: expected uint8 N×C×H×W, got {a.dtype} with shape {a.shape}")
+    if a.shape[1] != channels and a.shape[3] == channels:
+        a = a.transpose(0, 3, 1, 2)
+    if a.shape[1] != channels:
+        raise InputError(f"arrays: {a.shape[1]} channels, the model takes {channels}")
+    return from_uint8(np.ascontiguousarray(a))
+
+
+def _check(im: Image.Image, name) -> None:
+    w, h = im.size
+    if w * h > MAX_PIXELS:
+        raise InputError(f"{name}: {w}×{h} pixels is over the budget of {MAX_PIXELS:,}")
+    if im.mode not in MODES:
+        raise InputError(f"{name}: unsupported channel layout (mode {im.mode}); give 8-bit grey or RGB")

@@ -1,0 +1,152 @@
+"""Reports in markdown: the model card of an export, the metrics table and the provenance lines
+that the model cards, `ul release` and the Prefect summaries share."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from ul.config import Config, to_dict
+from ul.data.manifest import sha256_file
+
+# (key in eval/metrics.json, label) in the order of the tables
+HEADLINE = (
+    ("psnr_db", "PSNR (dB, mean of per-image PSNRs)"),
+    ("rfid", "rFID"),
+    ("gfid", "gFID"),
+    ("fid_num_samples", "FID samples (N)"),
+    ("latent_bits_per_image", "latent bits / image"),
+    ("latent_bits_per_dim", "latent bits / dim"),
+    ("latent_bits_per_pixel", "latent bits / pixel"),
+)
+WHAT = {
+    "UnifiedLatents": (
+        "Unified Latents autoencoder (stage 1)",
+        "A deterministic encoder whose latents are noised to a fixed log-SNR λ(0), a diffusion prior on\n"
+        "those latents (its loss bounds their bitrate) and a diffusion decoder conditioned on the noisy\n"
+        "latent, trained jointly with the Unified Latents objective (docs/method.md).",
+    ),
+    "BaseModel": (
+        "Unified Latents base model (stage 2)",
+        "A diffusion model over the frozen stage-1 latents; its samples at λ(0) go to the stage-1\n"
+        "decoder (Algorithm 2 of the paper).",
+    ),
+}
+USAGE = {
+    "UnifiedLatents": (
+        "from ul import Autoencoder\n"
+        'ae = Autoencoder.load("{folder}")\n'
+        "x_rec = ae.reconstruct(x)          # x: N×C×H×W in [-1, 1]; also ae.encode / ae.decode / ae.rate\n"
+    ),
+    "BaseModel": (
+        "from ul import Generator\n"
+        'gen = Generator.load("{stage1}", "{folder}")\n'
+        "x = gen.sample(16)                 # N×C×H×W in [-1, 1]\n"
+    ),
+}
+
+
+def _git(root: Path, *args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(root: str | Path = ".") -> dict:
+    """Git commit (and whether tracked files differ from it), dvc.lock hash, data source and commit."""
+    from ul.storage.lakefs import COMMIT_ID, LakeFSPath  # lazy: lakeFS clients are slow to import
+
+    root = Path(root)
+    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
+    source = (params.get("data") or {}).get("source")
+    data_commit = None
+    if isinstance(source, str) and source.startswith("lakefs://"):
+        ref = LakeFSPath.parse(source).ref
+        data_commit = ref if COMMIT_ID.fullmatch(ref) else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "dvc_lock_sha256": sha256_file(root / "dvc.lock") if (root / "dvc.lock").exists() else None,
+        "data_source": source,
+        "data_commit": data_commit,
+        "preset": params.get("preset"),
+    }
+
+
+def load_metrics(root: str | Path = ".") -> dict:
+    path = Path(root) / "eval" / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def metrics_rows(metrics: dict) -> list:
+    """[{"metric", "value"}] with the headline metrics first, then every other scalar."""
+    labels = dict(HEADLINE)
+    keys = [k for k, _ in HEADLINE if k in metrics] + sorted(k for k in metrics if k not in labels)
+    return [{"metric": k, "value": metrics[k]} for k in keys if isinstance(metrics[k], (int, float, str, bool))]
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def metrics_table(metrics: dict) -> str:
+    """The metrics as a markdown table (headline metrics first)."""
+    if not metrics:
+        return "_no eval/metrics.json_\n"
+    labels = dict(HEADLINE)
+    rows = "".join(f"| {labels.get(r['metric'], r['metric'])} | {_fmt(r['value'])} |\n" for r in metrics_rows(metrics))
+    return "| metric | value |\n|---|---|\n" + rows
+
+
+def provenance_lines(prov: dict) -> str:
+    dirty = {True: " (work tree modified)", False: "", None: ""}[prov.get("git_dirty")]
+    if prov.get("data_commit"):
+        data = f"`{prov['data_source']}` (lakeFS commit `{prov['data_commit']}`)"
+    else:
+        data = f"`{prov.get('data_source')}` (not a pinned lakeFS commit)"
+    return (
+        f"- git commit: `{prov.get('git_commit') or 'unknown'}`{dirty}\n"
+        f"- dvc.lock sha256: `{prov.get('dvc_lock_sha256') or 'none'}`\n"
+        f"- data: {data}\n"
+        f"- preset: `{prov.get('preset')}`\n"
+    )
+
+
+def card(
+    kind: str,
+    cfg: Config,
+    training: dict,
+    metrics: Optional[dict] = None,
+    prov: Optional[dict] = None,
+    folder: str = "models/stage1",
+    stage1: str = "models/stage1",
+) -> str:
+    """The README.md of an export folder: what it is, how to load it, how good it is, where it came
+    from. Without `metrics`/`prov` (at training time) it says how to get the full card."""
+    title, what = WHAT[kind]
+    res, ch = cfg.data.resolution, cfg.data.channels
+    usage = USAGE[kind].format(folder=folder, stage1=stage1)
+    train_rows = "".join(f"| {k} | {_fmt(v)} |\n" for k, v in training.items())
+    if metrics:
+        evaluation = "## Evaluation (held-out split)\n\n" + metrics_table(metrics)
+    else:
+        evaluation = "## Evaluation\n\nNot evaluated yet: `ul export OUT` writes this card with the evaluation and provenance.\n"
+    origin = "\n## Provenance\n\n" + provenance_lines(prov) if prov else ""
+    params = yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip()
+    return (
+        f"# {title}\n\n{what}\n\n"
+        f"- images: {ch}×{res}×{res}, values in [-1, 1]\n"
+        f"- λ(0) = noise.logsnr = {cfg.noise.logsnr:g} (the log-SNR of the noisy latent z0)\n"
+        f"- files: `model.safetensors` (weights, no pickle), `config.json` (class + config), this card\n\n"
+        f"## Load it\n\n```python\n{usage}```\n\nor on files: `ul reconstruct IMAGES -o OUT`, `ul rate IMAGES`, "
+        "`ul sample -n 16 -o grid.png` (`ul --help`).\n\n"
+        "## Training\n\n| quantity | value |\n|---|---|\n" + train_rows + "\n" + evaluation + origin +
+        f"\n## Config\n\n```yaml\n{params}\n```\n"
+    )
