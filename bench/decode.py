@@ -51,7 +51,7 @@ def main() -> None:
                 "dali cpu threads=1": (decode_dali.batches, dict(threads=1, device="cpu")),
                 f"dali cpu threads={args.threads}": (decode_dali.batches, dict(threads=args.threads, device="cpu"))}
         if cuda_available():
-            runs["dali mixed (gpu)"] = (decode_dali.batches, dict(threads=args.threads, device="gpu"))
+            runs["dali mixed (gpu)"] = (decode_dali.batches, dict(threads=args.threads, device="cuda"))
         for fn, extra in runs.values():  # warm-up: imports, page cache, first pipeline build
             _rate(fn, files[:512], **opts, **extra)
         rates = {name: [] for name in runs}

@@ -28,6 +28,21 @@ def test_conf_lists_every_schema_key():
     assert _keys(raw) | {"preset"} == _keys(to_dict(Config()))
 
 
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def test_schema_defaults_are_the_values_of_conf():
+    """conf/ is the source of every default; the dataclass defaults must say the same, value by value."""
+    composed, defaults = _flat(compose_params(ROOT / "conf")), _flat(to_dict(Config()))
+    differ = [f"{k}: conf/ {composed.get(k)!r}, config.py {defaults.get(k)!r}"
+              for k in sorted(composed.keys() | defaults.keys()) if composed.get(k) != defaults.get(k)]
+    assert not differ, differ
+
+
 def test_committed_params_are_the_default_composition():
     assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose_params(ROOT / "conf")
 
@@ -53,7 +68,11 @@ def test_integer_logsnr_is_accepted_as_float():
     ("ul.loss_factor", "0", "ul.loss_factor=0.0: must be > 0"),
     ("ul.loss_factor", "-1.5", "ul.loss_factor=-1.5"),
     ("noise.logsnr_min", "6", "noise.logsnr_min=6.0: must be < noise.logsnr"),
-    ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, gpu"),
+    ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, cuda"),
+    ("decode.device", "gpu", "decode.device='gpu': must be one of auto, cpu, cuda"),
+    ("cache.device", "gpu", "cache.device='gpu': must be one of auto, cpu, cuda"),
+    ("eval.device", "mps", "eval.device='mps': must be one of auto, cpu, cuda"),
+    ("cache.batch_size", "0", "cache.batch_size=0: must be > 0"),
     ("data.resolution", "30", "divisible"),
     ("nosuch.key", "1", "nosuch"),
     ("noise.typo", "1", "typo"),

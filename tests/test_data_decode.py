@@ -111,8 +111,8 @@ def test_pillow_fallback_when_dali_is_missing(raw, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ul.data.decode_dali", None)  # import now raises ImportError
     m = decode(raw, tmp_path / "pil", 32, 1, device="auto")
     assert m["backend"] == "pillow" and "dali_import_error" in m
-    with pytest.raises(DataError, match="device=gpu needs NVIDIA DALI"):
-        decode(raw, tmp_path / "x", 32, 1, device="gpu")
+    with pytest.raises(DataError, match="device=cuda needs NVIDIA DALI"):
+        decode(raw, tmp_path / "x", 32, 1, device="cuda")
     monkeypatch.undo()
     decode(raw, tmp_path / "dali", 32, 1, device="cpu")
     for split in ("train", "test"):
@@ -123,7 +123,9 @@ def test_gpu_request_without_a_gpu_is_refused(raw, tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    with pytest.raises(DataError, match="no CUDA GPU is visible"):
+    with pytest.raises(DataError, match="decode.device=cuda but no CUDA GPU is visible"):
+        decode(raw, tmp_path / "dec", 32, 1, device="cuda")
+    with pytest.raises(DataError, match="device='gpu' must be auto, cpu or cuda"):
         decode(raw, tmp_path / "dec", 32, 1, device="gpu")
     with pytest.raises(DataError, match="resize_mode='stretch'"):
         decode(raw, tmp_path / "dec", 32, 1, resize_mode="stretch")

@@ -4,6 +4,11 @@
 `params.yaml`; stages never run Hydra themselves, they read `params.yaml` through `load()`, which
 merges it into the structured config below so that unknown keys and wrong types fail at once,
 then checks ranges. Integers given for float fields (`-S noise.logsnr=5`) are accepted as floats.
+
+The values live in `conf/config.yaml` (the default run, = the `cpu` preset). The defaults below
+repeat them, so that `Config()` and a partial mapping (an export written before a key existed)
+mean that same run; tests/test_config.py fails, naming each key, where the two differ.
+Devices are named `auto | cpu | cuda` everywhere (auto = cuda when one is visible).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ class DataConfig:
 
 @dataclass
 class DecodeConfig:
-    device: str = "auto"  # auto | cpu | gpu
+    device: str = "auto"  # auto | cpu | cuda (DALI decodes with device="mixed" on cuda)
     on_error: str = "fail"  # fail | skip
     threads: int = 2
     batch_size: int = 256
@@ -79,21 +84,23 @@ class UNetConfig:
 class BaseConfig:
     """Stage-2 base model on latents: a UNet/UViT plus its own sigmoid weighting bias."""
 
-    net: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[128, 256], blocks=2))
+    net: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[96, 128], blocks=2))
     sigmoid_bias: float = 0.0
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    """One training stage; the defaults are stage 1's (stage 2 overrides a few in `Config`)."""
+
+    steps: int = 1300
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_steps: int = 200
+    warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.998
     log_every: int = 25
-    ckpt_every: int = 200
+    ckpt_every: int = 100
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads, 0 = all cores
 
@@ -106,11 +113,20 @@ class SampleConfig:
 
 
 @dataclass
+class CacheConfig:
+    """The latent caching stage: encode every training image once with the frozen encoder."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 256
+
+
+@dataclass
 class EvalConfig:
     num_images: int = 500  # held-out images for PSNR, rate and rFID
     fid_num_samples: int = 500  # generated samples for gFID
     grid_size: int = 8  # the grids are grid_size × grid_size
     batch_size: int = 250
+    device: str = "auto"  # auto | cpu | cuda
 
 
 @dataclass
@@ -122,11 +138,12 @@ class Config:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     ul: ULConfig = field(default_factory=ULConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    prior: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[96], blocks=3))
+    prior: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[64], blocks=2))
     decoder: UNetConfig = field(default_factory=UNetConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
     stage1: TrainConfig = field(default_factory=TrainConfig)
-    stage2: TrainConfig = field(default_factory=TrainConfig)
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=128, ckpt_every=250))
+    cache: CacheConfig = field(default_factory=CacheConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -140,6 +157,9 @@ def _choice(key: str, value: str, choices: tuple) -> None:
     _check(value in choices, key, value, f"must be one of {', '.join(map(str, choices))}")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def _check_train(name: str, t: TrainConfig) -> None:
     for k in ("steps", "batch_size", "log_every", "ckpt_every"):
         _check(getattr(t, k) > 0, f"{name}.{k}", getattr(t, k), "must be > 0")
@@ -148,7 +168,7 @@ def _check_train(name: str, t: TrainConfig) -> None:
     _check(0 <= t.ema_decay < 1, f"{name}.ema_decay", t.ema_decay, "must be in [0, 1)")
     _check(t.grad_clip > 0, f"{name}.grad_clip", t.grad_clip, "must be > 0")
     _check(t.threads >= 0, f"{name}.threads", t.threads, "must be >= 0")
-    _choice(f"{name}.device", t.device, ("auto", "cpu", "cuda"))
+    _choice(f"{name}.device", t.device, DEVICES)
 
 
 def validate(cfg: Config) -> Config:
@@ -170,7 +190,7 @@ def validate(cfg: Config) -> Config:
     _choice("data.channels", d.channels, (1, 3))
     _choice("data.resize_mode", d.resize_mode, ("pad", "resize"))
     _check(d.max_train >= 0 and d.max_test >= 0, "data.max_train", d.max_train, "limits must be >= 0")
-    _choice("decode.device", cfg.decode.device, ("auto", "cpu", "gpu"))
+    _choice("decode.device", cfg.decode.device, DEVICES)
     _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
     _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")
     e = cfg.encoder
@@ -187,6 +207,9 @@ def validate(cfg: Config) -> Config:
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")
     for k in ("num_images", "fid_num_samples", "grid_size", "batch_size"):
         _check(getattr(cfg.eval, k) > 0, f"eval.{k}", getattr(cfg.eval, k), "must be > 0")
+    _choice("eval.device", cfg.eval.device, DEVICES)
+    _check(cfg.cache.batch_size > 0, "cache.batch_size", cfg.cache.batch_size, "must be > 0")
+    _choice("cache.device", cfg.cache.device, DEVICES)
     return cfg
 
 

@@ -2,9 +2,9 @@
 
 Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncated image is named
 by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
-and lists them in `skipped.json`. DALI decodes on the GPU (`device="mixed"`) when one is visible
-or asked for, else on the CPU; Pillow is used only when DALI cannot be imported, and the metrics
-say which ran. Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and
+and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
+decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
+the CPU; Pillow is used only when DALI cannot be imported, and the metrics say which ran. Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and
 `paths.txt`, the manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 """
 from __future__ import annotations
@@ -53,15 +53,16 @@ def cuda_available() -> bool:
 
 
 def _device(device: str, backend: str) -> str:
+    """"cpu" or "cuda": where this backend decodes for decode.device `device`."""
     if device == "cpu":
         return "cpu"
-    if device == "gpu":
+    if device == "cuda":
         if backend != "dali":
-            raise DataError("decode.device=gpu needs NVIDIA DALI, which is not available; use auto or cpu")
+            raise DataError("decode.device=cuda needs NVIDIA DALI, which is not available; use auto or cpu")
         if not cuda_available():
-            raise DataError("decode.device=gpu but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu")
-        return "gpu"
-    return "gpu" if backend == "dali" and cuda_available() else "cpu"
+            raise DataError("decode.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu")
+        return "cuda"
+    return "cuda" if backend == "dali" and cuda_available() else "cpu"
 
 
 def _check_args(resolution: int, channels: int, resize_mode: str, device: str, on_error: str, threads: int,
@@ -69,7 +70,7 @@ def _check_args(resolution: int, channels: int, resize_mode: str, device: str, o
     for ok, what in ((resolution >= 1, f"resolution={resolution} must be >= 1"),
                      (channels in (1, 3), f"channels={channels} must be 1 or 3"),
                      (resize_mode in ("pad", "resize"), f"resize_mode={resize_mode!r} must be pad or resize"),
-                     (device in ("auto", "cpu", "gpu"), f"device={device!r} must be auto, cpu or gpu"),
+                     (device in ("auto", "cpu", "cuda"), f"device={device!r} must be auto, cpu or cuda"),
                      (on_error in ("fail", "skip"), f"on_error={on_error!r} must be fail or skip"),
                      (threads >= 1 and batch_size >= 1, f"threads={threads}, batch_size={batch_size} must be >= 1")):
         if not ok:

@@ -1,6 +1,6 @@
 """The DALI decoder: `fn.readers.file` over an explicit file list → `fn.decoders.image` → crop/resize.
 
-On a GPU the decoder runs as `device="mixed"` (nvJPEG) and the rest on the GPU; without one the
+For device "cuda" the decoder runs as DALI's `device="mixed"` (nvJPEG) and the rest on the GPU; without one the
 whole pipeline is CPU with `device_id=None` (DALI rejects -1 and refuses "mixed" without CUDA).
 The file list is read in order (no shuffling) and the last batch padded with repeats, which are
 dropped, so row k of the output is file k. DALI stops at the first bad file and only reports
@@ -34,7 +34,7 @@ def _pipeline(files: List[str], resolution: int, channels: int, resize_mode: str
 def batches(files: List[str], resolution: int, channels: int, resize_mode: str, threads: int,
             batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
     """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
-    gpu = device == "gpu"
+    gpu = device == "cuda"  # ul's name; DALI calls the GPU decoder "mixed"
     batch_size = max(1, min(batch_size, len(files)))
     try:
         pipe = _pipeline(files=files, resolution=resolution, channels=channels, resize_mode=resize_mode,
