@@ -4,8 +4,9 @@ Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncat
 by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
 and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
 decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
-the CPU; Pillow is used only when DALI cannot be imported, and the metrics say which ran. Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and
-`paths.txt`, the manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
+the CPU; Pillow is used only when DALI cannot be imported, and the metrics say which ran.
+Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and `paths.txt`, the
+manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 """
 from __future__ import annotations
 
