@@ -58,13 +58,12 @@ class CommandTimeout(CommandFailed):
 
 
 def retry_if_transient(task, task_run, state) -> bool:
-    """Prefect `retry_condition_fn`: retry only TransientFailure."""
+    """Prefect `retry_condition_fn` of every task: retry only a failure marked `transient` (a
+    TransientFailure; a StorageError from a lakeFS that cannot be reached or failed with 5xx)."""
     try:
         state.result()
-    except TransientFailure:
-        return True
-    except BaseException:
-        return False
+    except BaseException as err:
+        return bool(getattr(err, "transient", False))
     return False
 
 

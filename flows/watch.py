@@ -26,22 +26,11 @@ from prefect.variables import Variable
 
 from flows import common
 from flows.pipeline import ul_pipeline
-from ul.storage import StorageError
 from ul.storage import lakefs as ul_lakefs
 
 
-def _retry_unreachable(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except StorageError as err:
-        return "cannot reach" in str(err) or "answered 5" in str(err)
-    except BaseException:
-        return False
-    return False
-
-
 @task(name="lakefs-head", task_run_name="lakefs-head", cache_policy=NO_CACHE, timeout_seconds=120, retries=3,
-      retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=_retry_unreachable)
+      retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=common.retry_if_transient)
 def branch_head(source: str) -> str:
     """The commit id the source's branch points to now."""
     return ul_lakefs.resolve(source)

@@ -197,7 +197,7 @@ def _upload(endpoint, bucket, prefix, files):
 
 
 def test_s3_and_lakefs_gateway(tmp_path, monkeypatch, moto_endpoint, image_files):
-    for var in ("AWS_ENDPOINT_URL", "S3_ENDPOINT_URL", "LAKEFS_ENDPOINT"):
+    for var in ("AWS_ENDPOINT_URL", "S3_ENDPOINT_URL", "LAKEFS_ENDPOINT", "LAKEFS_HOST"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")

@@ -32,6 +32,7 @@ from servers import (COMMIT, FINAL, ROOT, Moto, Prism, PrefectServer, artifacts,
 
 sys.path.insert(0, str(ROOT))
 from flows import common  # noqa: E402
+from ul.storage import StorageError  # noqa: E402
 
 STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"]
 KEYS = {"LAKEFS_ACCESS_KEY_ID": "AKIAUL-TEST", "LAKEFS_SECRET_ACCESS_KEY": "ul-test-secret-do-not-log"}
@@ -145,6 +146,8 @@ def test_run_streams_lines_and_classifies_failures(tmp_path):
     assert common.retry_if_transient(None, None, state(common.TransientFailure("x", 1, "")))
     assert not common.retry_if_transient(None, None, state(common.CommandFailed("x", 1, "")))
     assert not common.retry_if_transient(None, None, SimpleNamespace(result=lambda: None))
+    assert common.retry_if_transient(None, None, state(StorageError("cannot reach lakeFS", transient=True)))
+    assert not common.retry_if_transient(None, None, state(StorageError("lakefs://r/main: not found")))
 
 
 def test_run_timeout_stops_the_whole_process_group(tmp_path):

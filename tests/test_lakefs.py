@@ -109,6 +109,32 @@ def test_unreachable_lakefs_is_one_clear_line(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match=f"cannot reach lakeFS at http://127.0.0.1:{port}") as err:
         lakefs.pin("lakefs://ul-data/main/images", conf, params)
     assert SECRET not in str(err.value) and KEY not in str(err.value)
+    assert err.value.transient  # the flows retry it (flows/common.retry_if_transient)
+
+
+@pytest.mark.parametrize("status,transient", [(500, True), (503, True), (429, True), (400, False), (401, False),
+                                              (403, False), (404, False)])
+def test_only_server_failures_are_transient(status, transient):
+    from lakefs_sdk.exceptions import ApiException
+
+    def refused():
+        raise ApiException(status=status, reason="Because")
+    with pytest.raises(StorageError, match="lakefs://r/main") as err:
+        lakefs.call("lakefs://r/main", refused)
+    assert err.value.transient is transient
+
+
+def test_the_gateway_is_lakefs_host_unless_lakefs_endpoint_is_set(monkeypatch):
+    for var in ("LAKEFS_HOST", "LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(StorageError, match="set LAKEFS_ENDPOINT \\(or LAKEFS_HOST\\), LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY"):
+        lakefs.gateway_settings()
+    monkeypatch.setenv("LAKEFS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("LAKEFS_HOST", "http://lakefs:8000")
+    assert lakefs.gateway_settings() == ("http://lakefs:8000", KEY, SECRET)
+    monkeypatch.setenv("LAKEFS_ENDPOINT", "http://gateway:9000")
+    assert lakefs.gateway_settings() == ("http://gateway:9000", KEY, SECRET)
 
 
 # ---- against the lakeFS OpenAPI document (prism) -----------------------------------------------

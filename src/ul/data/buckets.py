@@ -1,9 +1,8 @@
 """Copy every object under an S3 prefix to a local folder: plain S3 or lakeFS's S3 gateway.
 
 lakeFS is reached through its S3 gateway (bucket = repository, key = `<ref>/<path>`), so one
-boto3 code path serves both; only the endpoint and credentials come from different variables.
-Checksums are computed/validated only when required: newer boto3 otherwise sends CRC headers that
-S3-compatible gateways (lakeFS, older MinIO) reject. Credentials are read from the environment and
+client (`ul.storage.s3`) serves both; only the endpoint and credentials come from different
+variables (for lakeFS, the rule in `ul.storage`). Credentials are read from the environment and
 never appear in messages.
 """
 from __future__ import annotations
@@ -16,6 +15,8 @@ from typing import Optional
 from tqdm import tqdm
 
 from ul.data import DataError
+from ul.storage import StorageError, s3
+from ul.storage.lakefs import LakeFSPath, gateway_settings
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,6 @@ class Bucket:
     secret_key: Optional[str] = None
 
 
-def _split(rest: str, url: str, parts: int) -> list:
-    pieces = rest.split("/", parts - 1)
-    if len(pieces) < parts - 1 or not all(pieces[: parts - 1]):
-        raise DataError(f"{url}: malformed URL")
-    return pieces + [""] * (parts - len(pieces))
-
-
 def _as_prefix(path: str) -> str:
     path = path.strip("/")
     return f"{path}/" if path else ""
@@ -44,31 +38,24 @@ def _as_prefix(path: str) -> str:
 
 def s3_location(url: str) -> Bucket:
     """`s3://bucket/prefix`; endpoint from AWS_ENDPOINT_URL or S3_ENDPOINT_URL, keys from AWS_*."""
-    bucket, path = _split(url[len("s3://"):], url, 2)
+    bucket, _, path = url[len("s3://"):].partition("/")
+    if not bucket:
+        raise DataError(f"{url}: malformed URL; expected s3://bucket[/prefix]")
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL") or None
     return Bucket(url, bucket, _as_prefix(path), endpoint)
 
 
 def lakefs_location(url: str) -> Bucket:
-    """`lakefs://repo/ref/path` through the S3 gateway at LAKEFS_ENDPOINT with LAKEFS_* keys."""
-    repo, ref, path = _split(url[len("lakefs://"):], url, 3)
-    missing = [v for v in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY") if not os.environ.get(v)]
-    if missing:
-        raise DataError(f"{url}: set {', '.join(missing)} (the lakeFS S3 gateway URL and its keys)")
-    return Bucket(url, repo, f"{ref}/" + _as_prefix(path), os.environ["LAKEFS_ENDPOINT"],
-                  os.environ["LAKEFS_ACCESS_KEY_ID"], os.environ["LAKEFS_SECRET_ACCESS_KEY"])
-
-
-def _client(loc: Bucket):
-    import boto3
-    from botocore.config import Config
-
-    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                    retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60,
-                    s3={"addressing_style": "path"} if loc.endpoint else {})
-    return boto3.client("s3", endpoint_url=loc.endpoint, aws_access_key_id=loc.access_key,
-                        aws_secret_access_key=loc.secret_key, config=config,
-                        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    """`lakefs://repo/ref/path` through the lakeFS S3 gateway (endpoint and keys: `ul.storage`)."""
+    try:  # the stage reports data errors: one line naming the source
+        loc = LakeFSPath.parse(url)
+    except StorageError as err:
+        raise DataError(str(err)) from None
+    try:
+        endpoint, key, secret = gateway_settings()
+    except StorageError as err:
+        raise DataError(f"{url}: {err}") from None
+    return Bucket(url, loc.repo, f"{loc.ref}/" + _as_prefix(loc.path), endpoint, key, secret)
 
 
 def _where(loc: Bucket) -> str:
@@ -80,7 +67,7 @@ def download(loc: Bucket, dest: Path) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     try:
-        client = _client(loc)
+        client = s3.client(loc.endpoint, loc.access_key, loc.secret_key)
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
         objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
         if not objects:

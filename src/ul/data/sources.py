@@ -5,7 +5,7 @@ Sources (`data.source`):
     file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.folder for the layout)
     https://host/x.tar.gz | .tgz | .tar | .zip   an archive, verified with the REQUIRED data.sha256
     s3://bucket/prefix                       endpoint AWS_ENDPOINT_URL or S3_ENDPOINT_URL, keys AWS_*
-    lakefs://repo/ref/path                   via the lakeFS S3 gateway: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, ..._SECRET_...
+    lakefs://repo/ref/path                   via the lakeFS S3 gateway (LAKEFS_* variables: see ul.storage)
 
 The output is byte-for-byte reproducible (sorted manifest, copied bytes or fixed PNG encoding,
 nothing time-dependent) and written all-or-nothing: a failure leaves no partial folder, and an

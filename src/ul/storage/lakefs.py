@@ -7,10 +7,10 @@ Pinning is what makes the `fetch` stage reproducible: DVC hashes the params of a
 commit id in `data.source` the stage's hash names immutable data, and a new commit on the branch
 shows up as a changed param (re-run) instead of silently different bytes under the same name.
 
-The REST API is reached through the `lakefs` SDK at LAKEFS_HOST (e.g. http://lakefs:8000; the SDK
-adds /api/v1) with LAKEFS_ACCESS_KEY_ID / LAKEFS_SECRET_ACCESS_KEY. The S3 gateway (bucket =
-repository, key = `<ref>/<path>`) is at LAKEFS_ENDPOINT, or LAKEFS_HOST when that is unset.
-Neither is ever read from params, and neither the keys nor the URLs' user parts reach a message.
+The REST API is reached through the `lakefs` SDK, the bytes through the S3 gateway (bucket =
+repository, key = `<ref>/<path>`); where both are and their keys come from the environment, by the
+rule in `ul.storage` (LAKEFS_HOST, LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
+Neither the keys nor the URLs' user parts reach a message.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ul.storage import StorageError
+from ul.storage import StorageError, s3
 
 SCHEME = "lakefs://"
 HOST_ENV, KEY_ENV, SECRET_ENV, GATEWAY_ENV = "LAKEFS_HOST", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY", "LAKEFS_ENDPOINT"
@@ -37,6 +37,7 @@ class LakeFSPath:
 
     @classmethod
     def parse(cls, url: str) -> "LakeFSPath":
+        """The one parser of `lakefs://` URLs (`ul data pin`, `ul release`, fetch, ul-watch)."""
         if not url.startswith(SCHEME):
             raise StorageError(f"{url!r}: not a lakefs:// URL (lakefs://repo/ref/path)")
         parts = url[len(SCHEME):].split("/", 2)
@@ -93,9 +94,10 @@ def call(what: str, fn, *args, **kwargs):
         if status == 401:
             raise StorageError(f"{what}: lakeFS {_host()} refused the credentials ({KEY_ENV}/{SECRET_ENV})") from None
         reason = getattr(err, "reason", None) or type(err).__name__
-        raise StorageError(f"{what}: lakeFS {_host()} answered {status or '?'}: {reason}") from None
-    except HTTPError as err:  # connection refused, timeouts: the server is not there
-        raise StorageError(f"{what}: cannot reach lakeFS at {_host()} ({type(err).__name__})") from None
+        transient = isinstance(status, int) and (status >= 500 or status == 429)  # the server's trouble, not ours
+        raise StorageError(f"{what}: lakeFS {_host()} answered {status or '?'}: {reason}", transient) from None
+    except HTTPError as err:  # connection refused, timeouts: the server is not there (yet)
+        raise StorageError(f"{what}: cannot reach lakeFS at {_host()} ({type(err).__name__})", transient=True) from None
 
 
 def resolve(url: str | LakeFSPath, lakefs_client=None) -> str:
@@ -179,16 +181,15 @@ def pin(url: str, conf: Optional[Path] = Path("conf/config.yaml"), params: Optio
 
 # ---- the S3 gateway ------------------------------------------------------------------------------
 
-def gateway():
-    """A boto3 S3 client for the lakeFS S3 gateway (path-style; checksums only when required, since
-    boto3 >= 1.36 otherwise sends CRC headers the gateway rejects)."""
-    import boto3
-    from botocore.config import Config
+def gateway_settings() -> tuple:
+    """(endpoint, key, secret) of the S3 gateway: LAKEFS_ENDPOINT, else LAKEFS_HOST, and the keys."""
+    endpoint = os.environ.get(GATEWAY_ENV) or os.environ.get(HOST_ENV)
+    missing = ([] if endpoint else [f"{GATEWAY_ENV} (or {HOST_ENV})"]) + [n for n in (KEY_ENV, SECRET_ENV) if not os.environ.get(n)]
+    if missing:
+        raise StorageError(f"set {', '.join(missing)} (the lakeFS S3 gateway and its keys come from the environment)")
+    return endpoint, os.environ[KEY_ENV], os.environ[SECRET_ENV]
 
-    key, secret = _env(KEY_ENV, SECRET_ENV)
-    endpoint = os.environ.get(GATEWAY_ENV) or _env(HOST_ENV)[0]
-    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
-                    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=120,
-                    s3={"addressing_style": "path"})
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
-                        config=config, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+
+def gateway():
+    """A boto3 S3 client for the lakeFS S3 gateway."""
+    return s3.client(*gateway_settings())
