@@ -1,14 +1,18 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Atomic writes, the one implementation the library uses: a reader sees the old file (or folder)
+or the new one, never half of one. DVC and the later stages trust that an output which exists is
+complete, and a killed training run must resume from a whole checkpoint.
 
-The data is written to a hidden temporary file in the same folder (same file system), flushed and
-fsync'ed, then renamed over the target (rename is atomic on POSIX). On any error the temporary
-file is removed and an existing target is left untouched.
+A file is written to a hidden temporary file in the same folder (same file system), flushed and
+fsync'ed, then renamed over the target (rename is atomic on POSIX). A folder is filled as a hidden
+temporary sibling and swapped into place the same way. On any error the temporary file or folder
+is removed and an existing target is left untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -39,3 +43,34 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that replaces `out_dir` when the `with` body succeeds."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; outputs should read like any other folder
+        old = None
+        if out_dir.exists() or out_dir.is_symlink():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old is not None:
+            old.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(near: str | Path, tag: str) -> Iterator[Path]:
+    """A temporary folder beside `near` (same disk as the output) for downloads; always removed."""
+    near = Path(near)
+    near.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{near.name}.{tag}-", dir=near.parent) as tmp:
+        yield Path(tmp)

@@ -1,34 +1,23 @@
 """One checkpoint dict per run, written atomically and loaded safely.
 
 The dict holds model, EMA, optimizer, step, RNG states and the config, so a run killed at any
-moment resumes from the last complete file: it is written to a temp file in the same folder,
-fsync'ed, then renamed over the old one (rename is atomic on POSIX), so a reader sees either the
-old checkpoint or the new one, never half of one. Loading uses `weights_only=True`: a checkpoint
+moment resumes from the last complete file: it is written atomically (`ul.atomic`), so a reader
+sees either the old checkpoint or the new one, never half of one. Loading uses `weights_only=True`: a checkpoint
 file cannot run code.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ul import atomic
+
 
 def save_atomic(obj, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic.replacing(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

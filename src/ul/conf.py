@@ -9,6 +9,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ul import atomic
 from ul.config import from_dict, to_dict
 
 
@@ -21,5 +22,4 @@ def compose_params(conf_dir: Path, overrides: list[str] | None = None) -> dict:
 
 def write_params(conf_dir: Path, overrides: list[str], out: Path) -> Path:
     data = compose_params(conf_dir, overrides)
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
+    return atomic.write_text(out, yaml.safe_dump(data, sort_keys=False))

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ul import atomic
+
 PSNR_CAP_DB = 100.0
 INCEPTION_SIZE = 299
 INCEPTION_DIM = 2048
@@ -243,17 +245,12 @@ def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, n: in
     """Cache reference statistics as `.npz` (plain arrays, no pickle), written atomically.
 
     The path is used exactly as given (np.savez would otherwise append `.npz` to a bare name), and
-    a temporary file is renamed into place so an interrupted run never leaves a half-written cache
-    that DVC would then hash as valid.
+    the file is written atomically (`ul.atomic`) so an interrupted run never leaves a half-written
+    cache that DVC would then hash as valid.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
-                 n=np.int64(n))
-    os.replace(tmp, path)
-    return path
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), n=np.int64(n))
+    return Path(path)
 
 
 def load_stats(path: str | os.PathLike) -> Stats:

@@ -8,11 +8,12 @@ a folder without `index.json` is incomplete and is refused by the reader.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 import numpy as np
+
+from ul import atomic
 
 INDEX = "index.json"
 
@@ -66,10 +67,7 @@ class ShardWriter:
                 raise ValueError(f"{self.folder}: {len(labels)} labels for {self.count} rows")
             np.save(self.folder / "labels.npy", labels)
             index["labels"] = "labels.npy"
-        tmp = self.folder / (INDEX + ".tmp")
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-        os.replace(tmp, self.folder / INDEX)
-        return self.folder / INDEX
+        return atomic.write_text(self.folder / INDEX, json.dumps(index, indent=1, sort_keys=True))
 
 
 class ShardReader:

@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from ul.atomic import staged_dir
 from ul.data import DataError, imagecheck, manifest
-from ul.data.atomic import staged_dir
 from ul.data.decode_common import BackendError
 from ul.data.manifest import SPLITS, Entry
 from ul.shards import ShardWriter

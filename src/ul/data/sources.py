@@ -20,8 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ul.atomic import scratch_dir, staged_dir
 from ul.data import DataError, archive, buckets, builtin, folder, manifest
-from ul.data.atomic import scratch_dir, staged_dir
 from ul.data.manifest import Entry
 
 SCHEMES = ("builtin:", "file://", "https://", "http://", "s3://", "lakefs://")

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ul.atomic import staged_dir
 from ul.data import DataError, manifest
-from ul.data.atomic import staged_dir
 from ul.data.decode import PATHS, SKIPPED
 from ul.data.manifest import SPLITS
 from ul.shards import ShardReader

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ul import atomic
 from ul.storage import StorageError, s3
 
 SCHEME = "lakefs://"
@@ -155,9 +156,7 @@ def set_data_source(path: Path, value: str) -> str:
     expected = {**before, "data": {**before["data"], "source": value}}
     if after != expected:
         raise StorageError(f"{path}: could not rewrite data.source in place; edit it by hand")
-    tmp = Path(path).with_name(f".{Path(path).name}.pin")
-    tmp.write_text(new_text, encoding="utf-8")
-    tmp.replace(path)
+    atomic.write_text(path, new_text)
     return before["data"]["source"]
 
 
