@@ -8,7 +8,6 @@ printed ratio is what caching saves per step (the encoder forward on every batch
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import preset_config  # noqa: E402
+from ul import latent_cache
+from ul.conf import preset_config
+from ul.images import from_uint8
+from ul.model import BaseModel, UnifiedLatents
+from ul.shards import ShardReader, ShardWriter
 
-from ul import latent_cache  # noqa: E402
-from ul.images import from_uint8  # noqa: E402
-from ul.model import BaseModel, UnifiedLatents  # noqa: E402
-from ul.shards import ShardReader, ShardWriter  # noqa: E402
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def main() -> None:
@@ -30,7 +29,7 @@ def main() -> None:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=20)
     args = p.parse_args()
-    cfg = preset_config(args.preset)
+    cfg = preset_config(CONF, args.preset)
     b = cfg.stage2.batch_size
     torch.manual_seed(0)
     ul = UnifiedLatents(cfg).eval().requires_grad_(False)

@@ -10,18 +10,17 @@ achieved FLOP/s ÷ matmul FLOP/s.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import preset_config  # noqa: E402
+from ul import samplers
+from ul.conf import preset_config
+from ul.model import UnifiedLatents
 
-from ul import samplers  # noqa: E402
-from ul.model import UnifiedLatents  # noqa: E402
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def matmul_flops(n: int = 2048, reps: int = 10) -> float:
@@ -41,7 +40,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = preset_config(args.preset)
+    cfg = preset_config(CONF, args.preset)
     b = cfg.stage1.batch_size
     torch.manual_seed(0)
     model = UnifiedLatents(cfg)

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import preset_config  # noqa: E402
+from ul.conf import preset_config
+from ul.config import to_dict
+from ul.model import UnifiedLatents
+from ul.train import train
 
-from ul.config import to_dict  # noqa: E402
-from ul.model import UnifiedLatents  # noqa: E402
-from ul.train import train  # noqa: E402
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def main():
     out, steps = Path(sys.argv[1]), int(sys.argv[2])
     ckpt_every = int(sys.argv[3]) if len(sys.argv) > 3 else steps
-    cfg = preset_config("ci")
+    cfg = preset_config(CONF, "ci")
     cfg.data.resolution = 16
     cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
     cfg.stage1.steps, cfg.stage1.ckpt_every, cfg.stage1.batch_size, cfg.stage1.threads = steps, ckpt_every, 8, 1

@@ -244,13 +244,17 @@ def load(path: str | Path = "params.yaml", overrides: Optional[List[str]] = None
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: parameter file not found (run from the repository root)")
-    raw = OmegaConf.load(path)
-    if overrides:
-        try:
-            raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
-        except OmegaConfBaseException as err:
-            raise ConfigError(str(err).splitlines()[0]) from None
-    return from_dict(raw)
+    return from_dict(with_overrides(OmegaConf.load(path), overrides))
+
+
+def with_overrides(raw: dict | DictConfig, overrides: Optional[List[str]] = None) -> dict | DictConfig:
+    """`raw` with dotlist `overrides` (`noise.logsnr=3`) merged in; a malformed one is a ConfigError."""
+    if not overrides:
+        return raw
+    try:
+        return OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
 
 
 def to_dict(cfg: Config) -> dict:
