@@ -28,12 +28,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # Ubuntu 22.04 ships Python 3.10; 3.11 comes from the deadsnakes PPA. git: DVC and the provenance
-# (git commit) in run summaries and model cards.
+# (git commit) in run summaries and model cards. nodejs/npm: the web libraries of tools/package.json
+# (the validate stage's Data Docs and `dvc plots show` use them offline).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates gpg-agent software-properties-common \
  && add-apt-repository -y ppa:deadsnakes/ppa \
  && apt-get update \
- && apt-get install -y --no-install-recommends git python3.11 python3.11-venv \
+ && apt-get install -y --no-install-recommends git nodejs npm python3.11 python3.11-venv \
  && apt-get purge -y --auto-remove software-properties-common \
  && rm -rf /var/lib/apt/lists/* \
  && python3.11 -m venv /opt/venv \
@@ -52,6 +53,10 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" --extra-index-url https://pypi.
 
 COPY --chown=ul:ul . .
 RUN pip install --no-deps -e . \
+ && npm ci --prefix tools --omit=dev --ignore-scripts --no-audit --no-fund \
+ && python tools/dvc_plots_template.py \
+ && npm cache clean --force \
+ && chown -R ul:ul /opt/ul/tools \
  && chown ul:ul /opt/ul
 
 USER 1000:1000

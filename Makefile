@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup run test bench lock params image tools
 
-setup: $(STAMP) /usr/share/datasets/fashion-mnist tools
+setup: $(STAMP) /usr/share/datasets/fashion-mnist tools /usr/bin/chromium
 
 $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,11 +28,23 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
 	else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the default data"; fi
 
-# Node tools for the tests (prism: the lakeFS API mock). Without npm the prism tests are skipped.
-tools: tools/node_modules/.package-lock.json
+# The headless browser of tests/test_offline_html.py (Debian chromium), installed when we are root on Debian.
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: chromium could not be installed; tests/test_offline_html.py will be skipped"; \
+	else echo "note: run 'sudo apt-get install chromium' for the offline-rendering tests"; fi
+
+# Node packages (tools/package.json): the web libraries that `dvc plots show` (tools/dvc-plots.html,
+# DVC's plots.html_template) and the validate stage's Data Docs use offline, and prism (the lakeFS API
+# mock, for the tests). Without npm the prism tests are skipped and the validate stage cannot run.
+tools: tools/node_modules/.package-lock.json tools/dvc-plots.html
 tools/node_modules/.package-lock.json: tools/package.json tools/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tools --no-audit --no-fund --ignore-scripts; \
-	else echo "note: npm not found; the lakeFS API tests (prism) will be skipped"; fi
+	else echo "note: npm not found; the lakeFS API tests (prism) will be skipped, the validate stage will fail"; fi
+tools/dvc-plots.html: tools/dvc_plots_template.py tools/node_modules/.package-lock.json
+	python3 tools/dvc_plots_template.py --out $@
 
 run: setup
 	dvc repro

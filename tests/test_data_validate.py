@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from datahelpers import class_folder, png, write_folder
 from ul.data.decode import decode
+from ul.data import DataError
 from ul.data.sources import fetch
 from ul.data.validate import ValidationError, validate
 
@@ -33,6 +35,48 @@ def test_good_data_passes_and_writes_docs(tmp_path):
     assert result["success"] and set(result["suites"]) == {"manifest", "counts", "images"}
     assert (tmp_path / "val" / "docs" / "index.html").exists()
     assert len(list((tmp_path / "val" / "docs" / "validations").rglob("*.html"))) == 3
+
+
+def test_docs_are_offline_byte_stable_and_the_real_time_is_kept_beside_them(tmp_path):
+    """Two runs in different folders give the same bytes (docs and result.json: the stage's DVC hash);
+    no page loads anything from the network (the CDN assets are vendored from tools/node_modules);
+    the real run time is printed and written beside the output folder, not in it."""
+    from datetime import datetime, timezone
+
+    from datahelpers import tree_hashes
+    from ul.data.validate import REMOTE
+
+    raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    validate(raw, dec, tmp_path / "a" / "validation", 32, 1)
+    validate(raw, dec, tmp_path / "b" / "validation", 32, 1)
+    a, b = tree_hashes(tmp_path / "a" / "validation"), tree_hashes(tmp_path / "b" / "validation")
+    assert a == b and "result.json" in a
+    assert {"docs/static/vendor/jquery/dist/jquery.min.js", "docs/static/vendor/bootstrap/dist/css/bootstrap.min.css",
+            "docs/static/vendor/@fortawesome/fontawesome-free/webfonts/fa-solid-900.woff2"} <= set(a)
+    pages = sorted((tmp_path / "a" / "validation" / "docs").rglob("*.html"))
+    assert len(pages) == 7
+    for page in pages:
+        text = page.read_text()
+        assert REMOTE.findall(text) == [] and "integrity=" not in text, page
+        assert "cdn." not in text and "unpkg.com" not in text and "cdnjs" not in text, page
+        assert "About the run time 2000-01-01 00:00 UTC:</strong> it is a fixed stand-in" in text, page
+        for ref in re.findall(r'(?:src|href)="([^":#]+)"', text):  # every local link resolves ...
+            if not ref.endswith("favicon.ico"):  # ... but GX's own favicon link, one level short on validation pages
+                assert (page.parent / ref).resolve().exists(), (page, ref)
+
+    sidecar = json.loads((tmp_path / "b" / "validation.run.json").read_text())
+    when = datetime.fromisoformat(sidecar["validated_at"])
+    assert before <= when <= datetime.now(timezone.utc) and sidecar["success"] is True
+    assert "2000-01-01" in sidecar["note"] and not any("run.json" in f for f in a)
+
+
+def test_missing_web_assets_fail_with_the_fix(tmp_path, monkeypatch):
+    raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
+    monkeypatch.setenv("UL_NODE_MODULES", str(tmp_path / "absent"))
+    with pytest.raises(DataError, match=r"absent/[\w@/.-]+\.(css|js): missing; .*npm ci --prefix tools"):
+        validate(raw, dec, tmp_path / "val", 32, 1)
+    assert not (tmp_path / "val").exists()  # nothing half-written
 
 
 def test_duplicate_and_blank_images_fail_by_name(tmp_path):

@@ -77,6 +77,25 @@ def test_installs_follow_the_lock_with_the_cuda_torch(dockerfile):
     assert not nodeps & {line.split("==")[0] for line in lock}  # never installed twice with different deps
 
 
+def test_image_has_the_offline_web_assets(dockerfile):
+    """The validate stage vendors its Data Docs' CSS/JS from tools/node_modules and `dvc plots show`
+    inlines vega from it: the image installs tools/package.json's dependencies (not the dev tools)."""
+    from ul.data.validate import CDN_TO_NPM
+
+    run = next(a for op, a in dockerfile if op == "RUN" and "npm ci" in a)
+    steps = [shlex.split(s) for s in run.split("&&")]
+    npm = next(s for s in steps if s[:2] == ["npm", "ci"])
+    assert npm[2:4] == ["--prefix", "tools"] and "--omit=dev" in npm
+    assert ["python", "tools/dvc_plots_template.py"] in steps
+    apt = next(a for op, a in dockerfile if op == "RUN" and "apt-get install" in a)
+    assert " nodejs npm " in apt
+    package = json.loads((ROOT / "tools" / "package.json").read_text())
+    needed = {target.split("/")[0] if not target.startswith("@") else "/".join(target.split("/")[:2])
+              for _, target in CDN_TO_NPM} | {"vega", "vega-lite", "vega-embed"}
+    assert needed <= set(package["dependencies"]), needed - set(package["dependencies"])
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in package["dependencies"].values())  # exact pins
+
+
 def test_non_root_and_dvc_repro_by_default(dockerfile):
     ops = [op for op, _ in dockerfile]
     user = [a for op, a in dockerfile if op == "USER"][-1]
