@@ -1,6 +1,6 @@
 """`ul-pipeline`: the DVC pipeline as Prefect tasks, one per stage of dvc.yaml, then `dvc push`.
 
-    python flows/pipeline.py [--repo .] [--push] [override ...]     # one run, e.g. `preset=ci`
+    python -m flows.pipeline [--repo .] [--push] [override ...]     # one run, e.g. `preset=ci`
 
 Each task runs `dvc repro <stage>`: DVC decides whether the stage re-runs, and the flow reports its
 verdict (ran / restored from run cache / up to date). Output is streamed line by line to the run's
@@ -9,12 +9,7 @@ log. Failures on network or remote I/O are retried with exponential back-off; an
 a time limit and `cache_policy=NO_CACHE` (they are side effects). Artifacts: `ul-pipeline-summary`
 (markdown: metrics, stages, git commit, dvc.lock hash, data commit) and `ul-pipeline-metrics` (table).
 """
-import sys
 from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # loaded by file path (a Prefect entrypoint): make `flows` importable
-    sys.path.insert(0, _ROOT)
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact

@@ -1,8 +1,8 @@
 """Serve the three flows from this checkout on one box, no work pool or worker needed.
 
-    python flows/serve.py                                   # ul-pipeline nightly at 02:00 UTC, ul-sweep on demand
-    python flows/serve.py --watch lakefs://data/main/images --watch-every 10
-    python flows/serve.py --interval 3600 --set preset=ci   # hourly ci-preset runs (from now; --anchor ISO-time)
+    python -m flows.serve                                   # ul-pipeline nightly at 02:00 UTC, ul-sweep on demand
+    python -m flows.serve --watch lakefs://data/main/images --watch-every 10
+    python -m flows.serve --interval 3600 --set preset=ci   # hourly ci-preset runs (from now; --anchor ISO-time)
 
 Runs execute in this checkout, one at a time (--limit), as subprocesses of this process; stop it
 with Ctrl-C / SIGTERM (its schedules are paused on the way out). For several machines use the
@@ -11,13 +11,8 @@ work-pool route instead: prefect.yaml + `prefect deploy --all` + `prefect worker
 import argparse
 import json
 import os
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
 
 from prefect import serve
 from prefect.schedules import Interval
@@ -25,6 +20,8 @@ from prefect.schedules import Interval
 from flows.pipeline import ul_pipeline
 from flows.sweep import ul_sweep
 from flows.watch import ul_watch
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def deployments(args) -> list:

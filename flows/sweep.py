@@ -1,7 +1,7 @@
 """`ul-sweep`: a grid of DVC experiments, run from DVC's queue, gathered into a table and a
 rate-distortion plot.
 
-    python flows/sweep.py ul.loss_factor=1.3,1.5,1.7,1.9,2.1 [--set preset=ci] [--jobs 1]
+    python -m flows.sweep ul.loss_factor=1.3,1.5,1.7,1.9,2.1 [--set preset=ci] [--jobs 1]
 
 Each point of the grid is queued as `dvc exp run --queue --name <sweep>-NN -S key=value ...`, the
 queue is run with `dvc exp run --run-all` (its logs streamed to the run's log), and `dvc exp show
@@ -12,12 +12,7 @@ gFID) is written as a PNG (default plots/<sweep>.png). Experiments stay in DVC: 
 """
 import itertools
 import json
-import sys
 from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # loaded by file path (a Prefect entrypoint): make `flows` importable
-    sys.path.insert(0, _ROOT)
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact

@@ -1,23 +1,18 @@
 """`ul-watch`: when a lakeFS branch gets a new head commit, pin it into the params and run ul-pipeline.
 
-    python flows/watch.py lakefs://repo/main/images [--repo .] [override ...]
+    python -m flows.watch lakefs://repo/main/images [--repo .] [override ...]
 
 Each run asks lakeFS (LAKEFS_HOST and keys from the environment) for the branch's head commit and
 compares it with the commit of the last successful run, kept in a Prefect Variable (default
 `ul_watch_<hash of the source URL>`). When it moved, `data.source` becomes
 `lakefs://repo/<commit>/path` in conf/config.yaml and params.yaml (`ul data pin`) and ul-pipeline runs
 as a subflow; the Variable is only updated when that run completed, so a failed run is tried again
-at the next check. Schedule it every N minutes (prefect.yaml, flows/serve.py) with a concurrency
-limit of 1, so a slow pipeline is never started twice.
+at the next check. Schedule it every N minutes (prefect.yaml, `python -m flows.serve`) with a
+concurrency limit of 1, so a slow pipeline is never started twice.
 """
 import hashlib
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:  # loaded by file path (a Prefect entrypoint): make `flows` importable
-    sys.path.insert(0, _ROOT)
 
 from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NO_CACHE

@@ -37,7 +37,7 @@ def test_serve_runs_a_failing_stage_to_failed_with_its_message(server, tmp_path)
     bad = sorted((images / "cat").glob("*.png"))[0]
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a truncated PNG among valid ones
     anchor = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=20)
-    serve = server.start("serve", [BIN / "python", repo / "flows" / "serve.py", "--interval", "3600",
+    serve = server.start("serve", [BIN / "python", "-m", "flows.serve", "--interval", "3600",
                                    "--anchor", anchor.isoformat(), "--set", "preset=ci",
                                    "--set", f"data.source=file://{images}", "--pipeline-param", "retry_delay_s=1"], repo)
     try:
