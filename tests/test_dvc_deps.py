@@ -1,0 +1,223 @@
+"""dvc.yaml declares what each stage runs: every file of a stage module's import closure inside
+src/ul is a `deps:` entry of that stage, so that changing any of them makes `dvc status` list the
+stage (and `dvc repro` re-run it), and no src/ul dep is one the stage does not import.
+
+The closure is derived statically with `ast`, the way Python would load the module: `import ul.x`,
+`from ul.x import y` (y may be a module), `from ul import x`, relative imports,
+`importlib.import_module("ul.x")` with a literal name, imports inside functions (the lazy ones run
+too, on some path), and the `__init__.py` of every package on the way."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project import ROOT, copy_project, sh
+
+SRC = ROOT / "src"
+STAGE_CMD = re.compile(r"python -m (ul\.stages\.\w+)")
+
+
+def module_file(name: str, src: Path = SRC) -> Path | None:
+    """The file Python runs for module `name` under `src` (a module or a package's __init__.py)."""
+    base = src.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_names(name: str, path: Path) -> tuple[set[str], set[str]]:
+    """The dotted names module `name` (file `path`) imports: (anywhere in its body, functions
+    included; only in its module-level `__getattr__`). A PEP 562 `__getattr__` runs only when an
+    attribute the module lacks is asked for (`from ul import Autoencoder`), so its imports count
+    only then. For `from m import a` both `m` and `m.a` are returned: `a` may be a submodule."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    lazy = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+    eager = [n for n in tree.body if n not in lazy]
+    return _imports(eager, package), _imports(lazy, package)
+
+
+def _imports(nodes: list[ast.AST], package: str) -> set[str]:
+    names = set()
+    for node in (n for top in nodes for n in ast.walk(top)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: `from . import x` in package p is `from p import x`
+                parts = package.split(".")
+                if node.level - 1 > len(parts):
+                    continue
+                module = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and _is_import_module(node.func) and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                names.add(arg.value)
+    return names
+
+
+def _is_import_module(func: ast.expr) -> bool:
+    """`importlib.import_module` or a bare `import_module` (from importlib import import_module)."""
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or \
+        (isinstance(func, ast.Name) and func.id == "import_module")
+
+
+def closure(module: str, src: Path = SRC, top: str = "ul", via: dict | None = None) -> set[Path]:
+    """The files of package `top` under `src` that importing `module` runs; `via`, if given, is
+    filled with {module: the module whose import first reached it}."""
+    seen: dict[str, Path] = {}
+    lazy: dict[str, set[str]] = {}  # module -> what its __getattr__ imports, until something asks
+    todo = [(module, None)]
+    while todo:
+        target, importer = todo.pop()
+        parts = target.split(".")
+        if parts[0] != top:
+            continue
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+            name = ".".join(parts[:i])
+            if name in seen:
+                continue
+            path = module_file(name, src)
+            if path is None:  # an attribute (`from ul.x import function`), maybe served by __getattr__
+                parent = ".".join(parts[: i - 1])
+                todo.extend((n, parent) for n in lazy.pop(parent, ()))
+                break
+            seen[name] = path
+            if via is not None:
+                via[name] = importer
+            eager, lazy[name] = imported_names(name, path)
+            todo.extend((n, name) for n in eager)
+    return set(seen.values())
+
+
+def chain(via: dict, name: str) -> str:
+    """`a -> b -> name`: how the first import of `name` was reached."""
+    path = [name]
+    while via.get(path[-1]):
+        path.append(via[path[-1]])
+    return " -> ".join(reversed(path))
+
+
+def covered(rel: str, deps: list[str]) -> bool:
+    """A file is covered by a dep naming it or a folder above it."""
+    return any(rel == d.rstrip("/") or rel.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def stages() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_closure(stage: dict) -> set[str]:
+    m = STAGE_CMD.fullmatch(stage["cmd"].strip())
+    assert m, f"cmd {stage['cmd']!r} is not `python -m ul.stages.<name>`: extend this test for it"
+    return {p.relative_to(ROOT).as_posix() for p in closure(m.group(1))}
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_every_imported_file_is_a_dep(name):
+    stage = stages()[name]
+    missing = sorted(f for f in stage_closure(stage) if not covered(f, stage.get("deps", [])))
+    assert not missing, f"stage {name} imports files that are not in its deps in dvc.yaml: {missing}"
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_no_src_dep_is_one_the_stage_does_not_import(name):
+    stage = stages()[name]
+    files = stage_closure(stage)
+    unused = [d for d in stage.get("deps", []) if d.startswith("src/") and not any(covered(f, [d]) for f in files)]
+    assert not unused, f"stage {name} lists deps it never imports (they re-run it for nothing): {unused}"
+
+
+def test_closure_follows_every_import_form(tmp_path):
+    """A synthetic package: each import form adds exactly the files Python would run."""
+    files = {
+        "pkg/__init__.py": "def __getattr__(name):\n    from pkg.api import Thing\n    return Thing\n",
+        "pkg/api.py": "",
+        "pkg/user.py": "from pkg import Thing\n",
+        "pkg/entry.py": "import importlib, os\nfrom pkg.a import f\nfrom pkg import b\nfrom . import c\n"
+                        "def later():\n    import pkg.sub.d\n    from .sub.e import g\n"
+                        "    importlib.import_module('pkg.dyn')\n",
+        "pkg/a.py": "def f(): pass\n",
+        "pkg/b.py": "",
+        "pkg/c.py": "from .b import x\n",
+        "pkg/sub/__init__.py": "from ..z import y\n",
+        "pkg/sub/d.py": "",
+        "pkg/sub/e.py": "g = 1\n",
+        "pkg/z.py": "",
+        "pkg/dyn.py": "",
+        "pkg/unused.py": "",
+        "other/__init__.py": "",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    got = {p.relative_to(tmp_path).as_posix() for p in closure("pkg.entry", tmp_path, "pkg")}
+    assert got == set(files) - {"pkg/unused.py", "other/__init__.py", "pkg/api.py", "pkg/user.py"}
+    got = {p.relative_to(tmp_path).as_posix() for p in closure("pkg.user", tmp_path, "pkg")}
+    assert got == {"pkg/__init__.py", "pkg/user.py", "pkg/api.py"}  # asking for pkg.Thing runs __getattr__
+
+
+def test_closure_of_a_real_stage():
+    got = {p.relative_to(SRC).as_posix() for p in closure("ul.stages.fetch")}
+    assert {"ul/__init__.py", "ul/stages/__init__.py", "ul/stages/fetch.py", "ul/stages/_cli.py", "ul/config.py",
+            "ul/data/__init__.py", "ul/data/sources.py"} <= got
+    assert "ul/data/decode.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
+
+
+@pytest.mark.parametrize("name", ["fetch", "decode", "validate"])
+def test_data_stages_do_not_import_the_model(name):
+    """A change to the model must not re-run (hours of) fetching and decoding: the data stages'
+    closures hold no model code."""
+    model = {"ul.model", "ul.networks", "ul.losses", "ul.samplers", "ul.export"}
+    via: dict = {}
+    closure(f"ul.stages.{name}", via=via)
+    assert not model & via.keys(), [chain(via, m) for m in sorted(model & via.keys())]
+
+
+# ---- real DVC: changing a file a stage imports makes `dvc status` list exactly that stage ----------
+
+def _placeholder_outs(proj: Path) -> None:
+    """Stand-ins for every stage output (a file where the path has a suffix, else a folder), so that
+    `dvc commit` can record a lock that matches this dvc.yaml without running the pipeline."""
+    for stage in stages().values():
+        for section in ("outs", "metrics", "plots"):
+            for out in stage.get(section, []):
+                path = proj / (out if isinstance(out, str) else next(iter(out)))
+                if path.exists():
+                    continue
+                if path.suffix:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("placeholder\n")
+                else:
+                    path.mkdir(parents=True)
+                    (path / "placeholder").write_text("placeholder\n")
+
+
+def _listed(proj: Path) -> set[str]:
+    return set(json.loads(sh(["dvc", "status", "--json"], proj).stdout or "{}"))
+
+
+@pytest.mark.slow
+def test_changing_an_imported_file_makes_dvc_status_list_exactly_its_stages(tmp_path):
+    proj = copy_project(tmp_path)
+    _placeholder_outs(proj)
+    sh(["dvc", "commit", "-f"], proj)  # a lock of this dvc.yaml, so that nothing is listed yet
+    assert _listed(proj) == set()
+    importers = {f: {n for n, s in stages().items() if f in stage_closure(s)}
+                 for f in ("src/ul/shards.py", "src/ul/stages/_cli.py")}
+    assert importers["src/ul/stages/_cli.py"] == set(stages())
+    assert "fetch" not in importers["src/ul/shards.py"] and "decode" in importers["src/ul/shards.py"]
+    for rel, expected in importers.items():
+        with open(proj / rel, "a") as f:
+            f.write("# changed\n")
+        assert _listed(proj) == expected, rel
+        sh(["dvc", "commit", "-f"], proj)
