@@ -19,3 +19,17 @@ def preset_config(preset: str = "ci", **overrides) -> Config:
 @pytest.fixture
 def ci_cfg() -> Config:
     return preset_config("ci")
+
+
+@pytest.fixture(scope="session")
+def ci_project(tmp_path_factory):
+    """The ci preset run once by `dvc exp run -S preset=ci` (all 7 stages) in a throw-away copy of
+    the project; shared by the pipeline and command tests (the command tests only read it)."""
+    from project import ALL, copy_project, ran_stages, sh
+
+    if os.environ.get("UL_TEST_CI_PROJECT"):  # a developer's shortcut: reuse a finished ci run
+        return Path(os.environ["UL_TEST_CI_PROJECT"])
+    proj = copy_project(tmp_path_factory.mktemp("proj"))
+    r = sh(["dvc", "exp", "run", "-S", "preset=ci"], proj)
+    assert ran_stages(r.stdout + r.stderr) == ALL, r.stdout[-3000:]
+    return proj

@@ -1,8 +1,13 @@
-"""`ul`: the command line of the library. Each pipeline stage is a subcommand (the same code DVC runs
-as `python -m ul.stages.<stage>`); `ul params` composes conf/ into params.yaml the way `dvc exp run`
-does, for `dvc repro` and plain runs.
+"""`ul`: the command line of the library.
 
-    ul --help                      ul <stage> --help
+Use a trained model on your own files (models default to models/stage1 and models/stage2):
+    ul encode IMAGES... | FOLDER -o latents.npz      ul decode latents.npz -o FOLDER
+    ul reconstruct IMAGES... -o FOLDER               ul rate IMAGES... [--json]
+    ul sample -n 16 -o grid.png | FOLDER             ul export OUT   (shareable models + model cards)
+Each pipeline stage is a subcommand too (the same code DVC runs as `python -m ul.stages.<stage>`);
+`ul params` composes conf/ into params.yaml the way `dvc exp run` does, for `dvc repro` and plain runs.
+
+    ul --help                      ul <command> --help
     ul params [-o params.yaml] [overrides...]     e.g. ul params preset=ci noise.logsnr=3
     ul data pin lakefs://repo/<branch>/path       write data.source = lakefs://repo/<commit>/path
     ul release lakefs://repo/<branch>/path        upload models + model card to lakeFS, commit
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from ul import conf
 
+MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "export")
 STAGES = ("fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
 
 
@@ -84,7 +90,9 @@ def main(argv=None) -> int:
     commands = {s.replace("_", "-"): s for s in STAGES}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
-        print("commands:\n  params\n  " + "\n  ".join(commands) + "\n  data pin | release   (see `ul data --help`, `ul release --help`)")
+        print("use a trained model (`ul <command> --help`):\n  " + "  ".join(MODEL_COMMANDS))
+        print("pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  " + "  ".join(commands))
+        print("other:\n  params  data pin  release   (see `ul data --help`, `ul release --help`)")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "params":
@@ -93,6 +101,12 @@ def main(argv=None) -> int:
         return _data(rest)
     if cmd == "release":
         return _release(rest)
+    if cmd == "stage" and rest:  # `ul stage decode` is the decode stage; `ul decode` decodes latents
+        cmd, rest = rest[0], rest[1:]
+    elif cmd in MODEL_COMMANDS:
+        from ul import commands
+
+        return commands.run(cmd, rest)
     if cmd in commands or cmd in STAGES:
         stage = commands.get(cmd, cmd)
         return importlib.import_module(f"ul.stages.{stage}").main(rest)

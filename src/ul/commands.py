@@ -1,0 +1,272 @@
+"""`ul encode | decode | reconstruct | rate | sample | export`: a trained model on a user's own files.
+
+Each command validates every input before it writes anything, writes its outputs atomically (a
+folder appears complete or not at all), shows a progress bar on long work, and reports bad input
+as one `error:` line naming the input and the reason, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ul import atomic, inputs
+from ul.api import Autoencoder, Generator
+from ul.atomic import staged_dir
+from ul.distributed import resolve_device
+from ul.export import ExportError
+from ul.images import display_scale, save_grid, save_pairs_grid, to_uint8
+
+LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
+
+
+class CommandError(ValueError):
+    """A command's own input or output is unusable; the message names it."""
+
+
+def _parser(name: str, doc: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"ul {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
+    return p
+
+
+def _sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=50, help="decoder sampler steps (default: %(default)s)")
+    p.add_argument("--sampler", default="ddim", choices=("ddim", "ancestral"), help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every noise draw (default: %(default)s)")
+
+
+def _autoencoder(args) -> Autoencoder:
+    return Autoencoder.load(args.model, resolve_device(args.device))
+
+
+def _read_images(ae: Autoencoder, paths: list[str]) -> tuple[list[Path], torch.Tensor]:
+    """Every input decoded (all checked before any model work) → names and [-1, 1] images."""
+    files = inputs.list_images(paths)
+    d = ae.config.data
+    with tqdm(files, desc="read", unit="img", leave=False) as bar:  # closed before an error is printed
+        arrays = [inputs.load_image(f, d.resolution, d.channels, d.resize_mode) for f in bar]
+    return files, inputs.from_arrays(np.stack(arrays), d.channels)
+
+
+def _batched(fn, x: torch.Tensor, size: int, desc: str) -> torch.Tensor:
+    if size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {size}")
+    with tqdm(range(0, len(x), size), desc=desc, unit="batch") as bar:
+        return torch.cat([fn(x[i : i + size]).cpu() for i in bar])
+
+
+def safe_names(names: list[str], suffix: str = ".png") -> list[str]:
+    """Output file names from input names: the base name only, no control or path characters,
+    no leading dot, unique."""
+    out, seen = [], set()
+    for name in names:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name)).stem).lstrip(".") or "image"
+        candidate, k = stem + suffix, 1
+        while candidate in seen:
+            candidate, k = f"{stem}-{k}{suffix}", k + 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _png(image: torch.Tensor) -> bytes:
+    a = to_uint8(image).permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _check_new_folder(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(f"{out}: exists and is not an empty folder; choose a new output folder")
+
+
+def _write_folder(out: Path, files: dict[str, bytes], grid=None) -> None:
+    """All files, or none: filled beside `out`, then renamed into place."""
+    _check_new_folder(out)
+    with staged_dir(out) as tmp:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        if grid is not None:
+            grid(tmp)
+
+
+# ---- the commands ---------------------------------------------------------------------------
+
+
+def encode(argv) -> int:
+    p = _parser("encode", "Encode images to their clean latents z_clean = E(x) (deterministic).\n\n"
+                "Writes an .npz with z_clean (N×C×h×w float32), the input file names, the model's\n"
+                "identity (sha256 of its weights) and λ(0); `ul decode` reads it back.")
+    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    p.add_argument("-o", "--out", required=True, help="output .npz file")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise CommandError(f"{out}: the latent file must end in .npz")
+    ae = _autoencoder(args)
+    files, x = _read_images(ae, args.images)
+    z = _batched(ae.encode, x, args.batch_size, "encode")
+    with atomic.replacing(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, z_clean=z.numpy().astype(np.float32), names=np.array([f.name for f in files], dtype=str),
+                     model_sha256=np.array(ae.identity), logsnr0=np.array(ae.logsnr0))
+    print(f"wrote {out}: {len(files)} latents of shape {tuple(z.shape[1:])}")
+    return 0
+
+
+def read_latents(path: Path, ae: Autoencoder) -> tuple[list[str], torch.Tensor]:
+    """An `ul encode` file, checked against the model that will decode it."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in LATENT_KEYS}
+    except (OSError, ValueError, EOFError) as err:
+        raise CommandError(f"{path}: not a latent file from `ul encode` ({type(err).__name__}: {err})".splitlines()[0]) from None
+    except KeyError as err:
+        raise CommandError(f"{path}: not a latent file from `ul encode` (no {err} array)") from None
+    if str(data["model_sha256"]) != ae.identity:
+        raise CommandError(f"{path}: made by another model (weights {str(data['model_sha256'])[:12]}…, this model {ae.identity[:12]}…)")
+    z = data["z_clean"]
+    if z.dtype != np.float32 or z.ndim != 4 or tuple(z.shape[1:]) != ae.latent_shape or len(data["names"]) != len(z):
+        raise CommandError(f"{path}: latents of shape {z.shape} ({z.dtype}), this model's are N×{'×'.join(map(str, ae.latent_shape))}")
+    return [str(n) for n in data["names"]], torch.from_numpy(z)
+
+
+def decode(argv) -> int:
+    p = _parser("decode", "Decode latents from `ul encode`: z0 = α0·z_clean + σ0·ε at λ(0), then the\n"
+                "diffusion decoder's sampler. Writes one PNG per latent, named after its image.")
+    p.add_argument("latents", help="an .npz written by `ul encode` with this model")
+    p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
+    _sampling(p)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    _check_new_folder(out)
+    ae = _autoencoder(args)
+    names, z = read_latents(Path(args.latents), ae)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = _batched(lambda zb: ae.decode(ae.noisy(zb, gen), args.steps, args.sampler, gen), z, args.batch_size, "decode")
+    _write_folder(out, {n: _png(im) for n, im in zip(safe_names(names), x)})
+    print(f"wrote {len(x)} images to {out}/")
+    return 0
+
+
+def reconstruct(argv) -> int:
+    p = _parser("reconstruct", "Reconstruct images: encode, add the λ(0) noise, decode. Writes one PNG per\n"
+                "image and grid.png (each original left of its reconstruction, enlarged for the eye).")
+    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
+    _sampling(p)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    _check_new_folder(out)
+    ae = _autoencoder(args)
+    files, x = _read_images(ae, args.images)
+    gen = torch.Generator().manual_seed(args.seed)
+    rec = _batched(lambda xb: ae.reconstruct(xb, args.steps, args.sampler, gen), x, args.batch_size, "reconstruct")
+    scale = display_scale(ae.image_shape[-1])
+    _write_folder(out, {n: _png(im) for n, im in zip(safe_names([f.name for f in files]), rec)},
+                  grid=lambda tmp: save_pairs_grid(x, rec, tmp / "grid.png", nrow=4, scale=scale))
+    print(f"wrote {len(rec)} reconstructions and grid.png to {out}/")
+    return 0
+
+
+def rate(argv) -> int:
+    p = _parser("rate", "The latent bitrate of each image: the diffusion prior's bound on the bits of z0,\n"
+                "averaged over noise draws. Prints file, bits per image, bits per pixel (H·W).")
+    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    p.add_argument("--draws", type=int, default=8, help="noise draws per image (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = p.parse_args(argv)
+    if args.draws < 1:
+        raise CommandError(f"--draws must be at least 1, got {args.draws}")
+    ae = _autoencoder(args)
+    files, x = _read_images(ae, args.images)
+    gen = torch.Generator().manual_seed(args.seed)
+    bits = _batched(lambda xb: ae.rate(xb, args.draws, generator=gen), x, args.batch_size, "rate")
+    pixels = ae.image_shape[1] * ae.image_shape[2]
+    rows = [{"file": str(f), "bits_per_image": float(b), "bits_per_pixel": float(b) / pixels} for f, b in zip(files, bits)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len("file"), *(len(r["file"]) for r in rows))
+    print(f"{'file':<{width}}  {'bits/image':>10}  {'bits/pixel':>10}")
+    for r in rows:
+        print(f"{r['file']!s:<{width}}  {r['bits_per_image']:>10.2f}  {r['bits_per_pixel']:>10.5f}")
+    mean = float(bits.mean())
+    print(f"{'mean':<{width}}  {mean:>10.2f}  {mean / pixels:>10.5f}")
+    return 0
+
+
+def sample(argv) -> int:
+    p = _parser("sample", "Generate images (Algorithm 2): the base model samples z0 at λ(0), the decoder\n"
+                "renders it. -o FOLDER writes one PNG each; -o NAME.png writes one grid.")
+    p.add_argument("-n", type=int, default=16, help="number of images (default: %(default)s)")
+    p.add_argument("-o", "--out", required=True, help="output folder (new or empty), or a .png grid")
+    p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
+    p.add_argument("--base-steps", type=int, default=50, help="base-model sampler steps (default: %(default)s)")
+    _sampling(p)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.n < 1:
+        raise CommandError(f"-n must be at least 1, got {args.n}")
+    if out.suffix != ".png":
+        _check_new_folder(out)
+    gen = Generator.load(args.model, args.stage2, resolve_device(args.device))
+    rng = torch.Generator().manual_seed(args.seed)
+    counts = [min(args.batch_size, args.n - i) for i in range(0, args.n, max(1, args.batch_size))]
+    x = torch.cat([gen.sample(k, args.base_steps, args.steps, args.sampler, rng).cpu() for k in tqdm(counts, desc="sample", unit="batch")])
+    if out.suffix == ".png":
+        with atomic.replacing(out) as tmp:
+            save_grid(x, tmp, nrow=int(np.ceil(np.sqrt(len(x)))), scale=display_scale(x.shape[-1]))
+        print(f"wrote a grid of {len(x)} samples to {out}")
+    else:
+        _write_folder(out, {f"sample-{i:05d}.png": _png(im) for i, im in enumerate(x)})
+        print(f"wrote {len(x)} samples to {out}/")
+    return 0
+
+
+def export_bundle(argv) -> int:
+    from ul.storage import StorageError
+    from ul.storage.release import write_bundle
+
+    p = argparse.ArgumentParser(prog="ul export", description="Write a shareable copy of the trained models: "
+                                "stage1/ and stage2/ (model.safetensors, config.json, README.md model card with the "
+                                "evaluation and provenance), metrics.json, params.yaml, dvc.lock.")
+    p.add_argument("out", help="output folder (new or empty)")
+    p.add_argument("--root", default=".", help="pipeline work tree (default: %(default)s)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    _check_new_folder(out)
+    try:
+        with staged_dir(out) as tmp:
+            names = write_bundle(Path(args.root), tmp)
+    except StorageError as err:
+        raise CommandError(str(err)) from None
+    print(f"wrote {len(names)} files to {out}/: " + ", ".join(names))
+    return 0
+
+
+COMMANDS = {"encode": encode, "decode": decode, "reconstruct": reconstruct, "rate": rate, "sample": sample,
+            "export": export_bundle}
+
+
+def run(name: str, argv) -> int:
+    """Run a command; expected failures are one `error:` line and status 1."""
+    try:
+        return COMMANDS[name](argv)
+    except (CommandError, inputs.InputError, ExportError, ValueError, OSError) as err:
+        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        return 1

@@ -1,0 +1,179 @@
+"""The front door on a trained model: the `ul` model commands and the Python API, on the models of a
+real `ci` pipeline run (the shared `ci_project` fixture) and real Fashion-MNIST images from it."""
+
+import json
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ul import Autoencoder, Generator, cli, export
+from ul.inputs import load_image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(ci_project, tmp_path_factory):
+    """The trained models and six held-out images of different classes, as a user has them."""
+    raw = ci_project / "data" / "raw"
+    rows = [line.split(",") for line in (raw / "manifest.csv").read_text().splitlines()[1:]]
+    picked, seen = [], set()
+    for path, split, label, *_ in rows:
+        if split == "test" and label not in seen:
+            seen.add(label)
+            picked.append(raw / path)
+        if len(picked) == 6:
+            break
+    images = tmp_path_factory.mktemp("user") / "my images"
+    images.mkdir()
+    for i, p in enumerate(picked):
+        shutil.copyfile(p, images / f"item {i}.png")
+    return ci_project, images
+
+
+def ul(capsys, *argv) -> tuple[int, str, str]:
+    rc = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _read(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("item*.png"))]).astype(np.float64)
+
+
+def test_every_command_on_a_folder_of_real_images(run, tmp_path, capsys):
+    proj, images = run
+    s1, s2 = proj / "models/stage1", proj / "models/stage2"
+
+    rc, out, err = ul(capsys, "encode", images, "-o", tmp_path / "z.npz", "--model", s1)
+    assert rc == 0, err
+    with np.load(tmp_path / "z.npz", allow_pickle=False) as z:
+        assert z["z_clean"].shape == (6, 4, 8, 8) and z["z_clean"].dtype == np.float32
+        assert list(z["names"]) == [f"item {i}.png" for i in range(6)]
+        assert str(z["model_sha256"]) == export.identity(s1) and float(z["logsnr0"]) == 5.0
+
+    rc, out, err = ul(capsys, "decode", tmp_path / "z.npz", "-o", tmp_path / "dec", "--model", s1, "--steps", 8)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == [f"item_{i}.png" for i in range(6)]
+    assert Image.open(tmp_path / "dec/item_0.png").size == (32, 32) and Image.open(tmp_path / "dec/item_0.png").mode == "L"
+
+    rc, out, err = ul(capsys, "reconstruct", images, "-o", tmp_path / "rec", "--model", s1, "--steps", 8)
+    assert rc == 0, err
+    rec = _read(tmp_path / "rec")
+    orig = np.stack([load_image(images / f"item {i}.png", 32, 1, "pad")[0] for i in range(6)])  # 28² padded to 32²
+    assert rec.shape == (6, 32, 32) and 0 <= rec.min() and rec.max() <= 255
+    dist = ((rec[:, None] - orig[None].astype(np.float64)) ** 2).mean((2, 3))  # [reconstruction, original]
+    own, other = np.diag(dist), dist[~np.eye(6, dtype=bool)].reshape(6, 5)
+    # The ci model trains for seconds, so reconstructions are rough; still each must be closer to its own
+    # input than to the other inputs on average (a decoder that ignores its latent fails this).
+    assert (own < other.mean(1)).all() and own.mean() < 0.8 * other.mean(), dist
+    grid = Image.open(tmp_path / "rec/grid.png")
+    assert grid.size[0] > 4 * 2 * 32  # 4 pairs a row, enlarged beyond 32 px per tile
+
+    rc, out, err = ul(capsys, "rate", images, "--json", "--model", s1, "--draws", 2)
+    assert rc == 0, err
+    rows = json.loads(out)
+    assert [Path(r["file"]).name for r in rows] == [f"item {i}.png" for i in range(6)]
+    for r in rows:
+        assert 0 < r["bits_per_image"] < 1e4 and r["bits_per_pixel"] == pytest.approx(r["bits_per_image"] / 1024)
+    rc, table, err = ul(capsys, "rate", images / "item 0.png", "--model", s1, "--draws", 2)
+    assert rc == 0 and "bits/pixel" in table and "item 0.png" in table
+
+    rc, out, err = ul(capsys, "sample", "-n", 5, "-o", tmp_path / "grid.png", "--model", s1, "--stage2", s2,
+                      "--steps", 4, "--base-steps", 4)
+    assert rc == 0, err
+    assert Image.open(tmp_path / "grid.png").size[0] > 3 * 32
+    rc, out, err = ul(capsys, "sample", "-n", 3, "-o", tmp_path / "samples", "--model", s1, "--stage2", s2,
+                      "--steps", 4, "--base-steps", 4)
+    assert rc == 0 and len(list((tmp_path / "samples").glob("sample-*.png"))) == 3, err
+
+
+def test_bad_input_is_one_error_line_and_writes_nothing(run, tmp_path, capsys):
+    proj, images = run
+    s1 = proj / "models/stage1"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes((images / "item 0.png").read_bytes()[:200])
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(deep)  # 16-bit grey
+    assert ul(capsys, "encode", images, "-o", tmp_path / "z.npz", "--model", s1)[0] == 0
+    z = np.load(tmp_path / "z.npz")
+    np.savez(tmp_path / "other.npz", **{**z, "model_sha256": np.array("0" * 64)})
+    np.savez(tmp_path / "shape.npz", **{**z, "z_clean": z["z_clean"][:, :2]})
+    cases = [
+        (["encode", tmp_path / "missing.png", "-o", tmp_path / "a.npz"], "missing.png", "No such file"),
+        (["encode", images, broken, "-o", tmp_path / "a.npz"], "broken.png", "unreadable image"),
+        (["rate", fifo], "pipe.png", "not a regular file"),
+        (["rate", deep], "deep.png", "unsupported channel layout"),
+        (["decode", tmp_path / "other.npz", "-o", tmp_path / "out"], "other.npz", "another model"),
+        (["decode", tmp_path / "shape.npz", "-o", tmp_path / "out"], "shape.npz", "shape"),
+        (["decode", broken, "-o", tmp_path / "out"], "broken.png", "not a latent file"),
+        (["reconstruct", images, "-o", tmp_path / "out", "--model", tmp_path], str(tmp_path), "config.json"),
+        (["reconstruct", images, "-o", images], "my images", "not an empty folder"),
+    ]
+    for argv, name, reason in cases:
+        extra = [] if "--model" in argv else ["--model", s1]
+        rc, out, err = ul(capsys, *argv, *extra)
+        lines = [line for line in re.split(r"[\r\n]", err) if line.strip()]  # tqdm redraws with \r
+        lines = [line for line in lines if "error" in line]
+        assert rc == 1 and len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        assert name in lines[0] and reason in lines[0], (argv, lines[0])
+    assert not (tmp_path / "a.npz").exists() and not (tmp_path / "out").exists()
+    assert sorted(p.name for p in images.iterdir()) == [f"item {i}.png" for i in range(6)]
+
+
+def test_the_python_api_round_trips_and_refuses_mismatched_models(run, tmp_path):
+    proj, images = run
+    ae = Autoencoder.load(proj / "models/stage1")
+    assert ae.latent_shape == (4, 8, 8) and ae.image_shape == (1, 32, 32) and ae.logsnr0 == 5.0
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    z = ae.encode(x)
+    assert torch.equal(z, ae.encode(x))  # deterministic
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(ae.noisy(z, g1), ae.noisy(z, g2))
+    assert ae.decode(ae.noisy(z), steps=3).shape == x.shape
+    assert ae.rate(x, draws=2).shape == (3,)
+    assert torch.allclose(ae.rate(x, draws=2, unit="pixel"), ae.rate(x, draws=2) / 1024)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        ae.encode(x * 255)
+    with pytest.raises(ValueError, match="shape"):
+        ae.encode(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="unknown sampler"):
+        ae.decode(z, steps=2, sampler="heun")
+    assert Generator.load(proj / "models/stage1", proj / "models/stage2").sample(2, 3, 3).shape == (2, 1, 32, 32)
+
+    # a base model trained for another λ(0) is refused
+    other = tmp_path / "stage2"
+    shutil.copytree(proj / "models/stage2", other)
+    meta = json.loads((other / "config.json").read_text())
+    meta["config"]["noise"]["logsnr"] = 3.0
+    (other / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="λ\\(0\\) = 3"):
+        Generator.load(proj / "models/stage1", other)
+
+
+def test_an_export_loads_with_pickle_unavailable(run, tmp_path, capsys, monkeypatch):
+    proj, images = run
+    rc, out, err = ul(capsys, "export", tmp_path / "share", "--root", proj)
+    assert rc == 0, err
+    card = (tmp_path / "share/stage1/README.md").read_text()
+    for want in ("Autoencoder.load", "gFID", "dvc.lock sha256", "git commit"):
+        assert want in card, want
+
+    def refuse(*a, **k):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    ae = Autoencoder.load(tmp_path / "share/stage1")
+    x = torch.zeros(1, 1, 32, 32)
+    assert torch.equal(ae.encode(x), Autoencoder.load(proj / "models/stage1").encode(x))
