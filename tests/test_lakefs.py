@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from servers import COMMIT, ROOT, Moto, Prism, free_port, prism_binary
-from ul import cli
+from ul import cli, export, model_card
+from conftest import preset_config
+from ul.model import BaseModel, UnifiedLatents
 from ul.storage import StorageError, lakefs, release
 
 KEY, SECRET = "AKIAUL-TEST", "ul-test-secret-do-not-log"
@@ -181,11 +183,10 @@ def test_api_refusals_are_storage_errors(lakefs_env, prism):
 
 def _trained_tree(root: Path, source: str) -> Path:
     """What `dvc repro` leaves behind, as far as `ul release` reads it (model files of any bytes)."""
-    (root / "models" / "stage1").mkdir(parents=True)
-    (root / "models" / "stage2").mkdir(parents=True)
+    cfg = preset_config("ci", **{"decoder.channels": "[96,192,384]"})  # a stage-1 export > 8 MiB: multipart upload
+    export.save(UnifiedLatents(cfg), cfg, root / "models" / "stage1", {"steps": 0})
+    export.save(BaseModel(cfg), cfg, root / "models" / "stage2", {"steps": 0})
     (root / "eval").mkdir()
-    (root / "models" / "stage1" / "model.pt").write_bytes(os.urandom(9 * 2**20))  # > 8 MiB: a multipart upload
-    (root / "models" / "stage2" / "model.pt").write_bytes(os.urandom(4096))
     (root / "eval" / "metrics.json").write_text(json.dumps(
         {"psnr_db": 24.25, "rfid": 31.5, "gfid": 48.75, "fid_num_samples": 64, "latent_bits_per_image": 412.0,
          "latent_bits_per_dim": 0.1, "latent_bits_per_pixel": 0.4, "sampler": "ddim"}))
@@ -212,27 +213,27 @@ def test_release_uploads_through_the_gateway_and_commits_provenance(tmp_path, la
     assert SECRET not in out.out + out.err
 
     keys = moto.keys("models", "release-1/ul-fmnist/")
-    assert set(keys) == {f"release-1/ul-fmnist/{n}" for n in
-                         ("stage1/model.pt", "stage2/model.pt", "metrics.json", "params.yaml", "dvc.lock", "MODEL_CARD.md")}
-    body = moto.s3().get_object(Bucket="models", Key="release-1/ul-fmnist/stage1/model.pt")["Body"].read()
-    assert body == (root / "models/stage1/model.pt").read_bytes()
-    card = moto.s3().get_object(Bucket="models", Key="release-1/ul-fmnist/MODEL_CARD.md")["Body"].read().decode()
+    models = [f"stage{i}/{f}" for i in (1, 2) for f in ("model.safetensors", "config.json", "README.md")]
+    assert set(keys) == {f"release-1/ul-fmnist/{n}" for n in (*models, "metrics.json", "params.yaml", "dvc.lock")}
+    body = moto.s3().get_object(Bucket="models", Key="release-1/ul-fmnist/stage1/model.safetensors")["Body"].read()
+    assert body == (root / "models/stage1/model.safetensors").read_bytes() and len(body) > 8 * 2**20
+    card = moto.s3().get_object(Bucket="models", Key="release-1/ul-fmnist/stage1/README.md")["Body"].read().decode()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    for want in ("| PSNR (dB) | 24.25 |", "| gFID | 48.75 |", "| latent bits / pixel | 0.4 |", "N = 64",
+    for want in ("| PSNR (dB, mean of per-image PSNRs) | 24.25 |", "| gFID | 48.75 |", "| latent bits / pixel | 0.4 |",
                  f"git commit: `{head}`", hashlib.sha256((root / "dvc.lock").read_bytes()).hexdigest(),
-                 f"lakeFS commit `{COMMIT}`", "loss_factor: 2.1", hashlib.sha256(body).hexdigest()[:16]):
+                 f"lakeFS commit `{COMMIT}`", "loss_factor: 2.1", 'Autoencoder.load("stage1")'):
         assert want in card, want
     log = prism.requests()
     assert "POST" in log and "/api/v1/repositories/models/branches" in log  # created from main if missing
     assert "/api/v1/repositories/models/branches/release-1/commits" in log
 
-    meta = release.commit_metadata(release.provenance(root), json.loads((root / "eval/metrics.json").read_text()))
+    meta = release.commit_metadata(model_card.provenance(root), json.loads((root / "eval/metrics.json").read_text()))
     assert meta["ul.git_commit"] == head and meta["ul.data_commit"] == COMMIT and meta["ul.gfid"] == "48.75"
     assert all(isinstance(v, str) for v in meta.values())  # lakeFS commit metadata is string to string
 
-    (root / "models/stage2/model.pt").unlink()
+    (root / "models/stage2/model.safetensors").unlink()
     assert cli.main(["release", "lakefs://models/release-1/x", "--root", str(root)]) == 1
-    assert "models/stage2/model.pt missing" in capsys.readouterr().err
+    assert "models/stage2/model.safetensors: missing" in capsys.readouterr().err
     with pytest.raises(StorageError, match="not to a commit id"):
         release.release(f"lakefs://models/{COMMIT}/x", root)
 
