@@ -8,8 +8,9 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TextIO
 
 import yaml
 
@@ -29,6 +30,50 @@ VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
     ("restored from run cache", re.compile(r"Stage '([^']+)' is cached - skipping run")),
     ("up to date", re.compile(r"Stage '([^']+)' didn't change, skipping")),
 )
+
+
+# A tqdm refresh, as a piped tqdm writes it ('\r'-separated, ANSI cursor moves for nested bars):
+# "decode:  45%|####5     | 45/100 [00:01<00:02, 30.0img/s]", "hashing: 45file [00:01, 30.0file/s]".
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+PROGRESS = re.compile(r"^(?P<desc>.*?):?\s*(?:(?P<pct>\d{1,3})%\|[^|]*\|\s*)?(?P<n>[\d.]+[kMGTPEZY]?)"
+                      r"(?:/(?P<total>[\d.]+[kMGTPEZY]?))?\s*[^\s\[]*\s*\[[\d:]+(?:<[\d:?]+)?(?:,[^\]]*)?\]\s*$")
+
+
+class ProgressCadence:
+    """Which progress-bar refreshes go to the run's log: a bar's first line, then one each time it
+    passes another `step_pct` percent or `interval_s` seconds after the last one logged (a bar with
+    no total: by time only), and its last state when other output follows or the command ends.
+    Every other line is logged as it comes. `__call__(line)` returns the lines to log now."""
+
+    def __init__(self, step_pct: float = 10.0, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.step_pct, self.interval_s, self.clock = step_pct, interval_s, clock
+        self.last: dict = {}  # bar → (position logged, percent logged, time logged)
+        self.pending: dict = {}  # bar → (its latest line not logged, its position)
+
+    def __call__(self, line: str) -> list:
+        m = PROGRESS.match(ANSI.sub("", line).strip())
+        if not m:
+            return [*self.flush(), line]
+        bar, pct, pos, now = m["desc"].strip(), m["pct"], m["n"], self.clock()
+        done = m["total"] is not None and pos == m["total"]
+        pct = None if pct is None else (float(pct) if done else min(float(pct), 99.0))  # tqdm rounds 99.9 up
+        last = self.last.get(bar)
+        due = (last is None or now - last[2] >= self.interval_s or (done and pos != last[0]) or
+               (pct is not None and (last[1] is None or pct >= last[1] + self.step_pct)))
+        if not due:
+            self.pending[bar] = (line, pos)
+            return []
+        self.pending.pop(bar, None)
+        self.last[bar] = (pos, pct, now)
+        return [line]
+
+    def flush(self) -> list:
+        """Each bar's latest unlogged state, where it moved since the line logged last."""
+        out = [ln for bar, (ln, pos) in self.pending.items() if self.last.get(bar, (None,))[0] != pos]
+        for bar, (_, pos) in self.pending.items():
+            self.last[bar] = (pos, self.last[bar][1], self.clock())
+        self.pending.clear()
+        return out
 
 
 class CommandFailed(RuntimeError):
@@ -79,27 +124,42 @@ def subprocess_env() -> dict:
 
 
 def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout_s: Optional[float] = None,
-        log: Optional[Callable[[str], None]] = None, log_error: Optional[Callable[[str], None]] = None) -> str:
-    """Run `cmd` in `cwd`, stream each output line (stdout and stderr, with tqdm's \\r updates split)
-    to `log` as it comes, and return the whole output. Raises TransientFailure, CommandFailed or
-    CommandTimeout; on a timeout, or when the flow run is stopped, the command and its children are
-    stopped too."""
+        log: Optional[Callable[[str], None]] = None, log_error: Optional[Callable[[str], None]] = None,
+        cadence: Optional[ProgressCadence] = None, live: Optional[TextIO] = None) -> str:
+    """Run `cmd` in `cwd`, stream its output lines (stdout and stderr, with tqdm's \\r updates split)
+    to `log` as they come, progress bars at a human cadence (`cadence`, default ProgressCadence()),
+    and return what was logged. On a terminal (`live`, default stderr when it is a TTY) the bars
+    also show live, every refresh, without going to the log. Raises TransientFailure, CommandFailed
+    or CommandTimeout; on a timeout, or when the flow run is stopped, the command and its children
+    are stopped too."""
     what = what or " ".join(str(c) for c in cmd[2:] if c) or str(cmd[0])
     # Same process group as the flow run: whatever stops the run's group stops the command too.
     proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
                             bufsize=1)
     lines: list = []
+    cadence = cadence or ProgressCadence()
+    if live is None and sys.stderr.isatty():
+        live = sys.stderr
+
+    def emit(shown: list) -> None:
+        for line in shown:
+            lines.append(line)
+            sink = log_error if (log_error and re.match(r"\s*(error|ERROR)\b", line)) else log
+            if sink:
+                sink(line)
 
     def pump():
         for line in proc.stdout:  # universal newlines: '\r' progress updates come as lines too
             line = line.rstrip()
             if not line:
                 continue
-            lines.append(line)
-            sink = log_error if (log_error and re.match(r"\s*(error|ERROR)\b", line)) else log
-            if sink:
-                sink(line)
+            shown = cadence(line)
+            if live is not None:  # the bar as it moves; cleared before a logged line is printed
+                live.write("\r\x1b[K" if shown else f"\r{ANSI.sub('', line)[:200]}\x1b[K")
+                live.flush()
+            emit(shown)
+        emit(cadence.flush())
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()

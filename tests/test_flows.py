@@ -12,8 +12,10 @@ sweep's loss_factor=2.1 point a run-cache hit.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -148,6 +150,62 @@ def test_run_streams_lines_and_classifies_failures(tmp_path):
     assert not common.retry_if_transient(None, None, SimpleNamespace(result=lambda: None))
     assert common.retry_if_transient(None, None, state(StorageError("cannot reach lakeFS", transient=True)))
     assert not common.retry_if_transient(None, None, state(StorageError("lakefs://r/main: not found")))
+
+
+BARS = """
+import sys
+from tqdm import tqdm
+print('start')
+for _ in tqdm(range(3000), desc='train', unit='step', mininterval=0): pass
+for _ in tqdm(iter(range(800)), desc='hashing', unit='file', mininterval=0): pass
+print('error: 1 odd file', file=sys.stderr)
+with tqdm(total=10**7, unit='B', unit_scale=True, desc='download x.gz', mininterval=0) as bar:
+    for _ in range(1000): bar.update(10**4)
+print('done')
+"""
+
+
+def _bars(lines: list, name: str) -> list:
+    return [ln for ln in lines if ln.startswith(name + ":") and common.PROGRESS.match(ln)]
+
+
+def test_progress_bars_are_logged_at_a_human_cadence(tmp_path):
+    """Real tqdm bars refreshing thousands of times reach the log as a line per 10 %, the last state
+    of a bar with no total when other output follows; every other line as it comes."""
+    every = []  # what the run's log got before: every refresh (a cadence that lets all through)
+    common.run([sys.executable, "-c", BARS], tmp_path, "bars", 60, every.append,
+               cadence=common.ProgressCadence(step_pct=0, interval_s=0))
+    assert len(_bars(every, "train")) > 1000 and len(every) > 2000
+
+    logged, errors, live = [], [], io.StringIO()
+    out = common.run([sys.executable, "-c", BARS], tmp_path, "bars", 60, logged.append, errors.append, live=live)
+    train, hashing, download = _bars(logged, "train"), _bars(logged, "hashing"), _bars(logged, "download x.gz")
+    assert [int(re.search(r"(\d+)%", ln)[1]) for ln in train] == list(range(0, 101, 10))
+    assert len(download) <= 11 and "100%" in download[-1] and "10.0M/10.0M" in download[-1]
+    assert len(hashing) == 2 and hashing[0].startswith("hashing: 0file") and hashing[1].startswith("hashing: 800file")
+    both = out.splitlines()  # the log and the error log, in order
+    assert both.index(hashing[1]) < both.index("error: 1 odd file")  # its last state before what follows
+    assert errors == ["error: 1 odd file"] and logged[0] == "start" and logged[-1] == "done"
+    assert len(both) <= 30 and [ln for ln in both if ln not in errors] == logged
+    assert live.getvalue().count("\r") > 4000  # a terminal still sees every refresh
+
+
+def test_progress_cadence_by_time_for_slow_bars():
+    now = [0.0]
+    c = common.ProgressCadence(step_pct=10, interval_s=60, clock=lambda: now[0])
+    got = []
+    for i in range(10):  # a bar with no total, a refresh every 20 s: a line a minute
+        got += c(f"hashing: {i}file [00:{i:02d}, 0.05file/s]")
+        now[0] += 20
+    assert got == [f"hashing: {i}file [00:{i:02d}, 0.05file/s]" for i in (0, 3, 6, 9)]
+    got = []
+    for i in range(0, 50):  # 1 % a second: the 10 % steps come first
+        got += c(f"train:  {i:2d}%|#  | {i}/100 [00:{i:02d}<01:40, 1.00step/s]")
+        now[0] += 1
+    assert [int(re.search(r"(\d+)%", ln)[1]) for ln in got] == [0, 10, 20, 30, 40]
+    assert c("plain line") == ["train:  49%|#  | 49/100 [00:49<01:40, 1.00step/s]", "plain line"]
+    assert c.flush() == []
+    assert not common.PROGRESS.match("Running stage 'train_stage1':") and not common.PROGRESS.match("a [1]")
 
 
 def test_run_timeout_stops_the_whole_process_group(tmp_path):
