@@ -7,7 +7,8 @@ verdict (ran / restored from run cache / up to date). Output is streamed line by
 log. Failures on network or remote I/O are retried with exponential back-off; any other failure
 (a corrupt image, a NaN loss) fails the run at once with the stage's own error line. Every task has
 a time limit and `cache_policy=NO_CACHE` (they are side effects). Artifacts: `ul-pipeline-summary`
-(markdown: metrics, stages, git commit, dvc.lock hash, data commit) and `ul-pipeline-metrics` (table).
+(markdown: metrics, the sample and reconstruction grids, stages, git commit, dvc.lock hash, data
+commit) and `ul-pipeline-metrics` (table).
 """
 from pathlib import Path
 
@@ -17,9 +18,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from flows import common
-from ul.model_card import load_metrics, metrics_rows, metrics_table, provenance, provenance_lines
+from ul.model_card import load_metrics, metrics_rows, metrics_table, provenance_lines
+from ul.storage.release import provenance
 
 SUMMARY_KEY, METRICS_KEY = "ul-pipeline-summary", "ul-pipeline-metrics"
+GRIDS = (("Samples", "eval/samples.png"), ("Reconstructions (each original left of its reconstruction)",
+                                          "eval/reconstructions.png"))
+MAX_EMBED_BYTES = 2 << 20  # a grid larger than this is named, not embedded
 
 
 @task(name="compose-params", task_run_name="compose-params", cache_policy=NO_CACHE, timeout_seconds=300)
@@ -45,7 +50,26 @@ def dvc_push(repo: Path, remote: str, timeout_s: float) -> str:
     return common.run([*common.DVC, "push", "-r", remote], repo, f"dvc push -r {remote}", timeout_s, log.info, log.error)
 
 
-def _summary(prov: dict, stages: dict, order: list, selected: list, pushed, metrics: dict, failure: str | None) -> str:
+def grids_markdown(repo: Path) -> str:
+    """The evaluation's image grids as markdown images with data URIs: the artifact carries them, so
+    the Prefect UI shows them with no file server and they stay with the run."""
+    import base64
+
+    parts = []
+    for title, rel in GRIDS:
+        path = Path(repo) / rel
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if len(data) > MAX_EMBED_BYTES:
+            parts.append(f"### {title}\n\n`{rel}`: {len(data) / 2**20:.1f} MB, too large to embed here\n")
+        else:
+            parts.append(f"### {title}\n\n![{rel}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})\n")
+    return "\n## Images\n\n" + "\n".join(parts) if parts else ""
+
+
+def _summary(prov: dict, stages: dict, order: list, selected: list, pushed, metrics: dict, failure: str | None,
+             images: str = "") -> str:
     """The run's markdown artifact: metrics, each stage's verdict, provenance, push."""
     rows = "".join(f"| {s} | {stages.get(s) or ('not reached' if s in selected else 'not selected')} |\n"
                    for s in order)
@@ -54,7 +78,7 @@ def _summary(prov: dict, stages: dict, order: list, selected: list, pushed, metr
         f"Stages run: {', '.join(ran) or 'none'}; up to date: " + \
         (", ".join(s for s in order if stages.get(s) in ("up to date", "restored from run cache")) or "none") + "\n\n"
     push = {True: "pushed", False: "not pushed (no DVC remote configured)", None: "not attempted"}.get(pushed, pushed)
-    return ("# ul-pipeline\n\n" + head + "## Metrics (eval/metrics.json)\n\n" + metrics_table(metrics) +
+    return ("# ul-pipeline\n\n" + head + "## Metrics (eval/metrics.json)\n\n" + metrics_table(metrics) + images +
             "\n## Stages\n\n| stage | DVC |\n|---|---|\n" + rows +
             "\n## Provenance\n\n" + provenance_lines(prov) + f"- DVC remote: {push}\n")
 
@@ -107,7 +131,8 @@ def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages:
     finally:
         prov = provenance(repo)
         metrics = load_metrics(repo) if not failure else {}
-        summary = _summary(prov, verdicts, order, selected, pushed, metrics, failure)
+        images = grids_markdown(repo) if not failure else ""
+        summary = _summary(prov, verdicts, order, selected, pushed, metrics, failure, images)
         create_markdown_artifact(key=SUMMARY_KEY, markdown=summary, description="ul-pipeline: stages, metrics, provenance")
         if metrics:
             create_table_artifact(key=METRICS_KEY, table=metrics_rows(metrics), description="eval/metrics.json")

@@ -227,7 +227,7 @@ def test_release_uploads_through_the_gateway_and_commits_provenance(tmp_path, la
     assert "POST" in log and "/api/v1/repositories/models/branches" in log  # created from main if missing
     assert "/api/v1/repositories/models/branches/release-1/commits" in log
 
-    meta = release.commit_metadata(model_card.provenance(root), json.loads((root / "eval/metrics.json").read_text()))
+    meta = release.commit_metadata(release.provenance(root), json.loads((root / "eval/metrics.json").read_text()))
     assert meta["ul.git_commit"] == head and meta["ul.data_commit"] == COMMIT and meta["ul.gfid"] == "48.75"
     assert all(isinstance(v, str) for v in meta.values())  # lakeFS commit metadata is string to string
 

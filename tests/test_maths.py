@@ -1,4 +1,4 @@
-"""The maths of ul-method.md: schedules, sign conventions, and the loss terms as bounds."""
+"""The maths of docs/method.md: schedules, sign conventions, and the loss terms as bounds."""
 import math
 
 import pytest

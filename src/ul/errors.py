@@ -3,3 +3,7 @@
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the run stopped before the optimizer step, checkpoints intact."""
+
+
+class ExportError(ValueError):
+    """An exported model folder is missing, incomplete, corrupt or of another kind; names the path."""

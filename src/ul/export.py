@@ -21,16 +21,13 @@ from torch import nn
 
 from ul import atomic, model_card
 from ul.data.manifest import sha256_file
+from ul.errors import ExportError
 from ul.config import Config, ConfigError, from_dict, to_dict
 from ul.model import BaseModel, UnifiedLatents
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = "ul-export/1"
 CLASSES = {"UnifiedLatents": UnifiedLatents, "BaseModel": BaseModel}
-
-
-class ExportError(ValueError):
-    """An exported model folder is missing, incomplete, corrupt or of another kind; names the path."""
 
 
 def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> Path:

@@ -1,4 +1,4 @@
-"""The Unified Latents loss terms, exactly per ul-method.md. Every term is per example, in nats,
+"""The Unified Latents loss terms, exactly per docs/method.md. Every term is per example, in nats,
 SUMMED over its own tensor's dimensions (never a per-element mean: that would re-weight the prior
 against the decoder by their size ratio and make the loss factor meaningless).
 
@@ -87,7 +87,7 @@ def prior_loss(z_clean, prior: Denoiser, schedule, draw: NoiseDraw) -> dict:
 def decoder_loss(x, z0, decoder: Denoiser, schedule, draw: NoiseDraw, loss_factor: float,
                  sigmoid_bias: float) -> dict:
     """L_x = c_lf · (−dλ/dt)·exp(λ)/2·sigmoid(b − λ)·‖x − x̂(x_t, z0, λ)‖², conditioned on the NOISY z0.
-    The pixel-space terminal KL is dropped (ul-method.md)."""
+    The pixel-space terminal KL is dropped (docs/method.md)."""
     logsnr = schedule.logsnr(draw.t)
     x_t = diffuse(x, logsnr, draw.eps)
     x_hat = decoder(x_t, logsnr, z0)

@@ -1,6 +1,6 @@
 """Image metrics used to evaluate Unified Latents: PSNR and FID.
 
-Conventions (docs/ul-method.md):
+Conventions (docs/method.md):
 - PSNR is measured on images in [0, 1]. The model works in [-1, 1]; map with `(x + 1) / 2` first.
 - rFID compares reconstructions with the SAME images that were encoded; gFID compares samples with
   data. Small-N FID is biased upward, so every FID is reported together with its N.

@@ -1,17 +1,16 @@
 """Reports in markdown: the model card of an export, the metrics table and the provenance lines
-that the model cards, `ul release` and the Prefect summaries share."""
+that the model cards, `ul release` and the Prefect summaries share (the provenance itself is
+gathered by `ul.storage.release.provenance`)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Optional
 
 import yaml
 
 from ul.config import Config, to_dict
-from ul.data.manifest import sha256_file
 
 # (key in eval/metrics.json, label) in the order of the tables
 HEADLINE = (
@@ -48,36 +47,6 @@ USAGE = {
         "x = gen.sample(16)                 # N×C×H×W in [-1, 1]\n"
     ),
 }
-
-
-def _git(root: Path, *args: str) -> Optional[str]:
-    try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def provenance(root: str | Path = ".") -> dict:
-    """Git commit (and whether tracked files differ from it), dvc.lock hash, data source and commit."""
-    from ul.storage.lakefs import COMMIT_ID, LakeFSPath  # lazy: lakeFS clients are slow to import
-
-    root = Path(root)
-    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
-    source = (params.get("data") or {}).get("source")
-    data_commit = None
-    if isinstance(source, str) and source.startswith("lakefs://"):
-        ref = LakeFSPath.parse(source).ref
-        data_commit = ref if COMMIT_ID.fullmatch(ref) else None
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": _git(root, "rev-parse", "HEAD"),
-        "git_dirty": bool(status) if status is not None else None,
-        "dvc_lock_sha256": sha256_file(root / "dvc.lock") if (root / "dvc.lock").exists() else None,
-        "data_source": source,
-        "data_commit": data_commit,
-        "preset": params.get("preset"),
-    }
 
 
 def load_metrics(root: str | Path = ".") -> dict:

@@ -1,6 +1,6 @@
 """Noise schedules in log-SNR, and the one unit convention of the project.
 
-Conventions (ul-method.md): λ = log(α²/σ²), variance preserving, so α² = sigmoid(λ) and
+Conventions (docs/method.md): λ = log(α²/σ²), variance preserving, so α² = sigmoid(λ) and
 σ² = sigmoid(−λ). Time t ∈ [0, 1]; λ(t) DEcreases in t, so dλ/dt < 0 and every ELBO weight
 carries −dλ/dt > 0. (VDM's γ is −λ; it is not used here.)
 
@@ -80,7 +80,7 @@ def bits(nats: torch.Tensor | float, *, latent_shape=None, image_shape=None) -> 
     """Convert a per-image rate in nats to bits per image and its normalised forms.
 
     latent_shape = (C, h, w) gives bits per latent dim; image_shape = (C_img, H, W) gives bits per
-    pixel (/H·W) and per sub-pixel (/C_img·H·W). ul-method.md: the paper's normaliser is not
+    pixel (/H·W) and per sub-pixel (/C_img·H·W). docs/method.md: the paper's normaliser is not
     stated, so all are reported, each key naming its unit.
     """
     per_image = float(torch.as_tensor(nats, dtype=torch.float64).mean()) / LN2

@@ -10,8 +10,7 @@ from typing import Callable
 
 from ul.config import Config, ConfigError, load
 from ul.data import DataError
-from ul.errors import NonFiniteLossError
-from ul.export import ExportError
+from ul.errors import ExportError, NonFiniteLossError
 
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:

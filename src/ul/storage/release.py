@@ -13,17 +13,49 @@ metadata carries the provenance, go through the REST API.
 """
 from __future__ import annotations
 
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from ul import export, model_card
 from ul.model_card import HEADLINE
 from ul.storage import StorageError
-from ul.storage.lakefs import LakeFSPath, call, client, gateway
+from ul.data.manifest import sha256_file
+from ul.storage.lakefs import COMMIT_ID, LakeFSPath, call, client, gateway
 
 EXTRA = {"metrics.json": "eval/metrics.json", "params.yaml": "params.yaml", "dvc.lock": "dvc.lock"}
 MODELS = ("models/stage1", "models/stage2")
+
+
+def _git(root: Path, *args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(root: str | Path = ".") -> dict:
+    """Git commit (and whether tracked files differ from it), dvc.lock hash, data source and commit."""
+    root = Path(root)
+    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
+    source = (params.get("data") or {}).get("source")
+    data_commit = None
+    if isinstance(source, str) and source.startswith("lakefs://"):
+        ref = LakeFSPath.parse(source).ref
+        data_commit = ref if COMMIT_ID.fullmatch(ref) else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "dvc_lock_sha256": sha256_file(root / "dvc.lock") if (root / "dvc.lock").exists() else None,
+        "data_source": source,
+        "data_commit": data_commit,
+        "preset": params.get("preset"),
+    }
 
 
 def commit_metadata(prov: dict, metrics: dict) -> dict:
@@ -44,7 +76,7 @@ def release(target: str, root: str | Path = ".", source_ref: str = "main", messa
     loc = LakeFSPath.parse(target)
     if loc.pinned:
         raise StorageError(f"{target}: release to a branch, not to a commit id")
-    prov, metrics = model_card.provenance(root), model_card.load_metrics(root)
+    prov, metrics = provenance(root), model_card.load_metrics(root)
     with tempfile.TemporaryDirectory(prefix="ul-release-") as tmp:
         names = write_bundle(root, Path(tmp))
         branch = lakefs.Branch(loc.repo, loc.ref, client=lakefs_client or client())
@@ -60,7 +92,7 @@ def write_bundle(root: Path, out: Path) -> list[str]:
     missing = [p for p in (*MODELS, *EXTRA.values()) if not (root / p).exists()]
     if missing:
         raise StorageError(f"nothing to release: {', '.join(missing)} missing in {root.resolve()} (run `dvc repro` first)")
-    prov, metrics = model_card.provenance(root), model_card.load_metrics(root)
+    prov, metrics = provenance(root), model_card.load_metrics(root)
     try:
         return export.bundle(root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()})
     except export.ExportError as err:
