@@ -11,6 +11,7 @@ sweep's loss_factor=2.1 point a run-cache hit.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -19,18 +20,34 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
-
 from datahelpers import class_folder
+from PIL import Image
 from project import copy_project
-from servers import (COMMIT, FINAL, ROOT, Moto, Prism, PrefectServer, artifacts, flow_runs_of, prism_binary,
-                     processes_in, run_deployment, schedules, subflow_runs, task_runs, wait_final, wait_logs,
-                     wait_until)
+from servers import (
+    COMMIT,
+    FINAL,
+    ROOT,
+    Moto,
+    PrefectServer,
+    Prism,
+    artifacts,
+    flow_runs_of,
+    prism_binary,
+    processes_in,
+    run_deployment,
+    schedules,
+    subflow_runs,
+    task_runs,
+    wait_final,
+    wait_logs,
+    wait_until,
+)
 
 sys.path.insert(0, str(ROOT))
 from flows import common  # noqa: E402
@@ -230,6 +247,34 @@ def test_dvc_verdicts_are_parsed_per_stage():
         {"decode": "ran", "x": "up to date"}
 
 
+def too_chatty_bars(logs: str, minutes: int) -> dict:
+    """{bar: lines} for each progress bar that logged more than 12 lines per time it started, plus
+    one a minute (the cadence: a line per 10 %, or per minute)."""
+    from collections import Counter
+
+    lines, starts = Counter(), Counter()
+    for ln in logs.splitlines():
+        m = common.PROGRESS.match(common.ANSI.sub("", ln).strip())
+        if m:
+            lines[m["desc"].strip()] += 1
+            starts[m["desc"].strip()] += m["n"] in ("0", "0.00")
+    return {bar: n for bar, n in lines.items() if n > 12 * max(1, starts[bar]) + minutes}
+
+
+def test_grids_are_embedded_in_the_summary(tmp_path):
+    from flows.pipeline import grids_markdown
+
+    (tmp_path / "eval").mkdir()
+    assert grids_markdown(tmp_path) == ""
+    png = Image.new("L", (64, 32), 200)
+    png.save(tmp_path / "eval" / "samples.png")
+    (tmp_path / "eval" / "reconstructions.png").write_bytes(b"\x89PNG" + bytes(3 << 20))  # too large
+    md = grids_markdown(tmp_path)
+    (data,) = re.findall(r"!\[eval/samples\.png\]\(data:image/png;base64,([^)]+)\)", md)
+    assert base64.b64decode(data) == (tmp_path / "eval" / "samples.png").read_bytes()
+    assert "`eval/reconstructions.png`: 3.0 MB, too large to embed here" in md
+
+
 # ---- the server, the worker and prefect.yaml ---------------------------------------------------
 
 @pytest.mark.slow
@@ -263,7 +308,7 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
             if s["cron"]:
                 c.delete_deployment_schedule(dep.id, s["id"])
             else:
-                anchor = datetime.now(timezone.utc) + timedelta(seconds=8)
+                anchor = datetime.now(UTC) + timedelta(seconds=8)
                 c.update_deployment_schedule(dep.id, s["id"], schedule=IntervalSchedule(interval=s["interval"],
                                                                                         anchor_date=anchor))
         run = wait_until(lambda: next((r for r in flow_runs_of(c, dep.id)
@@ -280,6 +325,8 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
         assert {f"dvc-repro-{s}" for s in STAGES} | {"compose-params"} <= set(tasks)
         assert all(t.state.type.value == "COMPLETED" and t.run_count == 1 for t in tasks.values())
         assert "Running stage 'train_stage1'" in logs and "stage evaluate: ran" in logs  # streamed DVC output
+        minutes = int(run.total_run_time.total_seconds() // 60) + 1
+        assert "stage1: 100%" in logs and too_chatty_bars(logs, minutes) == {}  # progress at a human cadence
 
         arts = artifacts(c, run.id)
         summary = arts["ul-pipeline-summary"]
@@ -290,6 +337,10 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
         assert "`builtin:fashion-mnist` (not a pinned lakeFS commit)" in summary
         assert f"| PSNR (dB) | {metrics['psnr_db']:.4g} |" in summary and "| gFID |" in summary
         assert "not pushed (no DVC remote configured)" in summary
+        grids = dict(re.findall(r"!\[(eval/\w+\.png)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary))
+        assert set(grids) == {"eval/samples.png", "eval/reconstructions.png"}  # the grids themselves, embedded
+        for rel, data in grids.items():
+            assert base64.b64decode(data) == (repo / rel).read_bytes(), rel
         table = {r["metric"]: r["value"] for r in arts["ul-pipeline-metrics"]}
         for key in ("psnr_db", "rfid", "gfid", "fid_num_samples", "latent_bits_per_pixel"):
             assert table[key] == pytest.approx(metrics[key]), key
@@ -369,7 +420,7 @@ def test_watch_pins_the_new_head_commit_and_runs_the_pipeline_once(server, deplo
         assert fetched["source"] == pinned and sum(fetched["images"].values()) == 24
         lock = yaml.safe_load((repo / "dvc.lock").read_text())
         assert lock["stages"]["fetch"]["params"]["params.yaml"]["data.source"] == pinned  # DVC's hash names the commit
-        assert f"/api/v1/repositories/ul-data/commits/main" in prism.requests()
+        assert "/api/v1/repositories/ul-data/commits/main" in prism.requests()
 
         again = wait_final(c, run_deployment("ul-watch/watch", params).id, 120, alive=deployed.worker)
         assert again.state.type.value == "COMPLETED"
