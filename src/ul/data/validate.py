@@ -13,14 +13,13 @@ expectation with a few failing rows.
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timezone
 import os
+import re
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 import pandas as pd
@@ -130,7 +129,7 @@ def image_table(decoded_dir: Path, elements: int = 1 << 22) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
-def suites(n_classes: int, resolution: int, channels: int, resize_mode: str = "pad") -> Dict[str, list]:
+def suites(n_classes: int, resolution: int, channels: int, resize_mode: str = "pad") -> dict[str, list]:
     """The expectations of each table (GX 1.x classes), keyed by table name.
 
     Source sizes: with resize_mode=pad an image larger than the resolution would be silently
@@ -186,7 +185,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 def _stable(text: str) -> str:
     """Drop GX's per-build stamps and times; number its random ids (uuid4) in order of appearance."""
-    ids: Dict[str, str] = {}
+    ids: dict[str, str] = {}
     text = STAMP.sub(RUN_TIME, VOLATILE.sub("", text))
     return UUID.sub(lambda m: ids.setdefault(m.group(0), f"id{len(ids)}"), text)
 
@@ -261,7 +260,7 @@ def offline_docs(docs_dir: Path, sidecar_name: str, modules: Path | None = None)
     for html in sorted(docs_dir.rglob("*.html")):
         up = Path(os.path.relpath(docs_dir, html.parent))
 
-        def local(m: re.Match) -> str:
+        def local(m: re.Match, up: Path = up) -> str:
             rel = _vendor(m.group(2), docs_dir, modules)
             return m.group(0) if rel is None else m.group(1) + (up / rel).as_posix()
 
@@ -281,7 +280,7 @@ def offline_docs(docs_dir: Path, sidecar_name: str, modules: Path | None = None)
 INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path"}
 
 
-def run_suites(tables: Dict[str, pd.DataFrame], expectations: Dict[str, list], docs_dir: Path,
+def run_suites(tables: dict[str, pd.DataFrame], expectations: dict[str, list], docs_dir: Path,
                sidecar_name: str = "validation" + RUN_SUFFIX) -> dict:
     """Run one checkpoint per table in a temporary File context; copy the Data Docs to `docs_dir`,
     byte-stable and with their web assets vendored (see offline_docs)."""
@@ -290,7 +289,7 @@ def run_suites(tables: Dict[str, pd.DataFrame], expectations: Dict[str, list], d
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    run_id = RunIdentifier(run_name="ul-validate", run_time=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    run_id = RunIdentifier(run_name="ul-validate", run_time=datetime(2000, 1, 1, tzinfo=UTC))
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="ul-gx-") as root:
@@ -365,7 +364,7 @@ def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, c
 
     Returns metrics; raises ValidationError (after writing) naming each failed expectation.
     """
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     raw_dir, decoded_dir, out_dir = Path(raw_dir), Path(decoded_dir), Path(out_dir)
     sidecar = out_dir.parent / (out_dir.name + RUN_SUFFIX)
     raw = manifest_table(raw_dir)
@@ -376,7 +375,7 @@ def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, c
         doc = {"success": all(r.success for r in results.values()),
                "suites": {name: r.to_json_dict() for name, r in results.items()}}
         (out / "result.json").write_text(_stable(json.dumps(doc, indent=1, default=str)) + "\n", encoding="utf-8")
-    failures: List[str] = [_describe(name, r) for name, vr in results.items() for r in vr.results if not r.success]
+    failures: list[str] = [_describe(name, r) for name, vr in results.items() for r in vr.results if not r.success]
     metrics = {"success": not failures, "expectations": sum(len(v) for v in expectations.values()),
                "failed": len(failures), "images": len(tables["images"]),
                "rows": {name: len(df) for name, df in tables.items()}}
