@@ -56,7 +56,6 @@ RUN pip install --no-deps -e . \
  && npm ci --prefix tools --omit=dev --ignore-scripts --no-audit --no-fund \
  && python tools/dvc_plots_template.py \
  && npm cache clean --force \
- && chown -R ul:ul /opt/ul/tools \
  && chown ul:ul /opt/ul
 
 USER 1000:1000
