@@ -50,6 +50,7 @@ run: setup
 	dvc repro
 
 test: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 bench: setup

@@ -8,6 +8,7 @@ alternating back ends for `--repeats` rounds and reporting the median images/s. 
 (GPU decode) is added when a CUDA GPU is visible. Expect ±40% noise on a shared 2-core machine:
 compare the ratio, not the absolute numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,15 @@ def main() -> None:
         raw = Path(tmp) / "raw"
         fetch("builtin:fashion-mnist", raw, max_train=args.images, max_test=1)
         files = [str(raw / e.path) for e in manifest.read(raw) if e.split == "train"]
-        opts = dict(resolution=args.resolution, channels=args.channels, resize_mode=args.resize_mode,
-                    batch_size=args.batch_size)
-        runs = {"pillow threads=1": (decode_pil.batches, dict(threads=1, device="cpu")),
-                f"pillow threads={args.threads}": (decode_pil.batches, dict(threads=args.threads, device="cpu")),
-                "dali cpu threads=1": (decode_dali.batches, dict(threads=1, device="cpu")),
-                f"dali cpu threads={args.threads}": (decode_dali.batches, dict(threads=args.threads, device="cpu"))}
+        opts = dict(
+            resolution=args.resolution, channels=args.channels, resize_mode=args.resize_mode, batch_size=args.batch_size
+        )
+        runs = {
+            "pillow threads=1": (decode_pil.batches, dict(threads=1, device="cpu")),
+            f"pillow threads={args.threads}": (decode_pil.batches, dict(threads=args.threads, device="cpu")),
+            "dali cpu threads=1": (decode_dali.batches, dict(threads=1, device="cpu")),
+            f"dali cpu threads={args.threads}": (decode_dali.batches, dict(threads=args.threads, device="cpu")),
+        }
         if cuda_available():
             runs["dali mixed (gpu)"] = (decode_dali.batches, dict(threads=args.threads, device="cuda"))
         for fn, extra in runs.values():  # warm-up: imports, page cache, first pipeline build
@@ -59,12 +63,16 @@ def main() -> None:
             for name, (fn, extra) in runs.items():
                 rates[name].append(_rate(fn, files, **opts, **extra))
 
-    print(f"{len(files)} Fashion-MNIST PNGs, {args.resize_mode} to {args.resolution}x{args.resolution}, "
-          f"{args.channels} channel(s), batch {args.batch_size}, median of {args.repeats}")
+    print(
+        f"{len(files)} Fashion-MNIST PNGs, {args.resize_mode} to {args.resolution}x{args.resolution}, "
+        f"{args.channels} channel(s), batch {args.batch_size}, median of {args.repeats}"
+    )
     base = statistics.median(rates[next(iter(runs))])
     for name, r in rates.items():
         med = statistics.median(r)
-        print(f"  {name:24s} {med:9.0f} images/s   x{med / base:5.2f} vs Pillow   (runs: {', '.join(f'{x:.0f}' for x in r)})")
+        print(
+            f"  {name:24s} {med:9.0f} images/s   x{med / base:5.2f} vs Pillow   (runs: {', '.join(f'{x:.0f}' for x in r)})"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Run in a repository whose pipeline is up to date (e.g. after `make run`). Prints
 (best of 3) and their ratio; a no-op repro should take a few seconds even with 70k raw files,
 because DVC keeps file hashes in its state database.
 """
+
 from __future__ import annotations
 
 import argparse

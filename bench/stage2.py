@@ -5,6 +5,7 @@
 Both variants run the same base-model step on the same batch size, side by side in one run; the
 printed ratio is what caching saves per step (the encoder forward on every batch).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -7,6 +7,7 @@ training steps of the preset's stage-1 model (FLOPs counted by torch's FlopCount
 DDIM reconstruction at the configured decoder steps. Prints images/s and the ratio
 achieved FLOP/s ÷ matmul FLOP/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def matmul_flops(n: int = 2048, reps: int = 10) -> float:
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
 def main() -> None:
@@ -72,7 +73,9 @@ def main() -> None:
     samplers.reconstruct(model, x[:n], steps, cfg.sample.sampler, gen)
     sample_rate = n / (time.perf_counter() - t)
     print(f"preset={args.preset} batch={b} threads={torch.get_num_threads()}")
-    print(f"stage-1 train: {dt * 1000:.0f} ms/step, {b / dt:.1f} images/s, {flops_per_step / b / 1e9:.2f} GFLOP/image/step")
+    print(
+        f"stage-1 train: {dt * 1000:.0f} ms/step, {b / dt:.1f} images/s, {flops_per_step / b / 1e9:.2f} GFLOP/image/step"
+    )
     print(f"fp32 matmul 2048²: {peak / 1e9:.0f} GFLOP/s (before {peak_before / 1e9:.0f}, after {peak_after / 1e9:.0f})")
     print(f"achieved {achieved / 1e9:.0f} GFLOP/s -> MFU ratio {achieved / peak:.2f}")
     print(f"sampling ({cfg.sample.sampler}, {steps} decoder steps): {sample_rate:.1f} images/s")

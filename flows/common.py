@@ -1,6 +1,7 @@
 """What the flows share: run a command with its output streamed line by line to the Prefect log,
 read DVC's verdict on each stage, and tell transient failures (remote or network I/O, a held lock:
 worth a retry with back-off) from the rest (a corrupt image: retrying cannot help)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TextIO
+from typing import TextIO
 
 import yaml
 
@@ -24,7 +26,8 @@ TRANSIENT = re.compile(
     r"temporary failure|name or service not known|name resolution|network is unreachable|"
     r"service unavailable|too many requests|slow ?down|throttl|max retries exceeded|"
     r"remote end closed|broken pipe|\b50[234]\b|unable to acquire lock|EndpointConnectionError",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
     ("ran", re.compile(r"Running stage '([^']+)'")),
     ("restored from run cache", re.compile(r"Stage '([^']+)' is cached - skipping run")),
@@ -35,8 +38,10 @@ VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
 # A tqdm refresh, as a piped tqdm writes it ('\r'-separated, ANSI cursor moves for nested bars):
 # "decode:  45%|####5     | 45/100 [00:01<00:02, 30.0img/s]", "hashing: 45file [00:01, 30.0file/s]".
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-PROGRESS = re.compile(r"^(?P<desc>.*?):?\s*(?:(?P<pct>\d{1,3})%\|[^|]*\|\s*)?(?P<n>[\d.]+[kMGTPEZY]?)"
-                      r"(?:/(?P<total>[\d.]+[kMGTPEZY]?))?\s*[^\s\[]*\s*\[[\d:]+(?:<[\d:?]+)?(?:,[^\]]*)?\]\s*$")
+PROGRESS = re.compile(
+    r"^(?P<desc>.*?):?\s*(?:(?P<pct>\d{1,3})%\|[^|]*\|\s*)?(?P<n>[\d.]+[kMGTPEZY]?)"
+    r"(?:/(?P<total>[\d.]+[kMGTPEZY]?))?\s*[^\s\[]*\s*\[[\d:]+(?:<[\d:?]+)?(?:,[^\]]*)?\]\s*$"
+)
 
 
 class ProgressCadence:
@@ -58,8 +63,12 @@ class ProgressCadence:
         done = m["total"] is not None and pos == m["total"]
         pct = None if pct is None else (float(pct) if done else min(float(pct), 99.0))  # tqdm rounds 99.9 up
         last = self.last.get(bar)
-        due = (last is None or now - last[2] >= self.interval_s or (done and pos != last[0]) or
-               (pct is not None and (last[1] is None or pct >= last[1] + self.step_pct)))
+        due = (
+            last is None
+            or now - last[2] >= self.interval_s
+            or (done and pos != last[0])
+            or (pct is not None and (last[1] is None or pct >= last[1] + self.step_pct))
+        )
         if not due:
             self.pending[bar] = (line, pos)
             return []
@@ -123,9 +132,16 @@ def subprocess_env() -> dict:
     return env
 
 
-def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout_s: Optional[float] = None,
-        log: Optional[Callable[[str], None]] = None, log_error: Optional[Callable[[str], None]] = None,
-        cadence: Optional[ProgressCadence] = None, live: Optional[TextIO] = None) -> str:
+def run(
+    cmd: Sequence[str],
+    cwd: str | Path,
+    what: str | None = None,
+    timeout_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+    log_error: Callable[[str], None] | None = None,
+    cadence: ProgressCadence | None = None,
+    live: TextIO | None = None,
+) -> str:
     """Run `cmd` in `cwd`, stream its output lines (stdout and stderr, with tqdm's \\r updates split)
     to `log` as they come, progress bars at a human cadence (`cadence`, default ProgressCadence()),
     and return what was logged. On a terminal (`live`, default stderr when it is a TTY) the bars
@@ -134,9 +150,17 @@ def run(cmd: Sequence[str], cwd: str | Path, what: Optional[str] = None, timeout
     are stopped too."""
     what = what or " ".join(str(c) for c in cmd[2:] if c) or str(cmd[0])
     # Same process group as the flow run: whatever stops the run's group stops the command too.
-    proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
-                            bufsize=1)
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        cwd=str(cwd),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     lines: list = []
     cadence = cadence or ProgressCadence()
     if live is None and sys.stderr.isatty():
@@ -227,7 +251,7 @@ def dvc_stages(repo: Path) -> list:
     return list((yaml.safe_load((Path(repo) / "dvc.yaml").read_text()) or {}).get("stages", {}))
 
 
-def default_remote(repo: Path) -> Optional[str]:
+def default_remote(repo: Path) -> str | None:
     """The DVC default remote's name, or None when none is configured."""
     out = subprocess.run([*DVC, "remote", "default"], cwd=repo, env=subprocess_env(), capture_output=True, text=True)
     name = out.stdout.strip()

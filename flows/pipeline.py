@@ -10,6 +10,7 @@ a time limit and `cache_policy=NO_CACHE` (they are side effects). Artifacts: `ul
 (markdown: metrics, the sample and reconstruction grids, stages, git commit, dvc.lock hash, data
 commit) and `ul-pipeline-metrics` (table).
 """
+
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -22,8 +23,10 @@ from ul.model_card import load_metrics, metrics_rows, metrics_table, provenance_
 from ul.storage.release import provenance
 
 SUMMARY_KEY, METRICS_KEY = "ul-pipeline-summary", "ul-pipeline-metrics"
-GRIDS = (("Samples", "eval/samples.png"), ("Reconstructions (each original left of its reconstruction)",
-                                          "eval/reconstructions.png"))
+GRIDS = (
+    ("Samples", "eval/samples.png"),
+    ("Reconstructions (each original left of its reconstruction)", "eval/reconstructions.png"),
+)
 MAX_EMBED_BYTES = 2 << 20  # a grid larger than this is named, not embedded
 
 
@@ -47,7 +50,9 @@ def repro_stage(repo: Path, stage: str, timeout_s: float) -> dict:
 @task(name="dvc-push", task_run_name="dvc-push", cache_policy=NO_CACHE)
 def dvc_push(repo: Path, remote: str, timeout_s: float) -> str:
     log = get_run_logger()
-    return common.run([*common.DVC, "push", "-r", remote], repo, f"dvc push -r {remote}", timeout_s, log.info, log.error)
+    return common.run(
+        [*common.DVC, "push", "-r", remote], repo, f"dvc push -r {remote}", timeout_s, log.info, log.error
+    )
 
 
 def grids_markdown(repo: Path) -> str:
@@ -68,25 +73,47 @@ def grids_markdown(repo: Path) -> str:
     return "\n## Images\n\n" + "\n".join(parts) if parts else ""
 
 
-def _summary(prov: dict, stages: dict, order: list, selected: list, pushed, metrics: dict, failure: str | None,
-             images: str = "") -> str:
+def _summary(
+    prov: dict, stages: dict, order: list, selected: list, pushed, metrics: dict, failure: str | None, images: str = ""
+) -> str:
     """The run's markdown artifact: metrics, each stage's verdict, provenance, push."""
-    rows = "".join(f"| {s} | {stages.get(s) or ('not reached' if s in selected else 'not selected')} |\n"
-                   for s in order)
+    rows = "".join(
+        f"| {s} | {stages.get(s) or ('not reached' if s in selected else 'not selected')} |\n" for s in order
+    )
     ran = [s for s in order if stages.get(s) == "ran"]
-    head = (f"**FAILED**: {failure}\n\n" if failure else "") + \
-        f"Stages run: {', '.join(ran) or 'none'}; up to date: " + \
-        (", ".join(s for s in order if stages.get(s) in ("up to date", "restored from run cache")) or "none") + "\n\n"
+    head = (
+        (f"**FAILED**: {failure}\n\n" if failure else "")
+        + f"Stages run: {', '.join(ran) or 'none'}; up to date: "
+        + (", ".join(s for s in order if stages.get(s) in ("up to date", "restored from run cache")) or "none")
+        + "\n\n"
+    )
     push = {True: "pushed", False: "not pushed (no DVC remote configured)", None: "not attempted"}.get(pushed, pushed)
-    return ("# ul-pipeline\n\n" + head + "## Metrics (eval/metrics.json)\n\n" + metrics_table(metrics) + images +
-            "\n## Stages\n\n| stage | DVC |\n|---|---|\n" + rows +
-            "\n## Provenance\n\n" + provenance_lines(prov) + f"- DVC remote: {push}\n")
+    return (
+        "# ul-pipeline\n\n"
+        + head
+        + "## Metrics (eval/metrics.json)\n\n"
+        + metrics_table(metrics)
+        + images
+        + "\n## Stages\n\n| stage | DVC |\n|---|---|\n"
+        + rows
+        + "\n## Provenance\n\n"
+        + provenance_lines(prov)
+        + f"- DVC remote: {push}\n"
+    )
 
 
 @flow(name="ul-pipeline")
-def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages: list[str] | None = None,
-                push: bool | None = None, remote: str | None = None, retries: int = 3, retry_delay_s: float = 10.0,
-                stage_timeout_s: float = 24 * 3600.0, push_timeout_s: float = 3600.0) -> dict:
+def ul_pipeline(
+    repo_dir: str = ".",
+    overrides: list[str] | None = None,
+    stages: list[str] | None = None,
+    push: bool | None = None,
+    remote: str | None = None,
+    retries: int = 3,
+    retry_delay_s: float = 10.0,
+    stage_timeout_s: float = 24 * 3600.0,
+    push_timeout_s: float = 3600.0,
+) -> dict:
     """Reproduce the DVC pipeline in `repo_dir` stage by stage, then push its outputs.
 
     overrides: Hydra overrides composed into params.yaml first (`ul params ...`), e.g. ["preset=ci"];
@@ -103,8 +130,12 @@ def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages:
     unknown = sorted(set(stages or ()) - set(order))
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; dvc.yaml has {order}")
-    backoff = dict(retries=retries, retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s),
-                   retry_jitter_factor=0.2, retry_condition_fn=common.retry_if_transient)
+    backoff = dict(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=retry_delay_s),
+        retry_jitter_factor=0.2,
+        retry_condition_fn=common.retry_if_transient,
+    )
 
     verdicts: dict = {}
     pushed = failure = current = target = None
@@ -133,13 +164,21 @@ def ul_pipeline(repo_dir: str = ".", overrides: list[str] | None = None, stages:
         metrics = load_metrics(repo) if not failure else {}
         images = grids_markdown(repo) if not failure else ""
         summary = _summary(prov, verdicts, order, selected, pushed, metrics, failure, images)
-        create_markdown_artifact(key=SUMMARY_KEY, markdown=summary, description="ul-pipeline: stages, metrics, provenance")
+        create_markdown_artifact(
+            key=SUMMARY_KEY, markdown=summary, description="ul-pipeline: stages, metrics, provenance"
+        )
         if metrics:
             create_table_artifact(key=METRICS_KEY, table=metrics_rows(metrics), description="eval/metrics.json")
     ran = [s for s in order if verdicts.get(s) == "ran"]
     log.info("stages run: %s; up to date: %s", ran or "none", [s for s in selected if s not in ran] or "none")
-    return {"stages": {s: verdicts.get(s) for s in selected}, "ran": ran, "pushed": pushed, "remote": target,
-            "metrics": metrics, "provenance": prov}
+    return {
+        "stages": {s: verdicts.get(s) for s in selected},
+        "ran": ran,
+        "pushed": pushed,
+        "remote": target,
+        "metrics": metrics,
+        "provenance": prov,
+    }
 
 
 if __name__ == "__main__":

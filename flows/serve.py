@@ -8,6 +8,7 @@ Runs execute in this checkout, one at a time (--limit), as subprocesses of this 
 with Ctrl-C / SIGTERM (its schedules are paused on the way out). For several machines use the
 work-pool route instead: prefect.yaml + `prefect deploy --all` + `prefect worker start`.
 """
+
 import argparse
 import json
 import os
@@ -33,15 +34,30 @@ def deployments(args) -> list:
         when = {"schedules": [Interval(timedelta(seconds=args.interval), anchor_date=anchor)]}
     else:
         when = {"cron": args.cron}
-    out = [ul_pipeline.to_deployment(name="nightly", parameters=params, concurrency_limit=1,
-                                     description="The DVC pipeline, stage by stage, then dvc push", **when),
-           ul_sweep.to_deployment(name="sweep", parameters={"repo_dir": repo},
-                                  description="A grid of DVC experiments and a rate-distortion plot (run on demand)")]
+    out = [
+        ul_pipeline.to_deployment(
+            name="nightly",
+            parameters=params,
+            concurrency_limit=1,
+            description="The DVC pipeline, stage by stage, then dvc push",
+            **when,
+        ),
+        ul_sweep.to_deployment(
+            name="sweep",
+            parameters={"repo_dir": repo},
+            description="A grid of DVC experiments and a rate-distortion plot (run on demand)",
+        ),
+    ]
     if args.watch:
-        out.append(ul_watch.to_deployment(
-            name="watch", interval=timedelta(minutes=args.watch_every), concurrency_limit=1,
-            parameters={"source": args.watch, "repo_dir": repo, **({"overrides": args.set} if args.set else {})},
-            description="Pin a lakeFS branch's new head commit and run ul-pipeline on it"))
+        out.append(
+            ul_watch.to_deployment(
+                name="watch",
+                interval=timedelta(minutes=args.watch_every),
+                concurrency_limit=1,
+                parameters={"source": args.watch, "repo_dir": repo, **({"overrides": args.set} if args.set else {})},
+                description="Pin a lakeFS branch's new head commit and run ul-pipeline on it",
+            )
+        )
     return out
 
 
@@ -49,12 +65,18 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cron", default="0 2 * * *", help="ul-pipeline schedule (default: %(default)s, UTC)")
     p.add_argument("--interval", type=float, help="ul-pipeline every N seconds instead of --cron")
-    p.add_argument("--anchor", help="ISO time the --interval is counted from (default: now), e.g. 2026-01-01T03:00+00:00")
+    p.add_argument(
+        "--anchor", help="ISO time the --interval is counted from (default: now), e.g. 2026-01-01T03:00+00:00"
+    )
     p.add_argument("--set", action="append", help="Hydra override for ul-pipeline and ul-watch runs, e.g. preset=ci")
     p.add_argument("--pipeline-param", action="append", metavar="KEY=JSON", help="another ul-pipeline parameter")
     p.add_argument("--watch", metavar="LAKEFS_URL", help="serve ul-watch on lakefs://repo/<branch>/path")
-    p.add_argument("--watch-every", type=float, default=10.0, help="ul-watch interval in minutes (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=1, help="flow runs at once (default: %(default)s: they share the checkout)")
+    p.add_argument(
+        "--watch-every", type=float, default=10.0, help="ul-watch interval in minutes (default: %(default)s)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=1, help="flow runs at once (default: %(default)s: they share the checkout)"
+    )
     args = p.parse_args(argv)
     os.chdir(_ROOT)
     serve(*deployments(args), limit=args.limit)

@@ -10,6 +10,7 @@ bits) and `ul-sweep-summary` (markdown); the plot (latent bits per pixel against
 gFID) is written as a PNG (default plots/<sweep>.png). Experiments stay in DVC: `dvc exp show`,
 `dvc exp apply <name>`.
 """
+
 import itertools
 import json
 from pathlib import Path
@@ -38,7 +39,9 @@ def _value(v) -> str:
 def queue_experiment(repo: Path, name: str, sets: list) -> None:
     log = get_run_logger()
     args = [a for s in sets for a in ("-S", s)]
-    common.run([*common.DVC, "exp", "run", "--queue", "--name", name, *args], repo, f"queue {name}", 600, log.info, log.error)
+    common.run(
+        [*common.DVC, "exp", "run", "--queue", "--name", name, *args], repo, f"queue {name}", 600, log.info, log.error
+    )
 
 
 @task(name="run-queue", task_run_name="run-queue", cache_policy=NO_CACHE)
@@ -47,8 +50,14 @@ def run_queue(repo: Path, jobs: int, timeout_s: float) -> None:
     log = get_run_logger()
     stop = ["--kill"]  # DVC's queue workers are daemons: never leave them running behind a failed run
     try:
-        common.run([*common.DVC, "exp", "run", "--run-all", "--jobs", str(jobs)], repo, "dvc exp run --run-all",
-                   timeout_s, log.info, log.error)
+        common.run(
+            [*common.DVC, "exp", "run", "--run-all", "--jobs", str(jobs)],
+            repo,
+            "dvc exp run --run-all",
+            timeout_s,
+            log.info,
+            log.error,
+        )
         stop = []  # done: the idle workers just need to exit
     finally:
         common.run([*common.DVC, "queue", "stop", *stop], repo, "dvc queue stop", 120, log.info, log.error)
@@ -73,9 +82,12 @@ def collect(show: list, names: dict) -> list:
                 data = rev.get("data") or {}
                 metrics = ((data.get("metrics") or {}).get("eval/metrics.json") or {}).get("data") or {}
                 state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
-                found[name] = {"experiment": name, "state": state,
-                               **{s.split("=", 1)[0]: s.split("=", 1)[1] for s in names[name]},
-                               **{m: metrics.get(m) for m in METRICS}}
+                found[name] = {
+                    "experiment": name,
+                    "state": state,
+                    **{s.split("=", 1)[0]: s.split("=", 1)[1] for s in names[name]},
+                    **{m: metrics.get(m) for m in METRICS},
+                }
     return [found.get(n, {"experiment": n, "state": "missing"}) for n in names]
 
 
@@ -91,19 +103,25 @@ def plot(rows: list, swept: list, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, metric, label in ((axes[0], "psnr_db", "PSNR (dB) ↑"), (axes[1], "gfid", "gFID ↓")):
-        xy = sorted(((r["latent_bits_per_pixel"], r[metric], r) for r in pts if r.get(metric) is not None),
-                    key=lambda p: p[:2])
+        xy = sorted(
+            ((r["latent_bits_per_pixel"], r[metric], r) for r in pts if r.get(metric) is not None), key=lambda p: p[:2]
+        )
         if xy:
             ax.plot([p[0] for p in xy], [p[1] for p in xy], "o-")
             for x, y, r in xy:
-                ax.annotate(", ".join(f"{k.split('.')[-1]}={r[k]}" for k in swept), (x, y), fontsize=7,
-                            textcoords="offset points", xytext=(4, 4))
+                ax.annotate(
+                    ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in swept),
+                    (x, y),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                )
         ax.margins(0.15)  # room for the labels
         ax.set_xlabel("latent bits per pixel")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     n = pts[0].get("fid_num_samples")
-    fig.suptitle(f"Unified Latents sweep: rate vs distortion" + (f" (FID N={n})" if n else ""))
+    fig.suptitle("Unified Latents sweep: rate vs distortion" + (f" (FID N={n})" if n else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -111,9 +129,15 @@ def plot(rows: list, swept: list, path: Path) -> Path | None:
 
 
 @flow(name="ul-sweep")
-def ul_sweep(grid: dict[str, list] | None = None, overrides: list[str] | None = None, repo_dir: str = ".",
-             name: str | None = None, jobs: int = 1, plot_path: str | None = None,
-             timeout_s: float = 7 * 24 * 3600.0) -> dict:
+def ul_sweep(
+    grid: dict[str, list] | None = None,
+    overrides: list[str] | None = None,
+    repo_dir: str = ".",
+    name: str | None = None,
+    jobs: int = 1,
+    plot_path: str | None = None,
+    timeout_s: float = 7 * 24 * 3600.0,
+) -> dict:
     """Queue one DVC experiment per point of `grid` (default ul.loss_factor 1.3 … 2.1), run the queue,
     and report a table and a rate-distortion plot.
 
@@ -134,16 +158,25 @@ def ul_sweep(grid: dict[str, list] | None = None, overrides: list[str] | None = 
     out = plot(rows, swept, repo / (plot_path or f"plots/{prefix}.png"))
     table = [{k: r.get(k) for k in ("experiment", *swept, *METRICS, "state")} for r in rows]
     create_table_artifact(key=RESULTS_KEY, table=table, description=f"ul-sweep {prefix}: dvc exp show")
-    lines = "".join(f"| {r['experiment']} | " + " | ".join(str(r.get(k)) for k in swept) + " | " +
-                    " | ".join(f"{r[m]:.4g}" if isinstance(r.get(m), float) else str(r.get(m)) for m in METRICS[:4]) +
-                    f" | {r.get('state')} |\n" for r in rows)
+    lines = "".join(
+        f"| {r['experiment']} | "
+        + " | ".join(str(r.get(k)) for k in swept)
+        + " | "
+        + " | ".join(f"{r[m]:.4g}" if isinstance(r.get(m), float) else str(r.get(m)) for m in METRICS[:4])
+        + f" | {r.get('state')} |\n"
+        for r in rows
+    )
     create_markdown_artifact(
-        key=SUMMARY_KEY, description=f"ul-sweep {prefix}",
-        markdown=(f"# ul-sweep {prefix}\n\nOverrides on every experiment: `{' '.join(overrides or []) or 'none'}`\n\n"
-                  f"| experiment | {' | '.join(swept)} | PSNR dB | rFID | gFID | latent bits/px | state |\n"
-                  f"|---|{'---|' * len(swept)}---|---|---|---|---|\n{lines}\n"
-                  f"Rate-distortion plot: `{out or 'none (no experiment finished)'}`. "
-                  f"Apply one: `dvc exp apply <experiment>`.\n"))
+        key=SUMMARY_KEY,
+        description=f"ul-sweep {prefix}",
+        markdown=(
+            f"# ul-sweep {prefix}\n\nOverrides on every experiment: `{' '.join(overrides or []) or 'none'}`\n\n"
+            f"| experiment | {' | '.join(swept)} | PSNR dB | rFID | gFID | latent bits/px | state |\n"
+            f"|---|{'---|' * len(swept)}---|---|---|---|---|\n{lines}\n"
+            f"Rate-distortion plot: `{out or 'none (no experiment finished)'}`. "
+            f"Apply one: `dvc exp apply <experiment>`.\n"
+        ),
+    )
     failed = [r["experiment"] for r in rows if r.get("state") != "success" or r.get("psnr_db") is None]
     if len(failed) == len(rows):
         raise RuntimeError(f"no experiment of the sweep finished: {', '.join(failed)}")
@@ -161,6 +194,8 @@ if __name__ == "__main__":
     p.add_argument("--repo", default=str(common.REPO_ROOT))
     p.add_argument("--jobs", type=int, default=1)
     a = p.parse_args()
-    g = {k: [json.loads(x) if x.replace(".", "", 1).lstrip("-").isdigit() else x for x in v.split(",")]
-         for k, v in (s.split("=", 1) for s in a.grid)}
+    g = {
+        k: [json.loads(x) if x.replace(".", "", 1).lstrip("-").isdigit() else x for x in v.split(",")]
+        for k, v in (s.split("=", 1) for s in a.grid)
+    }
     ul_sweep(g, a.overrides, a.repo, jobs=a.jobs)

@@ -10,8 +10,9 @@ as a subflow; the Variable is only updated when that run completed, so a failed 
 at the next check. Schedule it every N minutes (prefect.yaml, `python -m flows.serve`) with a
 concurrency limit of 1, so a slow pipeline is never started twice.
 """
+
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime, task
@@ -24,8 +25,15 @@ from flows.pipeline import ul_pipeline
 from ul.storage import lakefs as ul_lakefs
 
 
-@task(name="lakefs-head", task_run_name="lakefs-head", cache_policy=NO_CACHE, timeout_seconds=120, retries=3,
-      retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=common.retry_if_transient)
+@task(
+    name="lakefs-head",
+    task_run_name="lakefs-head",
+    cache_policy=NO_CACHE,
+    timeout_seconds=120,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_condition_fn=common.retry_if_transient,
+)
 def branch_head(source: str) -> str:
     """The commit id the source's branch points to now."""
     return ul_lakefs.resolve(source)
@@ -43,9 +51,15 @@ def state_name(source: str) -> str:
 
 
 @flow(name="ul-watch")
-def ul_watch(source: str, repo_dir: str = ".", state_variable: str | None = None,
-             overrides: list[str] | None = None, stages: list[str] | None = None, push: bool | None = None,
-             remote: str | None = None) -> dict:
+def ul_watch(
+    source: str,
+    repo_dir: str = ".",
+    state_variable: str | None = None,
+    overrides: list[str] | None = None,
+    stages: list[str] | None = None,
+    push: bool | None = None,
+    remote: str | None = None,
+) -> dict:
     """Run ul-pipeline on the head commit of `source` (lakefs://repo/<branch>/path) if it moved.
 
     state_variable: the Prefect Variable holding the last commit run (default from the source URL);
@@ -66,9 +80,22 @@ def ul_watch(source: str, repo_dir: str = ".", state_variable: str | None = None
     log.info("%s: head moved %s -> %s", source, last_commit or "(never run)", head)
     pinned = pin_source(source, repo, head)
     result = ul_pipeline(repo_dir=str(repo), overrides=overrides, stages=stages, push=push, remote=remote)
-    Variable.set(name, {"commit": head, "source": pinned, "flow_run": str(runtime.flow_run.id),
-                        "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, overwrite=True)
-    return {"changed": True, "commit": head, "source": pinned, "pipeline": {k: result[k] for k in ("stages", "ran", "pushed")}}
+    Variable.set(
+        name,
+        {
+            "commit": head,
+            "source": pinned,
+            "flow_run": str(runtime.flow_run.id),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        overwrite=True,
+    )
+    return {
+        "changed": True,
+        "commit": head,
+        "source": pinned,
+        "pipeline": {k: result[k] for k in ("stages", "ran", "pushed")},
+    }
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Builders shared by the data tests: images, folders, archives and a loopback HTTP server."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,6 @@ import zipfile
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -28,14 +28,14 @@ def jpeg(arr: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def noise(seed: int, h: int = 20, w: int = 24, c: Optional[int] = None) -> np.ndarray:
+def noise(seed: int, h: int = 20, w: int = 24, c: int | None = None) -> np.ndarray:
     """A textured image whose mean stays well inside [1, 254] (passes validation)."""
     rng = np.random.default_rng(seed)
     shape = (h, w) if c is None else (h, w, c)
     return rng.integers(30, 220, shape, dtype=np.uint8)
 
 
-def write_folder(root: Path, files: Dict[str, bytes]) -> Path:
+def write_folder(root: Path, files: dict[str, bytes]) -> Path:
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
@@ -52,17 +52,20 @@ def class_folder(root: Path, per_class: int = 12, classes=("cat", "dog")) -> Pat
     return write_folder(root, files)
 
 
-def tree_hashes(root: Path) -> Dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def corrupt_idat(data: bytes) -> bytes:
     """Break a PNG's compressed stream but keep every chunk CRC valid (passes Pillow's verify())."""
     out, pos = bytearray(data[:8]), 8
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         if kind == b"IDAT":
             body = b"\x00\x00" + body[2:]
         out += struct.pack(">I", n) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
@@ -70,7 +73,8 @@ def corrupt_idat(data: bytes) -> bytes:
     return bytes(out)
 
 
-def tar_gz(entries: Dict[str, bytes], links: Dict[str, str] = {}) -> bytes:
+def tar_gz(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    links = links or {}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, data in entries.items():
@@ -84,7 +88,7 @@ def tar_gz(entries: Dict[str, bytes], links: Dict[str, str] = {}) -> bytes:
     return buf.getvalue()
 
 
-def zip_bytes(entries: Dict[str, bytes]) -> bytes:
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in entries.items():
@@ -99,7 +103,7 @@ class Server:
     """
 
     def __init__(self):
-        self.routes: Dict[str, Tuple[bytes, Optional[int]]] = {}
+        self.routes: dict[str, tuple[bytes, int | None]] = {}
         self.auth: list = []  # the Authorization header of each request
         routes, auth = self.routes, self.auth
 

@@ -1,5 +1,6 @@
 """A throw-away copy of this project (the working tree's tracked and untracked, not ignored, files)
 as a fresh git + DVC repository, for tests that run real `dvc` commands."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,17 @@ ALL = {"fetch", "decode", "validate", "train_stage1", "cache_latents", "train_st
 
 
 def env(**extra) -> dict:
-    e = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", DVC_NO_ANALYTICS="1",
-             GX_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-             GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    e = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        GX_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
+    )
     e.update(extra)
     return e
 
@@ -24,13 +33,16 @@ def env(**extra) -> dict:
 def sh(args, cwd, check=True, timeout=900, **extra_env) -> subprocess.CompletedProcess:
     r = subprocess.run(args, cwd=cwd, env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
     if check and r.returncode:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+        )
     return r
 
 
 def copy_project(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for rel in files:
         src = ROOT / rel
         if src.is_file():

@@ -5,6 +5,7 @@ Every process is started in a session of its own and stopped by its process id (
 group it leads, then SIGKILL); moto runs in a thread of the test process. Nothing listens on
 anything but 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
 
 import yaml
 
@@ -30,8 +31,17 @@ LAKEFS_SPEC = ROOT / "tests" / "vendor" / "lakefs-openapi.yml"  # a copy of ../s
 # What prism answers for a commit: a real lakeFS commit id is a 64-hex SHA-256.
 COMMIT = "c0ffee" + "0123456789abcdef" * 3 + "c0ffee0123"
 BRANCH_EXAMPLE = {"id": "main", "commit_id": COMMIT}
-COMMIT_EXAMPLE = {"id": COMMIT, "parents": ["0" * 64], "committer": "ci", "message": "new data",
-                  "creation_date": 1767225600, "meta_range_id": "m" * 8, "metadata": {}, "generation": 2, "version": 1}
+COMMIT_EXAMPLE = {
+    "id": COMMIT,
+    "parents": ["0" * 64],
+    "committer": "ci",
+    "message": "new data",
+    "creation_date": 1767225600,
+    "meta_range_id": "m" * 8,
+    "metadata": {},
+    "generation": 2,
+    "version": 1,
+}
 
 
 def free_port() -> int:
@@ -40,8 +50,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5,
-               alive: Optional["Process"] = None):
+def wait_until(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.5, alive: Process | None = None
+):
     """Poll `check` until it returns something truthy; fail after `timeout` s (or when `alive` died)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -71,8 +82,15 @@ class Process:
     def __init__(self, name: str, cmd: list, env: dict, cwd: Path, log: Path):
         self.name, self.log = name, log
         self._fh = open(log, "wb")
-        self.proc = subprocess.Popen([str(c) for c in cmd], cwd=str(cwd), env=env, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            cwd=str(cwd),
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
 
     @property
@@ -115,6 +133,7 @@ def processes_in(path: Path) -> list:
 
 # ---- Prefect -------------------------------------------------------------------------------------
 
+
 class PrefectServer:
     """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME (SQLite inside it)."""
 
@@ -141,27 +160,50 @@ class PrefectServer:
             "GX_ANALYTICS_ENABLED": "false",
         }
         self.children: list = []
-        self.server = Process("prefect server", [BIN / "prefect", "server", "start", "--host", "127.0.0.1",
-                                                 "--port", str(self.port), "--no-ui"],
-                              self.env, home, home / "server.log")
+        self.server = Process(
+            "prefect server",
+            [BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port), "--no-ui"],
+            self.env,
+            home,
+            home / "server.log",
+        )
         wait_until(lambda: http_ok(f"{self.url}/health"), 90, "prefect server health", alive=self.server)
 
-    def cli(self, *args, cwd: Path, env: Optional[dict] = None, timeout: float = 120) -> str:
-        out = subprocess.run([str(BIN / "prefect"), *map(str, args)], cwd=cwd, env={**self.env, **(env or {})},
-                             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    def cli(self, *args, cwd: Path, env: dict | None = None, timeout: float = 120) -> str:
+        out = subprocess.run(
+            [str(BIN / "prefect"), *map(str, args)],
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if out.returncode != 0:
-            raise RuntimeError(f"prefect {' '.join(map(str, args))} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            raise RuntimeError(
+                f"prefect {' '.join(map(str, args))} exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
         return out.stdout
 
-    def start(self, name: str, cmd: list, cwd: Path, env: Optional[dict] = None) -> Process:
+    def start(self, name: str, cmd: list, cwd: Path, env: dict | None = None) -> Process:
         """A worker or a `serve` process against this server (stopped before the server)."""
-        p = Process(name, cmd, {**self.env, **(env or {})}, cwd, self.home / f"{name.replace(' ', '-')}-{len(self.children)}.log")
+        p = Process(
+            name,
+            cmd,
+            {**self.env, **(env or {})},
+            cwd,
+            self.home / f"{name.replace(' ', '-')}-{len(self.children)}.log",
+        )
         self.children.append(p)
         return p
 
-    def worker(self, pool: str, cwd: Path, env: Optional[dict] = None) -> Process:
-        return self.start(f"worker {pool}", [BIN / "prefect", "worker", "start", "--pool", pool, "--type", "process",
-                                            "--limit", "1"], cwd, env)
+    def worker(self, pool: str, cwd: Path, env: dict | None = None) -> Process:
+        return self.start(
+            f"worker {pool}",
+            [BIN / "prefect", "worker", "start", "--pool", pool, "--type", "process", "--limit", "1"],
+            cwd,
+            env,
+        )
 
     @contextmanager
     def client(self):
@@ -182,7 +224,8 @@ class PrefectServer:
 
 # ---- prism: the lakeFS REST API from its OpenAPI document -------------------------------------
 
-def prism_binary() -> Optional[str]:
+
+def prism_binary() -> str | None:
     """tools/node_modules/.bin/prism (`npm ci --prefix tools`), $PRISM, or prism on PATH; None if absent."""
     for cand in (os.environ.get("PRISM"), ROOT / "tools" / "node_modules" / ".bin" / "prism", shutil.which("prism")):
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK) and shutil.which("node"):
@@ -225,8 +268,13 @@ class Prism:
         spec = lakefs_spec_for_prism(workdir / "lakefs-openapi.prism.yml")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = Process("prism", [binary, "mock", "--errors", "-h", "127.0.0.1", "-p", str(self.port), spec],
-                            {**os.environ, "NO_COLOR": "1"}, workdir, workdir / "prism.log")
+        self.proc = Process(
+            "prism",
+            [binary, "mock", "--errors", "-h", "127.0.0.1", "-p", str(self.port), spec],
+            {**os.environ, "NO_COLOR": "1"},
+            workdir,
+            workdir / "prism.log",
+        )
         wait_until(lambda: http_ok(f"{self.url}/api/v1/healthcheck"), 90, "prism listening", alive=self.proc)
 
     def requests(self) -> str:
@@ -238,15 +286,16 @@ class Prism:
 
 # ---- moto: S3 (and the lakeFS S3 gateway's protocol) ----------------------------------------
 
+
 class Moto:
     """moto's S3 server in a thread on 127.0.0.1; `port` may be chosen before it starts."""
 
-    def __init__(self, port: Optional[int] = None):
+    def __init__(self, port: int | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = None
 
-    def start(self) -> "Moto":
+    def start(self) -> Moto:
         from moto.server import ThreadedMotoServer
 
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -257,8 +306,13 @@ class Moto:
     def s3(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                            region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
 
     def keys(self, bucket: str, prefix: str = "") -> dict:
         pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -281,11 +335,13 @@ def _f():
     return filters
 
 
-def wait_final(client, run_id, timeout: float, alive: Optional[Process] = None):
+def wait_final(client, run_id, timeout: float, alive: Process | None = None):
     """The flow run once it reached a final state."""
+
     def final():
         r = client.read_flow_run(run_id)
         return r if r.state and r.state.type.value in FINAL else None
+
     return wait_until(final, timeout, f"flow run {run_id} finished", alive=alive)
 
 
@@ -316,14 +372,16 @@ def task_runs(client, run_id) -> dict:
 
 def flow_runs_of(client, deployment_id) -> list:
     f = _f()
-    return client.read_flow_runs(flow_run_filter=f.FlowRunFilter(
-        deployment_id=f.FlowRunFilterDeploymentId(any_=[deployment_id])))
+    return client.read_flow_runs(
+        flow_run_filter=f.FlowRunFilter(deployment_id=f.FlowRunFilterDeploymentId(any_=[deployment_id]))
+    )
 
 
 def subflow_runs(client, run_id) -> list:
     f = _f()
-    return client.read_flow_runs(flow_run_filter=f.FlowRunFilter(
-        parent_flow_run_id=f.FlowRunFilterParentFlowRunId(any_=[run_id])))
+    return client.read_flow_runs(
+        flow_run_filter=f.FlowRunFilter(parent_flow_run_id=f.FlowRunFilterParentFlowRunId(any_=[run_id]))
+    )
 
 
 def run_deployment(name: str, parameters: dict):
@@ -334,9 +392,16 @@ def run_deployment(name: str, parameters: dict):
 
 
 def schedules(dep) -> list:
-    return [{"cron": getattr(s.schedule, "cron", None), "timezone": getattr(s.schedule, "timezone", None),
-             "interval": getattr(s.schedule, "interval", None), "active": s.active, "id": s.id}
-            for s in dep.schedules]
+    return [
+        {
+            "cron": getattr(s.schedule, "cron", None),
+            "timezone": getattr(s.schedule, "timezone", None),
+            "interval": getattr(s.schedule, "interval", None),
+            "active": s.active,
+            "id": s.id,
+        }
+        for s in dep.schedules
+    ]
 
 
 def wait_logs(client, run_id, *needles: str, timeout: float = 30) -> str:
@@ -346,6 +411,7 @@ def wait_logs(client, run_id, *needles: str, timeout: float = 30) -> str:
     def check():
         found["logs"] = run_logs(client, run_id)
         return all(n in found["logs"] for n in needles)
+
     try:
         wait_until(check, timeout, f"log lines {needles}", interval=1.0)
     except TimeoutError:

@@ -62,7 +62,9 @@ def test_every_command_on_a_folder_of_real_images(run, tmp_path, capsys):
     rc, out, err = ul(capsys, "decode", tmp_path / "z.npz", "-o", tmp_path / "dec", "--model", s1, "--steps", 8)
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == [f"item_{i}.png" for i in range(6)]
-    assert Image.open(tmp_path / "dec/item_0.png").size == (32, 32) and Image.open(tmp_path / "dec/item_0.png").mode == "L"
+    assert (
+        Image.open(tmp_path / "dec/item_0.png").size == (32, 32) and Image.open(tmp_path / "dec/item_0.png").mode == "L"
+    )
 
     rc, out, err = ul(capsys, "reconstruct", images, "-o", tmp_path / "rec", "--model", s1, "--steps", 8)
     assert rc == 0, err
@@ -86,12 +88,40 @@ def test_every_command_on_a_folder_of_real_images(run, tmp_path, capsys):
     rc, table, err = ul(capsys, "rate", images / "item 0.png", "--model", s1, "--draws", 2)
     assert rc == 0 and "bits/pixel" in table and "item 0.png" in table
 
-    rc, out, err = ul(capsys, "sample", "-n", 5, "-o", tmp_path / "grid.png", "--model", s1, "--stage2", s2,
-                      "--steps", 4, "--base-steps", 4)
+    rc, out, err = ul(
+        capsys,
+        "sample",
+        "-n",
+        5,
+        "-o",
+        tmp_path / "grid.png",
+        "--model",
+        s1,
+        "--stage2",
+        s2,
+        "--steps",
+        4,
+        "--base-steps",
+        4,
+    )
     assert rc == 0, err
     assert Image.open(tmp_path / "grid.png").size[0] > 3 * 32
-    rc, out, err = ul(capsys, "sample", "-n", 3, "-o", tmp_path / "samples", "--model", s1, "--stage2", s2,
-                      "--steps", 4, "--base-steps", 4)
+    rc, out, err = ul(
+        capsys,
+        "sample",
+        "-n",
+        3,
+        "-o",
+        tmp_path / "samples",
+        "--model",
+        s1,
+        "--stage2",
+        s2,
+        "--steps",
+        4,
+        "--base-steps",
+        4,
+    )
     assert rc == 0 and len(list((tmp_path / "samples").glob("sample-*.png"))) == 3, err
 
 

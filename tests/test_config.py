@@ -1,14 +1,15 @@
 """The typed config: presets compose, bad values fail early and name key and value."""
+
 import warnings
 
 import pytest
 import torch
 import yaml
+from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
-from conftest import ROOT, preset_config
-from ul.config import Config, ConfigError, from_dict, load, to_dict
 from ul.conf import compose_params
+from ul.config import Config, ConfigError, from_dict, load, to_dict
 from ul.model import BaseModel, UnifiedLatents
 
 
@@ -38,8 +39,11 @@ def _flat(d, prefix=""):
 def test_schema_defaults_are_the_values_of_conf():
     """conf/ is the source of every default; the dataclass defaults must say the same, value by value."""
     composed, defaults = _flat(compose_params(ROOT / "conf")), _flat(to_dict(Config()))
-    differ = [f"{k}: conf/ {composed.get(k)!r}, config.py {defaults.get(k)!r}"
-              for k in sorted(composed.keys() | defaults.keys()) if composed.get(k) != defaults.get(k)]
+    differ = [
+        f"{k}: conf/ {composed.get(k)!r}, config.py {defaults.get(k)!r}"
+        for k in sorted(composed.keys() | defaults.keys())
+        if composed.get(k) != defaults.get(k)
+    ]
     assert not differ, differ
 
 
@@ -59,24 +63,27 @@ def test_integer_logsnr_is_accepted_as_float():
     assert isinstance(cfg.noise.logsnr, float) and cfg.noise.logsnr == 5.0
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("noise.logsnr", "high", "noise.logsnr"),
-    ("noise.logsnr", "inf", "noise.logsnr='?inf'?: must be a finite number"),
-    ("noise.logsnr", "nan", "noise.logsnr"),
-    ("stage1.steps", "0", "stage1.steps=0: must be > 0"),
-    ("stage2.steps", "-5", "stage2.steps=-5"),
-    ("ul.loss_factor", "0", "ul.loss_factor=0.0: must be > 0"),
-    ("ul.loss_factor", "-1.5", "ul.loss_factor=-1.5"),
-    ("noise.logsnr_min", "6", "noise.logsnr_min=6.0: must be < noise.logsnr"),
-    ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, cuda"),
-    ("decode.device", "gpu", "decode.device='gpu': must be one of auto, cpu, cuda"),
-    ("cache.device", "gpu", "cache.device='gpu': must be one of auto, cpu, cuda"),
-    ("eval.device", "mps", "eval.device='mps': must be one of auto, cpu, cuda"),
-    ("cache.batch_size", "0", "cache.batch_size=0: must be > 0"),
-    ("data.resolution", "30", "divisible"),
-    ("nosuch.key", "1", "nosuch"),
-    ("noise.typo", "1", "typo"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("noise.logsnr", "high", "noise.logsnr"),
+        ("noise.logsnr", "inf", "noise.logsnr='?inf'?: must be a finite number"),
+        ("noise.logsnr", "nan", "noise.logsnr"),
+        ("stage1.steps", "0", "stage1.steps=0: must be > 0"),
+        ("stage2.steps", "-5", "stage2.steps=-5"),
+        ("ul.loss_factor", "0", "ul.loss_factor=0.0: must be > 0"),
+        ("ul.loss_factor", "-1.5", "ul.loss_factor=-1.5"),
+        ("noise.logsnr_min", "6", "noise.logsnr_min=6.0: must be < noise.logsnr"),
+        ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, cuda"),
+        ("decode.device", "gpu", "decode.device='gpu': must be one of auto, cpu, cuda"),
+        ("cache.device", "gpu", "cache.device='gpu': must be one of auto, cpu, cuda"),
+        ("eval.device", "mps", "eval.device='mps': must be one of auto, cpu, cuda"),
+        ("cache.batch_size", "0", "cache.batch_size=0: must be > 0"),
+        ("data.resolution", "30", "divisible"),
+        ("nosuch.key", "1", "nosuch"),
+        ("noise.typo", "1", "typo"),
+    ],
+)
 def test_bad_values_fail_naming_key_and_value(key, value, message):
     with pytest.raises(ConfigError, match=message):
         preset_config("ci", **{key: value})

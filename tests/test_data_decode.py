@@ -1,4 +1,5 @@
 """decode(): pixels, labels and order; DALI CPU against Pillow; corrupt files named or skipped."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from datahelpers import corrupt_idat, jpeg, noise, png, write_folder
+
 from ul.data import DataError, builtin, decode_pil, manifest
 from ul.data.decode import decode
 from ul.data.idx import read_idx
@@ -27,6 +28,7 @@ def raw(tmp_path_factory):
 
 def _copy_raw(raw, dest):
     import shutil
+
     shutil.copytree(raw, dest)
     return dest
 
@@ -57,8 +59,10 @@ def test_pad_puts_the_upstream_pixels_in_the_centre(raw, tmp_path):
 
 def _both(files, **opts):
     kw = dict(threads=1, batch_size=4, device="cpu") | opts
-    return (np.concatenate(list(decode_dali.batches(files, **kw))),
-            np.concatenate(list(decode_pil.batches(files, **kw))))
+    return (
+        np.concatenate(list(decode_dali.batches(files, **kw))),
+        np.concatenate(list(decode_pil.batches(files, **kw))),
+    )
 
 
 def test_dali_cpu_and_pillow_agree(raw, tmp_path):
@@ -116,7 +120,9 @@ def test_pillow_fallback_when_dali_is_missing(raw, tmp_path, monkeypatch):
     monkeypatch.undo()
     decode(raw, tmp_path / "dali", 32, 1, device="cpu")
     for split in ("train", "test"):
-        np.testing.assert_array_equal(ShardReader(tmp_path / "pil" / split)[:], ShardReader(tmp_path / "dali" / split)[:])
+        np.testing.assert_array_equal(
+            ShardReader(tmp_path / "pil" / split)[:], ShardReader(tmp_path / "dali" / split)[:]
+        )
 
 
 def test_gpu_request_without_a_gpu_is_refused(raw, tmp_path):

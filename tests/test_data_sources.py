@@ -1,4 +1,5 @@
 """fetch(): every source kind against real data or a loopback server, determinism, atomic output."""
+
 from __future__ import annotations
 
 import base64
@@ -8,9 +9,9 @@ import importlib.util
 import boto3
 import numpy as np
 import pytest
+from datahelpers import Server, class_folder, noise, png, tar_gz, tree_hashes, write_folder, zip_bytes
 from PIL import Image
 
-from datahelpers import Server, class_folder, noise, png, tar_gz, tree_hashes, write_folder, zip_bytes
 from ul.data import DataError, builtin, manifest
 from ul.data.idx import read_idx
 from ul.data.sources import fetch
@@ -25,6 +26,7 @@ def _no_leftovers(parent):
 
 
 # ---- builtin ---------------------------------------------------------------------------------
+
 
 def test_fashion_mnist_subset_is_upstream_prefix_and_deterministic(tmp_path):
     a = fetch("builtin:fashion-mnist", tmp_path / "a", max_train=25, max_test=10)
@@ -66,6 +68,7 @@ def test_missing_builtin_packages_name_the_install_command(tmp_path, monkeypatch
 
 # ---- file:// -----------------------------------------------------------------------------------
 
+
 def test_folder_with_classes_copies_bytes_and_splits_by_content(tmp_path):
     src = class_folder(tmp_path / "src", per_class=15)
     (src / "cat" / "notes.txt").write_text("ignored")
@@ -84,8 +87,11 @@ def test_folder_with_classes_copies_bytes_and_splits_by_content(tmp_path):
 
 
 def test_folder_with_split_folders_and_limits(tmp_path):
-    files = {f"{split}/{k:02d}.png": png(noise(k + (50 if split == "test" else 0)))
-             for split, n in (("train", 8), ("test", 4)) for k in range(n)}
+    files = {
+        f"{split}/{k:02d}.png": png(noise(k + (50 if split == "test" else 0)))
+        for split, n in (("train", 8), ("test", 4))
+        for k in range(n)
+    }
     src = write_folder(tmp_path / "src" / "wrapper", files).parent  # a single wrapping folder is unwrapped
     m = fetch(f"file://{src}", tmp_path / "raw", max_train=3, max_test=0)
     entries = manifest.read(tmp_path / "raw")
@@ -114,6 +120,7 @@ def test_bad_folders_are_refused_and_leave_the_old_output(tmp_path):
 
 # ---- http(s):// archives -------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server():
     s = Server()
@@ -132,7 +139,7 @@ def test_archives_tar_and_zip_give_the_same_manifest(tmp_path, server, image_fil
     server.routes["/d.zip"] = (zipped, None)
     a = fetch(server.url("/d.tar.gz").replace("//", "//me:p%40ss@"), tmp_path / "a", sha256=_sha(tgz))
     assert server.auth[-1] == "Basic " + base64.b64encode(b"me:p@ss").decode() and "p%40ss" not in a["source"]
-    b = fetch(server.url("/d.zip"), tmp_path / "b", sha256=_sha(zipped).upper())
+    fetch(server.url("/d.zip"), tmp_path / "b", sha256=_sha(zipped).upper())
     assert a["images"]["train"] + a["images"]["test"] == 12 and a["classes"] == 2
     assert tree_hashes(tmp_path / "a") == tree_hashes(tmp_path / "b")
     assert _no_leftovers(tmp_path)
@@ -157,9 +164,16 @@ def test_archive_checksum_truncation_and_http_errors(tmp_path, server, image_fil
     assert not out.exists() and _no_leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("kind, entry", [("tar", "../evil.png"), ("tar", "/tmp/evil.png"),
-                                         ("tar-link", "dataset/a/link.png"), ("zip", "../evil.png"),
-                                         ("zip", "dataset/../../evil.png")])
+@pytest.mark.parametrize(
+    "kind, entry",
+    [
+        ("tar", "../evil.png"),
+        ("tar", "/tmp/evil.png"),
+        ("tar-link", "dataset/a/link.png"),
+        ("zip", "../evil.png"),
+        ("zip", "dataset/../../evil.png"),
+    ],
+)
 def test_archive_entries_escaping_the_target_are_refused(tmp_path, server, image_files, kind, entry):
     files = dict(image_files)
     if kind == "tar-link":
@@ -176,6 +190,7 @@ def test_archive_entries_escaping_the_target_are_refused(tmp_path, server, image
 
 # ---- s3:// and lakefs:// (moto) --------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
@@ -188,8 +203,9 @@ def moto_endpoint():
 
 
 def _upload(endpoint, bucket, prefix, files):
-    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
-                      region_name="us-east-1")
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+    )
     s3.create_bucket(Bucket=bucket)
     for rel, data in files.items():
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=data)

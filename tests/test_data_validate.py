@@ -1,4 +1,5 @@
 """validate(): the GX suite passes on good data and fails readably on planted faults; the stage CLIs."""
+
 from __future__ import annotations
 
 import json
@@ -6,14 +7,15 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import pytest
+from datahelpers import class_folder, png
 
-from datahelpers import class_folder, png, write_folder
-from ul.data.decode import decode
 from ul.data import DataError
+from ul.data.decode import decode
 from ul.data.sources import fetch
 from ul.data.validate import ValidationError, validate
 
@@ -41,19 +43,23 @@ def test_docs_are_offline_byte_stable_and_the_real_time_is_kept_beside_them(tmp_
     """Two runs in different folders give the same bytes (docs and result.json: the stage's DVC hash);
     no page loads anything from the network (the CDN assets are vendored from tools/node_modules);
     the real run time is printed and written beside the output folder, not in it."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from datahelpers import tree_hashes
+
     from ul.data.validate import REMOTE
 
     raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     validate(raw, dec, tmp_path / "a" / "validation", 32, 1)
     validate(raw, dec, tmp_path / "b" / "validation", 32, 1)
     a, b = tree_hashes(tmp_path / "a" / "validation"), tree_hashes(tmp_path / "b" / "validation")
     assert a == b and "result.json" in a
-    assert {"docs/static/vendor/jquery/dist/jquery.min.js", "docs/static/vendor/bootstrap/dist/css/bootstrap.min.css",
-            "docs/static/vendor/@fortawesome/fontawesome-free/webfonts/fa-solid-900.woff2"} <= set(a)
+    assert {
+        "docs/static/vendor/jquery/dist/jquery.min.js",
+        "docs/static/vendor/bootstrap/dist/css/bootstrap.min.css",
+        "docs/static/vendor/@fortawesome/fontawesome-free/webfonts/fa-solid-900.woff2",
+    } <= set(a)
     pages = sorted((tmp_path / "a" / "validation" / "docs").rglob("*.html"))
     assert len(pages) == 7
     for page in pages:
@@ -67,7 +73,7 @@ def test_docs_are_offline_byte_stable_and_the_real_time_is_kept_beside_them(tmp_
 
     sidecar = json.loads((tmp_path / "b" / "validation.run.json").read_text())
     when = datetime.fromisoformat(sidecar["validated_at"])
-    assert before <= when <= datetime.now(timezone.utc) and sidecar["success"] is True
+    assert before <= when <= datetime.now(UTC) and sidecar["success"] is True
     assert "2000-01-01" in sidecar["note"] and not any("run.json" in f for f in a)
 
 
@@ -90,7 +96,9 @@ def test_duplicate_and_blank_images_fail_by_name(tmp_path):
     assert "3 expectation(s) failed" in msg
     assert "expect_column_values_to_be_unique(column='sha256'): 2 of 26 rows fail" in msg
     assert "cat/001.png" in msg and "dog/copy.png" in msg
-    assert "expect_column_values_to_be_between(column='std'" in msg and "'std': 0.0, 'path': 'train/dog/blank.png'" in msg
+    assert (
+        "expect_column_values_to_be_between(column='std'" in msg and "'std': 0.0, 'path': 'train/dog/blank.png'" in msg
+    )
     assert "expect_column_values_to_be_between(column='mean', min_value=1.0, max_value=254.0): 1 of 26" in msg
     result = json.loads((tmp_path / "val" / "result.json").read_text())  # written before the raise
     assert result["success"] is False and not result["suites"]["manifest"]["success"]
@@ -99,30 +107,45 @@ def test_duplicate_and_blank_images_fail_by_name(tmp_path):
 
 def test_wrong_size_and_missing_rows_fail(tmp_path):
     raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
-    with pytest.raises(ValidationError, match=r"expect_column_values_to_be_in_set\(column='height', "
-                                              r"value_set=\[28\]\): 24 of 24 rows fail") as err:
+    with pytest.raises(
+        ValidationError,
+        match=r"expect_column_values_to_be_in_set\(column='height', "
+        r"value_set=\[28\]\): 24 of 24 rows fail",
+    ) as err:
         validate(raw, dec, tmp_path / "val", 28, 1)
     assert "column='width'" in str(err.value) and "column='channels'" not in str(err.value)
     with (raw / "manifest.csv").open("a") as f:  # a row the decoder never saw, with a bad label
         f.write(f"train/cat/999.png,train,cat,{'a' * 64},10\n")
-    with pytest.raises(ValidationError, match=r"expect_column_pair_values_to_be_equal\(column_A='decoded', "
-                                              r"column_B='expected_decoded'\).*'split': 'train'") as err:
+    with pytest.raises(
+        ValidationError,
+        match=r"expect_column_pair_values_to_be_equal\(column_A='decoded', "
+        r"column_B='expected_decoded'\).*'split': 'train'",
+    ) as err:
         validate(raw, dec, tmp_path / "val", 32, 1)
-    assert "column='label', value_set=[0, 1]): 1 of 25 rows fail, e.g. [{'label': 'cat', 'path': 'train/cat/999.png'}]" \
+    assert (
+        "column='label', value_set=[0, 1]): 1 of 25 rows fail, e.g. [{'label': 'cat', 'path': 'train/cat/999.png'}]"
         in str(err.value)
+    )
     assert "column_B='file_sha256'" in str(err.value)  # the file is missing on disk
 
 
 def _stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), GX_ANALYTICS_ENABLED="false")
-    return subprocess.run([sys.executable, "-m", f"ul.stages.{name}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", f"ul.stages.{name}", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_stages_run_in_order_and_fail_cleanly(tmp_path):
     (tmp_path / "params.yaml").write_text(
         "data:\n  source: builtin:fashion-mnist\n  max_train: 30\n  max_test: 10\n"
-        "decode:\n  device: cpu\n  batch_size: 16\n")
+        "decode:\n  device: cpu\n  batch_size: 16\n"
+    )
     for name in ("fetch", "decode", "validate"):
         proc = _stage(name, tmp_path)
         assert proc.returncode == 0, proc.stderr

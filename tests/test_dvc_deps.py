@@ -6,6 +6,7 @@ The closure is derived statically with `ast`, the way Python would load the modu
 `from ul.x import y` (y may be a module), `from ul import x`, relative imports,
 `importlib.import_module("ul.x")` with a literal name, imports inside functions (the lazy ones run
 too, on some path), and the `__init__.py` of every package on the way."""
+
 from __future__ import annotations
 
 import ast
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from project import ROOT, copy_project, sh
 
 SRC = ROOT / "src"
@@ -67,8 +67,9 @@ def _imports(nodes: list[ast.AST], package: str) -> set[str]:
 
 def _is_import_module(func: ast.expr) -> bool:
     """`importlib.import_module` or a bare `import_module` (from importlib import import_module)."""
-    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or \
-        (isinstance(func, ast.Name) and func.id == "import_module")
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
+        isinstance(func, ast.Name) and func.id == "import_module"
+    )
 
 
 def closure(module: str, src: Path = SRC, top: str = "ul", via: dict | None = None) -> set[Path]:
@@ -144,8 +145,8 @@ def test_closure_follows_every_import_form(tmp_path):
         "pkg/api.py": "",
         "pkg/user.py": "from pkg import Thing\n",
         "pkg/entry.py": "import importlib, os\nfrom pkg.a import f\nfrom pkg import b\nfrom . import c\n"
-                        "def later():\n    import pkg.sub.d\n    from .sub.e import g\n"
-                        "    importlib.import_module('pkg.dyn')\n",
+        "def later():\n    import pkg.sub.d\n    from .sub.e import g\n"
+        "    importlib.import_module('pkg.dyn')\n",
         "pkg/a.py": "def f(): pass\n",
         "pkg/b.py": "",
         "pkg/c.py": "from .b import x\n",
@@ -168,8 +169,15 @@ def test_closure_follows_every_import_form(tmp_path):
 
 def test_closure_of_a_real_stage():
     got = {p.relative_to(SRC).as_posix() for p in closure("ul.stages.fetch")}
-    assert {"ul/__init__.py", "ul/stages/__init__.py", "ul/stages/fetch.py", "ul/stages/_cli.py", "ul/config.py",
-            "ul/data/__init__.py", "ul/data/sources.py"} <= got
+    assert {
+        "ul/__init__.py",
+        "ul/stages/__init__.py",
+        "ul/stages/fetch.py",
+        "ul/stages/_cli.py",
+        "ul/config.py",
+        "ul/data/__init__.py",
+        "ul/data/sources.py",
+    } <= got
     assert "ul/data/decode.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
 
 
@@ -184,6 +192,7 @@ def test_data_stages_do_not_import_the_model(name):
 
 
 # ---- real DVC: changing a file a stage imports makes `dvc status` list exactly that stage ----------
+
 
 def _placeholder_outs(proj: Path) -> None:
     """Stand-ins for every stage output (a file where the path has a suffix, else a folder), so that
@@ -212,8 +221,10 @@ def test_changing_an_imported_file_makes_dvc_status_list_exactly_its_stages(tmp_
     _placeholder_outs(proj)
     sh(["dvc", "commit", "-f"], proj)  # a lock of this dvc.yaml, so that nothing is listed yet
     assert _listed(proj) == set()
-    importers = {f: {n for n, s in stages().items() if f in stage_closure(s)}
-                 for f in ("src/ul/shards.py", "src/ul/stages/_cli.py")}
+    importers = {
+        f: {n for n, s in stages().items() if f in stage_closure(s)}
+        for f in ("src/ul/shards.py", "src/ul/stages/_cli.py")
+    }
     assert importers["src/ul/stages/_cli.py"] == set(stages())
     assert "fetch" not in importers["src/ul/shards.py"] and "decode" in importers["src/ul/shards.py"]
     for rel, expected in importers.items():

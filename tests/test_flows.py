@@ -9,6 +9,7 @@ The slow tests share one server, one worker and one clone (`deployed`) and run i
 end-to-end run leaves the clone up to date, which the re-run/push test relies on, and which makes the
 sweep's loss_factor=2.1 point a run-cache hit.
 """
+
 from __future__ import annotations
 
 import base64
@@ -64,6 +65,7 @@ def no_leftovers(repo: Path, worker) -> None:
     def none_left():
         left[:] = [p for p in processes_in(repo) if p[0] != worker.pid]
         return not left
+
     try:
         wait_until(none_left, 30, "processes of finished runs exited")
     except TimeoutError:
@@ -77,6 +79,7 @@ def sh(cmd: list, cwd: Path) -> str:
 
 
 # ---- fixtures: one server, the lakeFS stand-ins, one deployed clone with its worker ---------------
+
 
 def _clone(dst):
     """A throw-away copy of the project (tests/project.py) to run pipelines in."""
@@ -131,29 +134,47 @@ def deployed(server, base, gateway, prism):
         for d in deps.values():  # no run of the real schedules during the tests (02:00 UTC, every 10 min)
             for s in d.schedules:
                 c.delete_deployment_schedule(d.id, s.id)
-    env = {**KEYS, "LAKEFS_ENDPOINT": gateway.url, "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
-           "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    env = {
+        **KEYS,
+        "LAKEFS_ENDPOINT": gateway.url,
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    }
     if prism is not None:
         env["LAKEFS_HOST"] = prism.url
     worker = server.worker("ul-process", repo, env)
-    wait_until(lambda: "started" in worker.tail().lower() or "polling" in worker.tail().lower(), 60,
-               "worker started", alive=worker)
+    wait_until(
+        lambda: "started" in worker.tail().lower() or "polling" in worker.tail().lower(),
+        60,
+        "worker started",
+        alive=worker,
+    )
     yield SimpleNamespace(repo=repo, deployments=deps, schedules=as_deployed, worker=worker)
 
 
 # ---- fast: the command runner the tasks use ------------------------------------------------------
 
+
 def test_run_streams_lines_and_classifies_failures(tmp_path):
     lines = []
-    out = common.run([sys.executable, "-c", "import sys; print('a'); sys.stdout.write('p1\\rp2\\n'); print('b')"],
-                     tmp_path, "lines", 30, lines.append)
+    out = common.run(
+        [sys.executable, "-c", "import sys; print('a'); sys.stdout.write('p1\\rp2\\n'); print('b')"],
+        tmp_path,
+        "lines",
+        30,
+        lines.append,
+    )
     assert lines == ["a", "p1", "p2", "b"] and out == "a\np1\np2\nb"  # tqdm-style \r updates arrive as lines
 
     down = "print('ERROR: unexpected error - Could not connect to the endpoint URL: \"http://127.0.0.1:9/b\"'); raise SystemExit(255)"
-    with pytest.raises(common.TransientFailure, match="push failed \\(exit 255\\): ERROR: unexpected error - Could not connect"):
+    with pytest.raises(
+        common.TransientFailure, match="push failed \\(exit 255\\): ERROR: unexpected error - Could not connect"
+    ):
         common.run([sys.executable, "-c", down], tmp_path, "push", 30)
-    corrupt = ("import sys; print('decode 3 img'); print('error: 1 unreadable image(s) in data/raw: train/cat/003.png "
-               "(truncated PNG)', file=sys.stderr); sys.exit(1)")
+    corrupt = (
+        "import sys; print('decode 3 img'); print('error: 1 unreadable image(s) in data/raw: train/cat/003.png "
+        "(truncated PNG)', file=sys.stderr); sys.exit(1)"
+    )
     with pytest.raises(common.CommandFailed, match="train/cat/003.png") as err:
         common.run([sys.executable, "-c", corrupt], tmp_path, "dvc repro decode", 30)
     assert not err.value.transient
@@ -161,7 +182,9 @@ def test_run_streams_lines_and_classifies_failures(tmp_path):
     def state(exc):
         def result():
             raise exc
+
         return SimpleNamespace(result=result)
+
     assert common.retry_if_transient(None, None, state(common.TransientFailure("x", 1, "")))
     assert not common.retry_if_transient(None, None, state(common.CommandFailed("x", 1, "")))
     assert not common.retry_if_transient(None, None, SimpleNamespace(result=lambda: None))
@@ -190,8 +213,14 @@ def test_progress_bars_are_logged_at_a_human_cadence(tmp_path):
     """Real tqdm bars refreshing thousands of times reach the log as a line per 10 %, the last state
     of a bar with no total when other output follows; every other line as it comes."""
     every = []  # what the run's log got before: every refresh (a cadence that lets all through)
-    common.run([sys.executable, "-c", BARS], tmp_path, "bars", 60, every.append,
-               cadence=common.ProgressCadence(step_pct=0, interval_s=0))
+    common.run(
+        [sys.executable, "-c", BARS],
+        tmp_path,
+        "bars",
+        60,
+        every.append,
+        cadence=common.ProgressCadence(step_pct=0, interval_s=0),
+    )
     assert len(_bars(every, "train")) > 1000 and len(every) > 2000
 
     logged, errors, live = [], [], io.StringIO()
@@ -227,24 +256,35 @@ def test_progress_cadence_by_time_for_slow_bars():
 
 def test_run_timeout_stops_the_whole_process_group(tmp_path):
     pidfile = tmp_path / "grandchild.pid"
-    code = (f"import subprocess, pathlib; p = subprocess.Popen(['sleep', '300']); "
-            f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); p.wait()")
+    code = (
+        f"import subprocess, pathlib; p = subprocess.Popen(['sleep', '300']); "
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); p.wait()"
+    )
     t0 = time.monotonic()
     with pytest.raises(common.CommandTimeout, match="ran past its 2 s limit"):
         common.run([sys.executable, "-c", code], tmp_path, "slow stage", 2)
     assert time.monotonic() - t0 < 20
     grandchild = int(pidfile.read_text())
-    wait_until(lambda: not Path(f"/proc/{grandchild}").exists() or
-               Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z", 10, "grandchild stopped")
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{grandchild}").exists() or Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"
+        ),
+        10,
+        "grandchild stopped",
+    )
 
 
 def test_dvc_verdicts_are_parsed_per_stage():
-    out = ("Stage 'fetch' didn't change, skipping\nRunning stage 'decode':\n> python -m ul.stages.decode\n"
-           "Stage 'validate' is cached - skipping run, checking out outputs\nUpdating lock file 'dvc.lock'")
+    out = (
+        "Stage 'fetch' didn't change, skipping\nRunning stage 'decode':\n> python -m ul.stages.decode\n"
+        "Stage 'validate' is cached - skipping run, checking out outputs\nUpdating lock file 'dvc.lock'"
+    )
     v = common.verdicts(out)
     assert v == {"fetch": "up to date", "decode": "ran", "validate": "restored from run cache"}
-    assert common.merge_verdicts({"decode": "up to date"}, {"decode": "ran", "x": "up to date"}) == \
-        {"decode": "ran", "x": "up to date"}
+    assert common.merge_verdicts({"decode": "up to date"}, {"decode": "ran", "x": "up to date"}) == {
+        "decode": "ran",
+        "x": "up to date",
+    }
 
 
 def too_chatty_bars(logs: str, minutes: int) -> dict:
@@ -277,6 +317,7 @@ def test_grids_are_embedded_in_the_summary(tmp_path):
 
 # ---- the server, the worker and prefect.yaml ---------------------------------------------------
 
+
 @pytest.mark.slow
 def test_prefect_yaml_deploys_nightly_watch_and_sweep(deployed):
     s = deployed.schedules
@@ -285,8 +326,9 @@ def test_prefect_yaml_deploys_nightly_watch_and_sweep(deployed):
     assert s["ul-sweep/sweep"] == []
     for name, dep in deployed.deployments.items():
         assert dep.work_pool_name == "ul-process"
-        assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
-                                   {"directory": str(deployed.repo.resolve())}}], name
+        assert dep.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(deployed.repo.resolve())}}
+        ], name
         assert dep.global_concurrency_limit.limit == 1, name  # the runs share one checkout
     strategy = {n: d.concurrency_options.collision_strategy.value for n, d in deployed.deployments.items()}
     assert strategy == {"ul-pipeline/nightly": "ENQUEUE", "ul-watch/watch": "CANCEL_NEW", "ul-sweep/sweep": "ENQUEUE"}
@@ -300,8 +342,17 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
     from prefect.client.schemas.schedules import IntervalSchedule
 
     repo = deployed.repo
-    server.cli("deploy", "--name", "nightly", "--no-prompt", "--interval", "600",
-               "--params", json.dumps({"overrides": ["preset=ci"]}), cwd=repo)
+    server.cli(
+        "deploy",
+        "--name",
+        "nightly",
+        "--no-prompt",
+        "--interval",
+        "600",
+        "--params",
+        json.dumps({"overrides": ["preset=ci"]}),
+        cwd=repo,
+    )
     with server.client() as c:
         dep = c.read_deployment_by_name("ul-pipeline/nightly")
         for s in schedules(dep):  # keep only the new interval schedule, its next slot a few seconds away
@@ -309,11 +360,17 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
                 c.delete_deployment_schedule(dep.id, s["id"])
             else:
                 anchor = datetime.now(UTC) + timedelta(seconds=8)
-                c.update_deployment_schedule(dep.id, s["id"], schedule=IntervalSchedule(interval=s["interval"],
-                                                                                        anchor_date=anchor))
-        run = wait_until(lambda: next((r for r in flow_runs_of(c, dep.id)
-                                       if r.state and r.state.type.value not in ("SCHEDULED",)), None),
-                         120, "the scheduled run picked up by the worker", alive=deployed.worker)
+                c.update_deployment_schedule(
+                    dep.id, s["id"], schedule=IntervalSchedule(interval=s["interval"], anchor_date=anchor)
+                )
+        run = wait_until(
+            lambda: next(
+                (r for r in flow_runs_of(c, dep.id) if r.state and r.state.type.value not in ("SCHEDULED",)), None
+            ),
+            120,
+            "the scheduled run picked up by the worker",
+            alive=deployed.worker,
+        )
         assert run.auto_scheduled and run.parameters["overrides"] == ["preset=ci"]
         for s in c.read_deployment(dep.id).schedules:  # no second run while this one is checked
             c.delete_deployment_schedule(dep.id, s.id)
@@ -361,11 +418,14 @@ def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, 
     sh([*common.DVC, "remote", "modify", "--local", "moto", "secret_access_key", "testing"], repo)
     try:
         with server.client() as c:
-            run = run_deployment("ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0})
+            run = run_deployment(
+                "ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0}
+            )
 
             def push_failed_once():
                 t = task_runs(c, run.id).get("dvc-push")
                 return t is not None and (t.state_name in ("AwaitingRetry", "Retrying") or t.run_count >= 2)
+
             wait_until(push_failed_once, 240, "first dvc push attempt failed", alive=deployed.worker)
             remote.start()
             remote.s3().create_bucket(Bucket="ul-dvc")
@@ -401,8 +461,12 @@ def test_watch_pins_the_new_head_commit_and_runs_the_pipeline_once(server, deplo
     s3.create_bucket(Bucket="ul-data")
     for f in sorted(p for p in images.rglob("*") if p.is_file()):
         s3.put_object(Bucket="ul-data", Key=f"{COMMIT}/images/{f.relative_to(images).as_posix()}", Body=f.read_bytes())
-    params = {"source": "lakefs://ul-data/main/images", "repo_dir": str(repo), "state_variable": "ul_watch_test",
-              "stages": ["fetch"]}
+    params = {
+        "source": "lakefs://ul-data/main/images",
+        "repo_dir": str(repo),
+        "state_variable": "ul_watch_test",
+        "stages": ["fetch"],
+    }
     pinned = f"lakefs://ul-data/{COMMIT}/images"
     with server.client() as c:
         c.create_variable(VariableCreate(name="ul_watch_test", value={"commit": "0" * 64}))  # an older head
@@ -436,11 +500,20 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
 
     repo = deployed.repo
     # the ci preset with shorter training and FID on 16 samples: the sweep's mechanics, not its numbers
-    cheap = ["preset=ci", "stage1.steps=10", "stage2.steps=10", "sample.decoder_steps=2", "sample.base_steps=2",
-             "eval.num_images=16", "eval.fid_num_samples=16", "eval.batch_size=16"]
+    cheap = [
+        "preset=ci",
+        "stage1.steps=10",
+        "stage2.steps=10",
+        "sample.decoder_steps=2",
+        "sample.base_steps=2",
+        "eval.num_images=16",
+        "eval.fid_num_samples=16",
+        "eval.batch_size=16",
+    ]
     with server.client() as c:
-        run = run_deployment("ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": cheap,
-                                                "name": "t-sweep"})
+        run = run_deployment(
+            "ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": cheap, "name": "t-sweep"}
+        )
         try:
             run = wait_final(c, run.id, 840, alive=deployed.worker)
         finally:
@@ -450,8 +523,10 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
         assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
         assert "Running stage 'train_stage1'" in logs and "Reproducing experiment 't-sweep-01'" in logs
         rows = artifacts(c, run.id)["ul-sweep-results"]
-    assert [(r["experiment"], r["ul.loss_factor"], r["state"]) for r in rows] == \
-        [("t-sweep-00", "1.5", "success"), ("t-sweep-01", "2.1", "success")]
+    assert [(r["experiment"], r["ul.loss_factor"], r["state"]) for r in rows] == [
+        ("t-sweep-00", "1.5", "success"),
+        ("t-sweep-01", "2.1", "success"),
+    ]
     for r in rows:
         assert 0 < r["psnr_db"] < 60 and r["latent_bits_per_pixel"] > 0 and r["gfid"] > 0, r
     assert rows[0]["psnr_db"] != rows[1]["psnr_db"]  # two different models, not one result twice

@@ -2,16 +2,25 @@
 clone runs ul-pipeline on data with one truncated PNG; the run ends FAILED, its state and logs carry
 the decode stage's own message, and the failure is not retried (it is not transient). Its own
 server, so that `serve` and the prefect.yaml worker of test_flows.py never share deployment names."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from datahelpers import class_folder
 from project import copy_project
-from servers import (BIN, PrefectServer, artifacts, flow_runs_of, processes_in, task_runs, wait_logs,
-                     wait_final, wait_until)
+from servers import (
+    BIN,
+    PrefectServer,
+    artifacts,
+    flow_runs_of,
+    processes_in,
+    task_runs,
+    wait_final,
+    wait_logs,
+    wait_until,
+)
 
 
 def _clone(dst):
@@ -36,18 +45,36 @@ def test_serve_runs_a_failing_stage_to_failed_with_its_message(server, tmp_path)
     images = class_folder(tmp_path / "images", per_class=12)
     bad = sorted((images / "cat").glob("*.png"))[0]
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a truncated PNG among valid ones
-    anchor = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=20)
-    serve = server.start("serve", [BIN / "python", "-m", "flows.serve", "--interval", "3600",
-                                   "--anchor", anchor.isoformat(), "--set", "preset=ci",
-                                   "--set", f"data.source=file://{images}", "--pipeline-param", "retry_delay_s=1"], repo)
+    anchor = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    serve = server.start(
+        "serve",
+        [
+            BIN / "python",
+            "-m",
+            "flows.serve",
+            "--interval",
+            "3600",
+            "--anchor",
+            anchor.isoformat(),
+            "--set",
+            "preset=ci",
+            "--set",
+            f"data.source=file://{images}",
+            "--pipeline-param",
+            "retry_delay_s=1",
+        ],
+        repo,
+    )
     try:
         with server.client() as c:
+
             def served_run():
                 try:
                     dep = c.read_deployment_by_name("ul-pipeline/nightly")
                 except Exception:  # not registered yet
                     return None
                 return next((r for r in flow_runs_of(c, dep.id) if r.state and r.state.type.value != "SCHEDULED"), None)
+
             run = wait_until(served_run, 120, "serve picked up the scheduled run", alive=serve)
             run = wait_final(c, run.id, 180, alive=serve)
             logs = wait_logs(c, run.id, "unreadable image")

@@ -2,6 +2,7 @@
 served by prism (`prism mock --errors`: every request the SDK sends is validated against the
 document, and a malformed one is answered 4xx, which fails these tests), the S3 gateway's bytes
 against moto, and a DVC remote on the gateway configured the way the README says."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,16 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from servers import COMMIT, ROOT, Moto, Prism, free_port, prism_binary
-from ul import cli, export, model_card
 from conftest import preset_config
+from servers import COMMIT, ROOT, Moto, Prism, free_port, prism_binary
+
+from ul import cli, export
 from ul.model import BaseModel, UnifiedLatents
 from ul.storage import StorageError, lakefs, release
 
 KEY, SECRET = "AKIAUL-TEST", "ul-test-secret-do-not-log"
-needs_prism = pytest.mark.skipif(prism_binary() is None,
-                                 reason="prism (lakeFS API mock) not installed: run `npm ci --prefix tools` (needs node/npm)")
+needs_prism = pytest.mark.skipif(
+    prism_binary() is None, reason="prism (lakeFS API mock) not installed: run `npm ci --prefix tools` (needs node/npm)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,7 @@ def _config_copy(tmp_path: Path) -> tuple:
 
 
 # ---- no server -------------------------------------------------------------------------------
+
 
 def test_lakefs_urls():
     p = lakefs.LakeFSPath.parse("lakefs://repo/main/a/b/")
@@ -114,13 +117,15 @@ def test_unreachable_lakefs_is_one_clear_line(tmp_path, monkeypatch):
     assert err.value.transient  # the flows retry it (flows/common.retry_if_transient)
 
 
-@pytest.mark.parametrize("status,transient", [(500, True), (503, True), (429, True), (400, False), (401, False),
-                                              (403, False), (404, False)])
+@pytest.mark.parametrize(
+    "status,transient", [(500, True), (503, True), (429, True), (400, False), (401, False), (403, False), (404, False)]
+)
 def test_only_server_failures_are_transient(status, transient):
     from lakefs_sdk.exceptions import ApiException
 
     def refused():
         raise ApiException(status=status, reason="Because")
+
     with pytest.raises(StorageError, match="lakefs://r/main") as err:
         lakefs.call("lakefs://r/main", refused)
     assert err.value.transient is transient
@@ -129,7 +134,9 @@ def test_only_server_failures_are_transient(status, transient):
 def test_the_gateway_is_lakefs_host_unless_lakefs_endpoint_is_set(monkeypatch):
     for var in ("LAKEFS_HOST", "LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var, raising=False)
-    with pytest.raises(StorageError, match="set LAKEFS_ENDPOINT \\(or LAKEFS_HOST\\), LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY"):
+    with pytest.raises(
+        StorageError, match="set LAKEFS_ENDPOINT \\(or LAKEFS_HOST\\), LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY"
+    ):
         lakefs.gateway_settings()
     monkeypatch.setenv("LAKEFS_ACCESS_KEY_ID", KEY)
     monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", SECRET)
@@ -140,6 +147,7 @@ def test_the_gateway_is_lakefs_host_unless_lakefs_endpoint_is_set(monkeypatch):
 
 
 # ---- against the lakeFS OpenAPI document (prism) -----------------------------------------------
+
 
 @needs_prism
 def test_pin_resolves_the_branch_through_the_api(tmp_path, lakefs_env, prism, capsys):
@@ -154,8 +162,10 @@ def test_pin_resolves_the_branch_through_the_api(tmp_path, lakefs_env, prism, ca
     assert "GET" in prism.requests() and "/api/v1/repositories/ul-data/commits/main" in prism.requests()
 
     from ul.conf import compose_params  # what `dvc exp run` composes now names the commit
+
     assert compose_params(conf.parent, ["preset=ci"])["data"]["source"] == pinned
     from ul.config import load
+
     assert load(params).data.source == pinned  # and the stages' schema takes it
 
 
@@ -174,11 +184,18 @@ def test_api_refusals_are_storage_errors(lakefs_env, prism):
     # The guard itself: a body that violates the document (metadata values must be strings) is refused.
     api = sdk.commits_api.api_client
     with pytest.raises(StorageError, match="answered 400"):
-        lakefs.call("malformed commit", api.call_api, "/repositories/{repository}/branches/{branch}/commits", "POST",
-                    path_params={"repository": "ul-data", "branch": "main"},
-                    header_params={"Content-Type": "application/json", "Accept": "application/json"},
-                    body={"message": "x", "metadata": {"n": 3}}, response_types_map={"201": "Commit"},
-                    auth_settings=["basic_auth"], _return_http_data_only=True)
+        lakefs.call(
+            "malformed commit",
+            api.call_api,
+            "/repositories/{repository}/branches/{branch}/commits",
+            "POST",
+            path_params={"repository": "ul-data", "branch": "main"},
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body={"message": "x", "metadata": {"n": 3}},
+            response_types_map={"201": "Commit"},
+            auth_settings=["basic_auth"],
+            _return_http_data_only=True,
+        )
 
 
 def _trained_tree(root: Path, source: str) -> Path:
@@ -187,9 +204,20 @@ def _trained_tree(root: Path, source: str) -> Path:
     export.save(UnifiedLatents(cfg), cfg, root / "models" / "stage1", {"steps": 0})
     export.save(BaseModel(cfg), cfg, root / "models" / "stage2", {"steps": 0})
     (root / "eval").mkdir()
-    (root / "eval" / "metrics.json").write_text(json.dumps(
-        {"psnr_db": 24.25, "rfid": 31.5, "gfid": 48.75, "fid_num_samples": 64, "latent_bits_per_image": 412.0,
-         "latent_bits_per_dim": 0.1, "latent_bits_per_pixel": 0.4, "sampler": "ddim"}))
+    (root / "eval" / "metrics.json").write_text(
+        json.dumps(
+            {
+                "psnr_db": 24.25,
+                "rfid": 31.5,
+                "gfid": 48.75,
+                "fid_num_samples": 64,
+                "latent_bits_per_image": 412.0,
+                "latent_bits_per_dim": 0.1,
+                "latent_bits_per_pixel": 0.4,
+                "sampler": "ddim",
+            }
+        )
+    )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["source"] = source
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -202,7 +230,9 @@ def _trained_tree(root: Path, source: str) -> Path:
 
 
 @needs_prism
-def test_release_uploads_through_the_gateway_and_commits_provenance(tmp_path, lakefs_env, prism, moto, monkeypatch, capsys):
+def test_release_uploads_through_the_gateway_and_commits_provenance(
+    tmp_path, lakefs_env, prism, moto, monkeypatch, capsys
+):
     monkeypatch.setenv("LAKEFS_ENDPOINT", moto.url)  # the S3 gateway (moto here), the API at LAKEFS_HOST (prism)
     moto.s3().create_bucket(Bucket="models")  # lakeFS repository = gateway bucket
     root = _trained_tree(tmp_path / "run", f"lakefs://ul-data/{COMMIT}/images")
@@ -219,9 +249,16 @@ def test_release_uploads_through_the_gateway_and_commits_provenance(tmp_path, la
     assert body == (root / "models/stage1/model.safetensors").read_bytes() and len(body) > 8 * 2**20
     card = moto.s3().get_object(Bucket="models", Key="release-1/ul-fmnist/stage1/README.md")["Body"].read().decode()
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    for want in ("| PSNR (dB, mean of per-image PSNRs) | 24.25 |", "| gFID | 48.75 |", "| latent bits / pixel | 0.4 |",
-                 f"git commit: `{head}`", hashlib.sha256((root / "dvc.lock").read_bytes()).hexdigest(),
-                 f"lakeFS commit `{COMMIT}`", "loss_factor: 2.1", 'Autoencoder.load("stage1")'):
+    for want in (
+        "| PSNR (dB, mean of per-image PSNRs) | 24.25 |",
+        "| gFID | 48.75 |",
+        "| latent bits / pixel | 0.4 |",
+        f"git commit: `{head}`",
+        hashlib.sha256((root / "dvc.lock").read_bytes()).hexdigest(),
+        f"lakeFS commit `{COMMIT}`",
+        "loss_factor: 2.1",
+        'Autoencoder.load("stage1")',
+    ):
         assert want in card, want
     log = prism.requests()
     assert "POST" in log and "/api/v1/repositories/models/branches" in log  # created from main if missing
@@ -240,12 +277,17 @@ def test_release_uploads_through_the_gateway_and_commits_provenance(tmp_path, la
 
 # ---- a DVC remote on the lakeFS S3 gateway (the README's commands; moto speaks the protocol) ----
 
+
 def test_dvc_remote_on_the_s3_gateway(tmp_path, moto):
     repo = tmp_path / "repo"
     repo.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
-           "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    }
 
     def run(*cmd):
         out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)

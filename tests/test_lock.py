@@ -1,8 +1,8 @@
 """The committed reference run's data stages reproduce byte for byte on this machine: a fresh copy
 runs fetch → decode → validate on the default data and must get the hashes in dvc.lock."""
+
 import pytest
 import yaml
-
 from project import ROOT, copy_project, sh
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,5 @@
 """The maths of docs/method.md: schedules, sign conventions, and the loss terms as bounds."""
+
 import math
 
 import pytest
@@ -16,8 +17,8 @@ def test_alpha_sigma_at_logsnr_5():
 @pytest.mark.parametrize("lam", [-15.0, -3.3, 0.0, 2.0, 15.0])
 def test_variance_preserving(lam):
     a, s = alpha_sigma(torch.tensor(lam, dtype=torch.float64))
-    assert float(a ** 2 + s ** 2) == pytest.approx(1.0, abs=1e-12)
-    assert float(torch.log(a ** 2 / s ** 2)) == pytest.approx(lam, abs=1e-9)
+    assert float(a**2 + s**2) == pytest.approx(1.0, abs=1e-12)
+    assert float(torch.log(a**2 / s**2)) == pytest.approx(lam, abs=1e-9)
 
 
 @pytest.mark.parametrize("b", [-2.0, 0.0, 1.5])
@@ -28,7 +29,9 @@ def test_sigmoid_weight_identity(b):
     torch.testing.assert_close(lhs, rhs, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("sched", [LinearLogSNR(-15.0, 5.0), CosineLogSNR(-15.0, 15.0), CosineLogSNR(-10.0, 5.0, shift=-1.0)])
+@pytest.mark.parametrize(
+    "sched", [LinearLogSNR(-15.0, 5.0), CosineLogSNR(-15.0, 15.0), CosineLogSNR(-10.0, 5.0, shift=-1.0)]
+)
 def test_schedule_endpoints_and_derivative(sched):
     t = torch.linspace(0.01, 0.99, 50, dtype=torch.float64)
     assert float(sched.logsnr(torch.tensor(0.0, dtype=torch.float64))) == pytest.approx(sched.logsnr_max, abs=1e-9)
@@ -48,9 +51,11 @@ def test_low_discrepancy_is_stratified():
 
 def _optimal_denoiser(s2):
     """Bayes-optimal x̂(z_t) for z_clean ~ N(0, s²I): α·s²/(α²·s² + σ²)·z_t."""
+
     def f(z_t, logsnr, cond=None):
         a, s = alpha_sigma(logsnr.view(-1, *([1] * (z_t.dim() - 1))))
-        return a * s2 / (a ** 2 * s2 + s ** 2) * z_t
+        return a * s2 / (a**2 * s2 + s**2) * z_t
+
     return f
 
 
@@ -78,7 +83,11 @@ def test_terminal_kl_matches_torch_distributions():
     z = torch.randn(3, 4, 2, 2, dtype=torch.float64)
     lam = -12.0
     a, s = alpha_sigma(torch.tensor(lam, dtype=torch.float64))
-    ref = torch.distributions.kl_divergence(torch.distributions.Normal(a * z, s), torch.distributions.Normal(0.0, 1.0)).flatten(1).sum(1)
+    ref = (
+        torch.distributions.kl_divergence(torch.distributions.Normal(a * z, s), torch.distributions.Normal(0.0, 1.0))
+        .flatten(1)
+        .sum(1)
+    )
     torch.testing.assert_close(terminal_kl(z, lam).double(), ref, rtol=1e-5, atol=1e-9)
 
 

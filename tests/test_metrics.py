@@ -2,6 +2,7 @@
 
 The Inception tests run the real network on CPU over 64 small images in total (a few seconds).
 """
+
 from __future__ import annotations
 
 import math
@@ -156,8 +157,7 @@ def feats(inception):
     """Features of four small sets; 58 images through the network."""
     a, a2 = _shapes(16, seed=10), _shapes(16, seed=11)
     dark = (_shapes(12, seed=10) // 3).astype(np.uint8)  # the same kind of images, much darker
-    return {"a": inception(a), "a2": inception(a2), "b": inception(_noise(14, seed=12)),
-            "dark": inception(dark)}
+    return {"a": inception(a), "a2": inception(a2), "b": inception(_noise(14, seed=12)), "dark": inception(dark)}
 
 
 def test_inception_features_shape_and_finite(feats):
@@ -225,5 +225,5 @@ def test_pairs_grid_alternates_original_and_reconstruction(tmp_path):
         assert im.mode == "L" and im.size == (4 * 8 + 2, 2 * 8 + 2)
         a = np.asarray(im)
     for col in range(4):  # column 0, 2 original (black); 1, 3 reconstruction (white)
-        tile = a[2:8, 2 + col * 8: 8 + col * 8]
+        tile = a[2:8, 2 + col * 8 : 8 + col * 8]
         assert (tile == (0 if col % 2 == 0 else 255)).all()

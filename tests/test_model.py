@@ -1,9 +1,10 @@
 """The stage-1 model wiring, the samplers, and a short real training run."""
+
 import numpy as np
 import pytest
 import torch
-
 from conftest import preset_config
+
 from ul import samplers
 from ul.model import BaseModel, UnifiedLatents
 from ul.schedules import CosineLogSNR, alpha_sigma
@@ -52,14 +53,14 @@ def test_samplers_reproduce_a_gaussian(sampler):
 
     def denoiser(z, lam):
         a, s = alpha_sigma(lam.view(-1, 1, 1, 1))
-        return a * s2 / (a ** 2 * s2 + s ** 2) * z
+        return a * s2 / (a**2 * s2 + s**2) * z
 
     g = torch.Generator().manual_seed(0)
     x = samplers.sample(denoiser, (4000, 1, 2, 2), CosineLogSNR(-15.0, 15.0), 400, sampler, generator=g)
     assert float(x.var()) == pytest.approx(s2, rel=0.04)  # ancestral converges slower in steps than DDIM
     z0 = samplers.sample(denoiser, (4000, 1, 2, 2), CosineLogSNR(-15.0, 5.0), 100, sampler, generator=g, end_noisy=True)
     a0, s0 = alpha_sigma(torch.tensor(5.0))
-    assert float(z0.var()) == pytest.approx(float(a0 ** 2 * s2 + s0 ** 2), rel=0.08)
+    assert float(z0.var()) == pytest.approx(float(a0**2 * s2 + s0**2), rel=0.08)
 
 
 def test_generation_and_reconstruction_shapes_and_range():
@@ -103,12 +104,13 @@ def test_a_step_noise_slices_per_rank_into_the_rows_of_the_global_draw():
 
 @pytest.mark.slow
 def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
+    import csv
+
+    from ul.config import to_dict
     from ul.data.builtin import FILES, _fashion_dir
     from ul.data.idx import read_idx
     from ul.images import from_uint8
-    from ul.config import to_dict
     from ul.train import train
-    import csv
 
     images = read_idx(_fashion_dir() / FILES["train"][0])[:2048]
     x = np.zeros((len(images), 1, 32, 32), dtype=np.uint8)
@@ -116,8 +118,16 @@ def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
     cfg = preset_config("ci")
     cfg.stage1.steps, cfg.stage1.log_every = 80, 10
     torch.manual_seed(0)
-    train(UnifiedLatents(cfg), lambda i: from_uint8(x[i]), len(x), cfg.stage1, tmp_path, to_dict(cfg),
-          log_path=tmp_path / "log.tsv", progress=False)
+    train(
+        UnifiedLatents(cfg),
+        lambda i: from_uint8(x[i]),
+        len(x),
+        cfg.stage1,
+        tmp_path,
+        to_dict(cfg),
+        log_path=tmp_path / "log.tsv",
+        progress=False,
+    )
     rows = list(csv.DictReader(open(tmp_path / "log.tsv"), delimiter="\t"))
     first, last = rows[0], rows[-1]
     assert float(last["decoder"]) < 0.8 * float(first["decoder"]), (first, last)

@@ -12,6 +12,7 @@ twice: a screenshot (pixels) and the DOM after its scripts ran (`--dump-dom`).
 Each check is also run on the page as the tool makes it without this project's fix (DVC's CDN
 template, GX's CDN links), and must fail there: the checks can tell a blank page from a drawn one.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,15 +25,27 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-
 from project import ROOT, sh
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed "
-                                "(`apt-get install chromium`; `make setup` and .ci/run install it as root)")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000", "--window-size=1280,1000"]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian chromium is not installed (`apt-get install chromium`; `make setup` and .ci/run install it as root)",
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--virtual-time-budget=10000",
+    "--window-size=1280,1000",
+]
 PLOT_PURPLE = (0x94, 0x5D, 0xD6)  # DVC's first line colour (dvc_render's colour range)
 BOOTSTRAP_SUCCESS = (0x28, 0xA7, 0x45)  # .text-success: font-awesome's check icons
 BOOTSTRAP_GREY_BG = (0xE2, 0xE3, 0xE5)  # .alert-secondary background: GX's headers and cards
@@ -42,11 +55,19 @@ def browse(page: Path, work: Path, tag: str) -> tuple:
     """(screenshot as an RGB array, DOM after the scripts ran) of `page`, each with a fresh profile."""
     png = work / f"{tag}.png"
     base = [CHROMIUM, *FLAGS]
-    r = subprocess.run([*base, f"--user-data-dir={work / (tag + '-a')}", f"--screenshot={png}", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*base, f"--user-data-dir={work / (tag + '-a')}", f"--screenshot={png}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert png.is_file(), f"chromium made no screenshot of {page}:\n{r.stderr[-2000:]}"
-    r = subprocess.run([*base, f"--user-data-dir={work / (tag + '-b')}", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*base, f"--user-data-dir={work / (tag + '-b')}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "<html" in r.stdout, r.stderr[-2000:]
     return np.asarray(Image.open(png).convert("RGB")), r.stdout
 
@@ -75,6 +96,7 @@ def plot_problems(img: np.ndarray, dom: str, n_plots: int) -> list:
 
 # ---- dvc plots show ------------------------------------------------------------------------------
 
+
 def _plots_repo(tmp: Path) -> tuple:
     """A DVC repo with this project's .dvc/config, its dvc.yaml's curve plots and the committed TSVs."""
     repo = tmp / "repo"
@@ -89,10 +111,21 @@ def _plots_repo(tmp: Path) -> tuple:
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": plots}))
     sh(["git", "init", "-q"], repo)
     (repo / "tools").mkdir()
-    r = subprocess.run([sys.executable, ROOT / "tools" / "dvc_plots_template.py", "--out", repo / "tools" / "dvc-plots.html",
-                        "--node-modules", ROOT / "tools" / "node_modules"], capture_output=True, text=True)
-    assert r.returncode == 0 and "inlined vega" in r.stderr, \
+    r = subprocess.run(
+        [
+            sys.executable,
+            ROOT / "tools" / "dvc_plots_template.py",
+            "--out",
+            repo / "tools" / "dvc-plots.html",
+            "--node-modules",
+            ROOT / "tools" / "node_modules",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "inlined vega" in r.stderr, (
         f"no offline template (run `make setup`: npm ci --prefix tools):\n{r.stderr}"
+    )
     return repo, len(plots)
 
 
@@ -119,6 +152,7 @@ def test_dvc_plots_render_offline(tmp_path):
 
 # ---- Great Expectations Data Docs ----------------------------------------------------------------
 
+
 def docs_problems(index: tuple, page: tuple, suites: list) -> list:
     (img, dom), (vimg, vdom) = index, page
     problems = []
@@ -140,6 +174,7 @@ def docs_problems(index: tuple, page: tuple, suites: list) -> list:
 def test_data_docs_render_offline(tmp_path, monkeypatch):
     pytest.importorskip("great_expectations")
     from datahelpers import class_folder
+
     from ul.data import validate as v
     from ul.data.decode import decode
     from ul.data.sources import fetch
@@ -150,6 +185,7 @@ def test_data_docs_render_offline(tmp_path, monkeypatch):
     def keep_a_copy(docs_dir, *args, **kw):  # the docs as GX makes them, for the control below
         shutil.copytree(docs_dir, raw_copy)
         return real(docs_dir, *args, **kw)
+
     monkeypatch.setattr(v, "offline_docs", keep_a_copy)
 
     fetch(f"file://{class_folder(tmp_path / 'src')}", tmp_path / "raw")

@@ -1,12 +1,12 @@
 """The DVC pipeline end to end, with real `dvc` commands in a temporary git + DVC repository."""
+
 import json
 import socket
 from pathlib import Path
 
 import pytest
 import yaml
-
-from project import ALL, ROOT, copy_project, ran_stages, sh
+from project import ALL, ran_stages, sh
 
 DATA = {"fetch", "decode", "validate"}
 
@@ -15,7 +15,15 @@ pytestmark = pytest.mark.slow
 
 def test_ci_preset_runs_all_stages_and_then_none(ci_project):
     metrics = json.loads((ci_project / "eval/metrics.json").read_text())
-    for key in ("psnr_db", "rfid", "gfid", "fid_num_samples", "latent_bits_per_image", "latent_bits_per_dim", "latent_bits_per_pixel"):
+    for key in (
+        "psnr_db",
+        "rfid",
+        "gfid",
+        "fid_num_samples",
+        "latent_bits_per_image",
+        "latent_bits_per_dim",
+        "latent_bits_per_pixel",
+    ):
         assert key in metrics and metrics[key] == metrics[key], key
     for png in ("samples.png", "reconstructions.png"):
         assert (ci_project / "eval" / png).stat().st_size > 100
@@ -45,16 +53,20 @@ def _free_port() -> int:
 
 
 def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
-    from moto.server import ThreadedMotoServer
     import boto3
+    from moto.server import ThreadedMotoServer
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     try:
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", **{k.lower(): v for k, v in creds.items() if k != "AWS_DEFAULT_REGION"},
-                     region_name="us-east-1").create_bucket(Bucket="ul-dvc")
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            **{k.lower(): v for k, v in creds.items() if k != "AWS_DEFAULT_REGION"},
+            region_name="us-east-1",
+        ).create_bucket(Bucket="ul-dvc")
         sh(["dvc", "remote", "add", "-f", "-d", "store", "s3://ul-dvc/dvc"], ci_project)
         sh(["dvc", "remote", "modify", "store", "endpointurl", f"http://127.0.0.1:{port}"], ci_project)
         sh(["git", "add", "-A"], ci_project)
@@ -63,7 +75,13 @@ def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
         clone = tmp_path / "clone"
         sh(["git", "clone", "-q", str(ci_project), str(clone)], tmp_path)
         sh(["dvc", "pull"], clone, **creds)
-        for rel in ("data/decoded/train/index.json", "models/stage1/model.safetensors", "models/stage2/model.safetensors", "data/latents/train/index.json", "eval/samples.png"):
+        for rel in (
+            "data/decoded/train/index.json",
+            "models/stage1/model.safetensors",
+            "models/stage2/model.safetensors",
+            "data/latents/train/index.json",
+            "eval/samples.png",
+        ):
             assert (clone / rel).read_bytes() == (ci_project / rel).read_bytes(), rel
         status = sh(["dvc", "status"], clone).stdout
         assert "changed" not in status, status
@@ -73,7 +91,10 @@ def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
     r = sh(["dvc", "push", "-v"], ci_project, check=False, timeout=300, **creds)
     assert r.returncode != 0
     assert "127.0.0.1" in (r.stdout + r.stderr) or "connect" in (r.stdout + r.stderr).lower()
-    assert sh(["dvc", "status"], ci_project).stdout.strip().endswith("up to date.") or "changed" not in sh(["dvc", "status"], ci_project).stdout
+    assert (
+        sh(["dvc", "status"], ci_project).stdout.strip().endswith("up to date.")
+        or "changed" not in sh(["dvc", "status"], ci_project).stdout
+    )
 
 
 def _image_folder(tmp_path: Path, n=24) -> Path:
@@ -123,7 +144,11 @@ def _plant_oversized(root: Path) -> str:
 def test_duplicate_or_oversized_image_fails_validate_readably(ci_project, tmp_path, plant, expectation):
     root = _image_folder(tmp_path)
     name = plant(root)
-    r = sh(["dvc", "exp", "run", "validate", "-S", "preset=ci", "-S", f"data.source=file://{root}"], ci_project, check=False)
+    r = sh(
+        ["dvc", "exp", "run", "validate", "-S", "preset=ci", "-S", f"data.source=file://{root}"],
+        ci_project,
+        check=False,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-3000:]
     assert "validate" in ran_stages(out) and "train_stage1" not in ran_stages(out)

@@ -1,6 +1,6 @@
 """The training loop: determinism, bit-exact resume after a kill, torchrun equivalence, the NaN stop."""
+
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -66,8 +66,16 @@ def test_torchrun_two_processes_match_one(tmp_path):
     one = _run(tmp_path / "one", 4)
     assert one.wait(180) == 0, one.stdout.read().decode()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    torchrun = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                str(HERE / "train_tiny.py"), str(tmp_path / "two"), "4"]
+    torchrun = [
+        PY,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(HERE / "train_tiny.py"),
+        str(tmp_path / "two"),
+        "4",
+    ]
     two = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
     a, b = _params(tmp_path / "one"), _params(tmp_path / "two")
@@ -114,6 +122,7 @@ def test_checkpoint_loads_safely_and_names_corruption(tmp_path):
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo pwned",))
+
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="evil.pt"):
         checkpoint.load(tmp_path / "evil.pt")

@@ -3,6 +3,7 @@
     python tests/train_tiny.py OUT_DIR STEPS [CKPT_EVERY]      (also under torchrun)
 Writes OUT_DIR/params.pt (the final raw parameters) on rank 0.
 """
+
 import sys
 from pathlib import Path
 
@@ -26,8 +27,11 @@ def main():
     torch.manual_seed(0)
     model = UnifiedLatents(cfg)
     images = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
-    model = train(model, lambda idx: images[torch.as_tensor(idx)], len(images), cfg.stage1, out, to_dict(cfg), progress=False)
+    model = train(
+        model, lambda idx: images[torch.as_tensor(idx)], len(images), cfg.stage1, out, to_dict(cfg), progress=False
+    )
     import torch.distributed as dist
+
     if not dist.is_initialized() or dist.get_rank() == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "params.pt")
 

@@ -10,6 +10,7 @@ put <script> tags loading vega from a CDN. This template has no {scripts}, so no
 node_modules (no npm) it writes DVC's own CDN template instead and says so: the plots then need the
 network, and `dvc plots show` keeps working.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,14 +65,18 @@ def main(argv=None) -> int:
     p.add_argument("--node-modules", type=Path, default=HERE / "node_modules")
     a = p.parse_args(argv)
     if all((a.node_modules / pkg / build).is_file() for pkg, build in LIBRARIES):
-        page = PAGE % {"note": "vega, vega-lite and vega-embed inlined from tools/node_modules "
-                               "(tools/dvc_plots_template.py): renders with no network",
-                       "scripts": inlined(a.node_modules)}
+        page = PAGE % {
+            "note": "vega, vega-lite and vega-embed inlined from tools/node_modules "
+            "(tools/dvc_plots_template.py): renders with no network",
+            "scripts": inlined(a.node_modules),
+        }
         what = "inlined vega, vega-lite, vega-embed"
     else:
-        page = PAGE % {"note": "tools/node_modules is missing (no npm?): vega is loaded from a CDN by DVC; "
-                               "run `npm ci --prefix tools` and `make setup` for an offline page",
-                       "scripts": "    {scripts}"}
+        page = PAGE % {
+            "note": "tools/node_modules is missing (no npm?): vega is loaded from a CDN by DVC; "
+            "run `npm ci --prefix tools` and `make setup` for an offline page",
+            "scripts": "    {scripts}",
+        }
         what = "CDN fallback: tools/node_modules has no vega build; the plots will need the network"
     tmp = a.out.with_name(a.out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

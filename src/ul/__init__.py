@@ -1,8 +1,8 @@
 """Unified Latents: a latent-diffusion autoencoder (Heek et al., 2026) and its training library.
 
-    from ul import Autoencoder, Generator
-    ae = Autoencoder.load("models/stage1")            # encode / noisy / decode / reconstruct / rate
-    x = Generator.load("models/stage1", "models/stage2").sample(16)
+from ul import Autoencoder, Generator
+ae = Autoencoder.load("models/stage1")            # encode / noisy / decode / reconstruct / rate
+x = Generator.load("models/stage1", "models/stage2").sample(16)
 """
 
 __version__ = "0.1.0"

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 
-from ul import export, samplers
+from ul import export
 from ul.config import Config
 from ul.losses import NoiseDraw, prior_loss
 from ul.model import BaseModel, UnifiedLatents
@@ -63,27 +62,35 @@ class Autoencoder:
         return self.model.encode(self._images(x))
 
     @torch.no_grad()
-    def noisy(self, z_clean: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def noisy(self, z_clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """z0 = α0·z_clean + σ0·ε with ε from `generator` (drawn on the CPU: the same on any device)."""
         z_clean = self._latents(z_clean)
         eps = torch.randn(z_clean.shape, generator=generator).to(z_clean.device)
         return self.model.noisy(z_clean, eps)
 
     @torch.no_grad()
-    def decode(self, z0: torch.Tensor, steps: int = 50, sampler: str = "ddim",
-               generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+    def decode(
+        self,
+        z0: torch.Tensor,
+        steps: int = 50,
+        sampler: str = "ddim",
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """x ~ p(x | z0) by `steps` steps of `sampler` (ddim | ancestral); [-1, 1]."""
         return self.model.decode(self._latents(z0), steps, sampler, generator, progress)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, steps: int = 50, sampler: str = "ddim",
-                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def reconstruct(
+        self, x: torch.Tensor, steps: int = 50, sampler: str = "ddim", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """encode → noisy → decode."""
         return self.decode(self.noisy(self.encode(x), generator), steps, sampler, generator)
 
     @torch.no_grad()
-    def rate(self, x: torch.Tensor, draws: int = 8, unit: str = "image",
-             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def rate(
+        self, x: torch.Tensor, draws: int = 8, unit: str = "image", generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Bits of z0 per image (`unit="pixel"`: per pixel, H·W; `"dim"`: per latent dimension):
         the prior's bound L_z / ln 2, averaged over `draws` noise draws, one value per image."""
         divisor = {"image": 1, "pixel": math.prod(self.image_shape[1:]), "dim": math.prod(self.latent_shape)}
@@ -120,22 +127,37 @@ class Generator:
 
     def __init__(self, autoencoder: Autoencoder, base: BaseModel):
         if abs(base.logsnr0 - autoencoder.logsnr0) > 1e-9:
-            raise ValueError(f"base model ends at λ(0) = {base.logsnr0:g}, the autoencoder's decoder expects "
-                             f"λ(0) = {autoencoder.logsnr0:g}: they were not trained together")
+            raise ValueError(
+                f"base model ends at λ(0) = {base.logsnr0:g}, the autoencoder's decoder expects "
+                f"λ(0) = {autoencoder.logsnr0:g}: they were not trained together"
+            )
         if tuple(base.z_shape) != autoencoder.latent_shape:
-            raise ValueError(f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {autoencoder.latent_shape}")
+            raise ValueError(
+                f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {autoencoder.latent_shape}"
+            )
         self.autoencoder = autoencoder
         self.base = base.eval().requires_grad_(False)
 
     @classmethod
-    def load(cls, stage1: str | Path = "models/stage1", stage2: str | Path = "models/stage2",
-             device: str | torch.device = "cpu") -> Generator:
+    def load(
+        cls,
+        stage1: str | Path = "models/stage1",
+        stage2: str | Path = "models/stage2",
+        device: str | torch.device = "cpu",
+    ) -> Generator:
         base, _ = export.load(stage2, device, expect=BaseModel)
         return cls(Autoencoder.load(stage1, device), base)
 
     @torch.no_grad()
-    def sample(self, n: int, base_steps: int = 50, decoder_steps: int = 50, sampler: str = "ddim",
-               generator: Optional[torch.Generator] = None, progress: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        base_steps: int = 50,
+        decoder_steps: int = 50,
+        sampler: str = "ddim",
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
         """n images, N×C×H×W in [-1, 1]."""
         device = self.autoencoder.device
         z0 = self.base.sample_z0(n, base_steps, sampler, generator, device, progress)

@@ -5,6 +5,7 @@ moment resumes from the last complete file: it is written atomically (`ul.atomic
 sees either the old checkpoint or the new one, never half of one. Loading uses `weights_only=True`: a checkpoint
 file cannot run code.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

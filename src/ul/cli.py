@@ -14,6 +14,7 @@ Each pipeline stage is a subcommand too (the same code DVC runs as `python -m ul
 lakeFS endpoint and keys come from LAKEFS_HOST, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY
 (and LAKEFS_ENDPOINT for the S3 gateway when it differs), never from params.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,13 @@ def _params(argv) -> int:
 def _data(argv) -> int:
     p = argparse.ArgumentParser(prog="ul data", description="Data commands.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    pin = sub.add_parser("pin", help="resolve a lakeFS branch to its commit and write it into data.source",
-                         description="Resolve lakefs://repo/<ref>/path to the ref's current commit through the lakeFS "
-                                     "API and write lakefs://repo/<commit>/path as data.source into the Hydra config "
-                                     "and params.yaml, so the fetch stage's DVC hash names immutable data.")
+    pin = sub.add_parser(
+        "pin",
+        help="resolve a lakeFS branch to its commit and write it into data.source",
+        description="Resolve lakefs://repo/<ref>/path to the ref's current commit through the lakeFS "
+        "API and write lakefs://repo/<commit>/path as data.source into the Hydra config "
+        "and params.yaml, so the fetch stage's DVC hash names immutable data.",
+    )
     pin.add_argument("url", help="lakefs://repo/<branch or ref>/path")
     pin.add_argument("--conf", default="conf/config.yaml", help="Hydra config to update (default: %(default)s)")
     pin.add_argument("--params", default="params.yaml", help="params file to update (default: %(default)s)")
@@ -67,12 +71,21 @@ def _data(argv) -> int:
 def _release(argv) -> int:
     from ul.storage import release
 
-    p = argparse.ArgumentParser(prog="ul release", description=release.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="ul release", description=release.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("target", help="lakefs://repo/<branch>[/path] to upload under")
-    p.add_argument("--source-ref", default="main", help="branch the target branch is created from if missing (default: %(default)s)")
+    p.add_argument(
+        "--source-ref",
+        default="main",
+        help="branch the target branch is created from if missing (default: %(default)s)",
+    )
     p.add_argument("--message", "-m", help="commit message")
-    p.add_argument("--root", default=".", help="pipeline work tree with models/, eval/, params.yaml, dvc.lock (default: %(default)s)")
+    p.add_argument(
+        "--root",
+        default=".",
+        help="pipeline work tree with models/, eval/, params.yaml, dvc.lock (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     from ul.storage import StorageError
 
@@ -91,7 +104,10 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("use a trained model (`ul <command> --help`):\n  " + "  ".join(MODEL_COMMANDS))
-        print("pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  " + "  ".join(commands))
+        print(
+            "pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  "
+            + "  ".join(commands)
+        )
         print("other:\n  params  data pin  release   (see `ul data --help`, `ul release --help`)")
         return 0
     cmd, rest = argv[0], argv[1:]

@@ -34,7 +34,9 @@ class CommandError(ValueError):
 
 
 def _parser(name: str, doc: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"ul {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=f"ul {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: %(default)s)")
@@ -107,9 +109,12 @@ def _write_folder(out: Path, files: dict[str, bytes], grid=None) -> None:
 
 
 def encode(argv) -> int:
-    p = _parser("encode", "Encode images to their clean latents z_clean = E(x) (deterministic).\n\n"
-                "Writes an .npz with z_clean (N×C×h×w float32), the input file names, the model's\n"
-                "identity (sha256 of its weights) and λ(0); `ul decode` reads it back.")
+    p = _parser(
+        "encode",
+        "Encode images to their clean latents z_clean = E(x) (deterministic).\n\n"
+        "Writes an .npz with z_clean (N×C×h×w float32), the input file names, the model's\n"
+        "identity (sha256 of its weights) and λ(0); `ul decode` reads it back.",
+    )
     p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
     p.add_argument("-o", "--out", required=True, help="output .npz file")
     args = p.parse_args(argv)
@@ -121,8 +126,13 @@ def encode(argv) -> int:
     z = _batched(ae.encode, x, args.batch_size, "encode")
     with atomic.replacing(out) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, z_clean=z.numpy().astype(np.float32), names=np.array([f.name for f in files], dtype=str),
-                     model_sha256=np.array(ae.identity), logsnr0=np.array(ae.logsnr0))
+            np.savez(
+                f,
+                z_clean=z.numpy().astype(np.float32),
+                names=np.array([f.name for f in files], dtype=str),
+                model_sha256=np.array(ae.identity),
+                logsnr0=np.array(ae.logsnr0),
+            )
     print(f"wrote {out}: {len(files)} latents of shape {tuple(z.shape[1:])}")
     return 0
 
@@ -133,20 +143,29 @@ def read_latents(path: Path, ae: Autoencoder) -> tuple[list[str], torch.Tensor]:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in LATENT_KEYS}
     except (OSError, ValueError, EOFError) as err:
-        raise CommandError(f"{path}: not a latent file from `ul encode` ({type(err).__name__}: {err})".splitlines()[0]) from None
+        raise CommandError(
+            f"{path}: not a latent file from `ul encode` ({type(err).__name__}: {err})".splitlines()[0]
+        ) from None
     except KeyError as err:
         raise CommandError(f"{path}: not a latent file from `ul encode` (no {err} array)") from None
     if str(data["model_sha256"]) != ae.identity:
-        raise CommandError(f"{path}: made by another model (weights {str(data['model_sha256'])[:12]}…, this model {ae.identity[:12]}…)")
+        raise CommandError(
+            f"{path}: made by another model (weights {str(data['model_sha256'])[:12]}…, this model {ae.identity[:12]}…)"
+        )
     z = data["z_clean"]
     if z.dtype != np.float32 or z.ndim != 4 or tuple(z.shape[1:]) != ae.latent_shape or len(data["names"]) != len(z):
-        raise CommandError(f"{path}: latents of shape {z.shape} ({z.dtype}), this model's are N×{'×'.join(map(str, ae.latent_shape))}")
+        raise CommandError(
+            f"{path}: latents of shape {z.shape} ({z.dtype}), this model's are N×{'×'.join(map(str, ae.latent_shape))}"
+        )
     return [str(n) for n in data["names"]], torch.from_numpy(z)
 
 
 def decode(argv) -> int:
-    p = _parser("decode", "Decode latents from `ul encode`: z0 = α0·z_clean + σ0·ε at λ(0), then the\n"
-                "diffusion decoder's sampler. Writes one PNG per latent, named after its image.")
+    p = _parser(
+        "decode",
+        "Decode latents from `ul encode`: z0 = α0·z_clean + σ0·ε at λ(0), then the\n"
+        "diffusion decoder's sampler. Writes one PNG per latent, named after its image.",
+    )
     p.add_argument("latents", help="an .npz written by `ul encode` with this model")
     p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
     _sampling(p)
@@ -163,8 +182,11 @@ def decode(argv) -> int:
 
 
 def reconstruct(argv) -> int:
-    p = _parser("reconstruct", "Reconstruct images: encode, add the λ(0) noise, decode. Writes one PNG per\n"
-                "image and grid.png (each original left of its reconstruction, enlarged for the eye).")
+    p = _parser(
+        "reconstruct",
+        "Reconstruct images: encode, add the λ(0) noise, decode. Writes one PNG per\n"
+        "image and grid.png (each original left of its reconstruction, enlarged for the eye).",
+    )
     p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
     p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
     _sampling(p)
@@ -176,15 +198,21 @@ def reconstruct(argv) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     rec = _batched(lambda xb: ae.reconstruct(xb, args.steps, args.sampler, gen), x, args.batch_size, "reconstruct")
     scale = display_scale(ae.image_shape[-1])
-    _write_folder(out, {n: _png(im) for n, im in zip(safe_names([f.name for f in files]), rec)},
-                  grid=lambda tmp: save_pairs_grid(x, rec, tmp / "grid.png", nrow=4, scale=scale))
+    _write_folder(
+        out,
+        {n: _png(im) for n, im in zip(safe_names([f.name for f in files]), rec)},
+        grid=lambda tmp: save_pairs_grid(x, rec, tmp / "grid.png", nrow=4, scale=scale),
+    )
     print(f"wrote {len(rec)} reconstructions and grid.png to {out}/")
     return 0
 
 
 def rate(argv) -> int:
-    p = _parser("rate", "The latent bitrate of each image: the diffusion prior's bound on the bits of z0,\n"
-                "averaged over noise draws. Prints file, bits per image, bits per pixel (H·W).")
+    p = _parser(
+        "rate",
+        "The latent bitrate of each image: the diffusion prior's bound on the bits of z0,\n"
+        "averaged over noise draws. Prints file, bits per image, bits per pixel (H·W).",
+    )
     p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
     p.add_argument("--draws", type=int, default=8, help="noise draws per image (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
@@ -197,7 +225,9 @@ def rate(argv) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     bits = _batched(lambda xb: ae.rate(xb, args.draws, generator=gen), x, args.batch_size, "rate")
     pixels = ae.image_shape[1] * ae.image_shape[2]
-    rows = [{"file": str(f), "bits_per_image": float(b), "bits_per_pixel": float(b) / pixels} for f, b in zip(files, bits)]
+    rows = [
+        {"file": str(f), "bits_per_image": float(b), "bits_per_pixel": float(b) / pixels} for f, b in zip(files, bits)
+    ]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -211,8 +241,11 @@ def rate(argv) -> int:
 
 
 def sample(argv) -> int:
-    p = _parser("sample", "Generate images (Algorithm 2): the base model samples z0 at λ(0), the decoder\n"
-                "renders it. -o FOLDER writes one PNG each; -o NAME.png writes one grid.")
+    p = _parser(
+        "sample",
+        "Generate images (Algorithm 2): the base model samples z0 at λ(0), the decoder\n"
+        "renders it. -o FOLDER writes one PNG each; -o NAME.png writes one grid.",
+    )
     p.add_argument("-n", type=int, default=16, help="number of images (default: %(default)s)")
     p.add_argument("-o", "--out", required=True, help="output folder (new or empty), or a .png grid")
     p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
@@ -227,7 +260,12 @@ def sample(argv) -> int:
     gen = Generator.load(args.model, args.stage2, resolve_device(args.device))
     rng = torch.Generator().manual_seed(args.seed)
     counts = [min(args.batch_size, args.n - i) for i in range(0, args.n, max(1, args.batch_size))]
-    x = torch.cat([gen.sample(k, args.base_steps, args.steps, args.sampler, rng).cpu() for k in tqdm(counts, desc="sample", unit="batch")])
+    x = torch.cat(
+        [
+            gen.sample(k, args.base_steps, args.steps, args.sampler, rng).cpu()
+            for k in tqdm(counts, desc="sample", unit="batch")
+        ]
+    )
     if out.suffix == ".png":
         with atomic.replacing(out) as tmp:
             save_grid(x, tmp, nrow=int(np.ceil(np.sqrt(len(x)))), scale=display_scale(x.shape[-1]))
@@ -242,9 +280,12 @@ def export_bundle(argv) -> int:
     from ul.storage import StorageError
     from ul.storage.release import write_bundle
 
-    p = argparse.ArgumentParser(prog="ul export", description="Write a shareable copy of the trained models: "
-                                "stage1/ and stage2/ (model.safetensors, config.json, README.md model card with the "
-                                "evaluation and provenance), metrics.json, params.yaml, dvc.lock.")
+    p = argparse.ArgumentParser(
+        prog="ul export",
+        description="Write a shareable copy of the trained models: "
+        "stage1/ and stage2/ (model.safetensors, config.json, README.md model card with the "
+        "evaluation and provenance), metrics.json, params.yaml, dvc.lock.",
+    )
     p.add_argument("out", help="output folder (new or empty)")
     p.add_argument("--root", default=".", help="pipeline work tree (default: %(default)s)")
     args = p.parse_args(argv)
@@ -259,8 +300,14 @@ def export_bundle(argv) -> int:
     return 0
 
 
-COMMANDS = {"encode": encode, "decode": decode, "reconstruct": reconstruct, "rate": rate, "sample": sample,
-            "export": export_bundle}
+COMMANDS = {
+    "encode": encode,
+    "decode": decode,
+    "reconstruct": reconstruct,
+    "rate": rate,
+    "sample": sample,
+    "export": export_bundle,
+}
 
 
 def run(name: str, argv) -> int:

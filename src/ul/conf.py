@@ -2,6 +2,7 @@
 (DVC's hydra integration: conf/config.yaml with its `preset` group). Stages never run Hydra; they
 read the composed params.yaml through `ul.config.load`. Tests and benchmarks get a preset's
 typed config from `preset_config`, the same composition."""
+
 from __future__ import annotations
 
 from pathlib import Path

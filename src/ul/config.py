@@ -10,13 +10,13 @@ repeat them, so that `Config()` and a partial mapping (an export written before 
 mean that same run; tests/test_config.py fails, naming each key, where the two differ.
 Devices are named `auto | cpu | cuda` everywhere (auto = cuda when one is visible).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -28,8 +28,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    source: str = "builtin:fashion-mnist"  # builtin:NAME | file:///dir | https://...archive | s3://b/p | lakefs://repo/ref/p
-    sha256: Optional[str] = None  # required for https:// archives
+    source: str = (
+        "builtin:fashion-mnist"  # builtin:NAME | file:///dir | https://...archive | s3://b/p | lakefs://repo/ref/p
+    )
+    sha256: str | None = None  # required for https:// archives
     resolution: int = 32
     channels: int = 1  # 1 = grey, 3 = RGB
     resize_mode: str = "pad"  # pad: centre-pad/crop without resampling; resize: shorter side, then centre crop
@@ -62,7 +64,7 @@ class ULConfig:
 
 @dataclass
 class EncoderConfig:
-    channels: List[int] = field(default_factory=lambda: [32, 64, 128])  # one stage per entry, /2 between stages
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # one stage per entry, /2 between stages
     blocks: int = 1  # residual blocks per stage
     patch: int = 1  # space-to-depth patching before the first stage (paper: 2)
     latent_channels: int = 4
@@ -72,7 +74,7 @@ class EncoderConfig:
 class UNetConfig:
     """A UNet/UViT denoiser: conv stages, then `transformer_blocks` at the lowest resolution."""
 
-    channels: List[int] = field(default_factory=lambda: [32, 64, 128])
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     blocks: int = 1
     transformer_blocks: int = 0
     transformer_width: int = 0  # 0 = channels[-1]
@@ -173,18 +175,32 @@ def _check_train(name: str, t: TrainConfig) -> None:
 
 def validate(cfg: Config) -> Config:
     """Range checks the types cannot express. Raises ConfigError naming key and value."""
-    for key in ("noise.logsnr", "noise.logsnr_min", "ul.loss_factor", "ul.sigmoid_bias",
-                "ul.decoder_logsnr_min", "ul.decoder_logsnr_max", "base.sigmoid_bias"):
+    for key in (
+        "noise.logsnr",
+        "noise.logsnr_min",
+        "ul.loss_factor",
+        "ul.sigmoid_bias",
+        "ul.decoder_logsnr_min",
+        "ul.decoder_logsnr_max",
+        "base.sigmoid_bias",
+    ):
         v = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else _get(cfg, key)
         _check(math.isfinite(v), key, v, "must be a finite number")
     n = cfg.noise
     _check(n.logsnr_min < n.logsnr, "noise.logsnr_min", n.logsnr_min, f"must be < noise.logsnr ({n.logsnr})")
     _check(cfg.ul.loss_factor > 0, "ul.loss_factor", cfg.ul.loss_factor, "must be > 0")
     if cfg.ul.loss_factor <= 1:
-        warnings.warn(f"ul.loss_factor={cfg.ul.loss_factor} <= 1: the decoder gains nothing from the latent "
-                      "that the prior does not charge more for; expect posterior collapse", stacklevel=2)
-    _check(cfg.ul.decoder_logsnr_min < cfg.ul.decoder_logsnr_max, "ul.decoder_logsnr_min",
-           cfg.ul.decoder_logsnr_min, "must be < ul.decoder_logsnr_max")
+        warnings.warn(
+            f"ul.loss_factor={cfg.ul.loss_factor} <= 1: the decoder gains nothing from the latent "
+            "that the prior does not charge more for; expect posterior collapse",
+            stacklevel=2,
+        )
+    _check(
+        cfg.ul.decoder_logsnr_min < cfg.ul.decoder_logsnr_max,
+        "ul.decoder_logsnr_min",
+        cfg.ul.decoder_logsnr_min,
+        "must be < ul.decoder_logsnr_max",
+    )
     d = cfg.data
     _check(d.resolution >= 8, "data.resolution", d.resolution, "must be >= 8")
     _choice("data.channels", d.channels, (1, 3))
@@ -194,9 +210,19 @@ def validate(cfg: Config) -> Config:
     _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
     _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")
     e = cfg.encoder
-    _check(len(e.channels) > 0 and e.latent_channels > 0 and e.patch > 0, "encoder", e, "needs channels, latent_channels, patch > 0")
+    _check(
+        len(e.channels) > 0 and e.latent_channels > 0 and e.patch > 0,
+        "encoder",
+        e,
+        "needs channels, latent_channels, patch > 0",
+    )
     down = e.patch * 2 ** (len(e.channels) - 1)
-    _check(d.resolution % down == 0, "data.resolution", d.resolution, f"must be divisible by the encoder's down-sampling {down}")
+    _check(
+        d.resolution % down == 0,
+        "data.resolution",
+        d.resolution,
+        f"must be divisible by the encoder's down-sampling {down}",
+    )
     for name in ("prior", "decoder"):
         _check_net(name, getattr(cfg, name))
     _check_net("base.net", cfg.base.net)
@@ -239,7 +265,7 @@ def from_dict(raw: dict | DictConfig) -> Config:
     return validate(cfg)
 
 
-def load(path: str | Path = "params.yaml", overrides: Optional[List[str]] = None) -> Config:
+def load(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
     """Load and validate `params.yaml`; `overrides` are dotlist strings (`noise.logsnr=3`)."""
     path = Path(path)
     if not path.exists():
@@ -247,7 +273,7 @@ def load(path: str | Path = "params.yaml", overrides: Optional[List[str]] = None
     return from_dict(with_overrides(OmegaConf.load(path), overrides))
 
 
-def with_overrides(raw: dict | DictConfig, overrides: Optional[List[str]] = None) -> dict | DictConfig:
+def with_overrides(raw: dict | DictConfig, overrides: list[str] | None = None) -> dict | DictConfig:
     """`raw` with dotlist `overrides` (`noise.logsnr=3`) merged in; a malformed one is a ConfigError."""
     if not overrides:
         return raw

@@ -1,5 +1,6 @@
 """torchrun support: the training loops run unchanged under `torchrun --nproc_per_node=N`
 (gloo on CPU, NCCL on GPU); rank 0 logs and checkpoints. Without torchrun, world size is 1."""
+
 from __future__ import annotations
 
 import os

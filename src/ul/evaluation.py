@@ -10,6 +10,7 @@
   reference statistics are cached by data fingerprint and N;
 - a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,7 +74,11 @@ def generate_all(base, model, n: int, cfg: Config, gen, device) -> torch.Tensor:
     e, s = cfg.eval, cfg.sample
     out = []
     for sl in tqdm(list(_batches(n, e.batch_size)), desc="generate", unit="batch"):
-        out.append(samplers.generate(base, model, sl.stop - sl.start, s.base_steps, s.decoder_steps, s.sampler, gen, device).cpu())
+        out.append(
+            samplers.generate(
+                base, model, sl.stop - sl.start, s.base_steps, s.decoder_steps, s.sampler, gen, device
+            ).cpu()
+        )
     return torch.cat(out)
 
 
@@ -98,16 +103,27 @@ def fid(reference: np.ndarray, recon: torch.Tensor, samples: torch.Tensor, key: 
     return out
 
 
-def save_grids(samples: torch.Tensor, originals: np.ndarray, recon: torch.Tensor, out_dir: Path, grid_size: int) -> None:
+def save_grids(
+    samples: torch.Tensor, originals: np.ndarray, recon: torch.Tensor, out_dir: Path, grid_size: int
+) -> None:
     """grid_size × grid_size images each, enlarged for the eye (nearest neighbour)."""
     k, scale = grid_size**2, display_scale(originals.shape[-1])
     save_grid(samples[:k], out_dir / "samples.png", nrow=grid_size, scale=scale)
-    save_pairs_grid(originals[: k // 2], recon[: k // 2], out_dir / "reconstructions.png",
-                    nrow=max(1, grid_size // 2), scale=scale)
+    save_pairs_grid(
+        originals[: k // 2], recon[: k // 2], out_dir / "reconstructions.png", nrow=max(1, grid_size // 2), scale=scale
+    )
 
 
-def evaluate(model, base, test: ShardReader, cfg: Config, out_dir: str | Path, fid_cache: str | Path,
-             device="cpu", with_fid: bool = True) -> dict:
+def evaluate(
+    model,
+    base,
+    test: ShardReader,
+    cfg: Config,
+    out_dir: str | Path,
+    fid_cache: str | Path,
+    device="cpu",
+    with_fid: bool = True,
+) -> dict:
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
     out_dir.mkdir(parents=True, exist_ok=True)
     fid_cache.mkdir(parents=True, exist_ok=True)
@@ -129,8 +145,11 @@ def evaluate(model, base, test: ShardReader, cfg: Config, out_dir: str | Path, f
         "latent_bits_per_subpixel": rate["bits_per_subpixel"],
         "decoder_nats_per_image": float(terms["decoder_nats"].mean()),
         "latent_use_nats": float((terms["decoder_shuffled_nats"] - terms["decoder_nats"]).mean()),
-        "num_images": n, "fid_num_samples": n_fid, "sampler": s.sampler,
-        "decoder_steps": s.decoder_steps, "base_steps": s.base_steps,
+        "num_images": n,
+        "fid_num_samples": n_fid,
+        "sampler": s.sampler,
+        "decoder_steps": s.decoder_steps,
+        "base_steps": s.base_steps,
     }
     if with_fid:
         key = hashlib.sha256(json.dumps([test.index, rows[:n_fid].tolist()], sort_keys=True).encode()).hexdigest()[:12]

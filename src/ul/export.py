@@ -20,9 +20,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ul import atomic, model_card
+from ul.config import Config, ConfigError, from_dict, to_dict
 from ul.data.manifest import sha256_file
 from ul.errors import ExportError
-from ul.config import Config, ConfigError, from_dict, to_dict
 from ul.model import BaseModel, UnifiedLatents
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"

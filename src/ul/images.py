@@ -4,6 +4,7 @@ The models work on floats in [-1, 1]; data on disk and everything shown to peopl
 `to_uint8` / `from_uint8` are exact inverses on the 8-bit grid, so a decoded image written to a
 PNG and read back is the same tensor the metrics saw. No torchvision: it is not installed.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,12 +62,11 @@ def save_grid(
     n, c, h, w = x.shape
     ncol = max(1, min(nrow, n))
     nrows = math.ceil(n / ncol)
-    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value,
-                      dtype=torch.uint8)
+    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=torch.uint8)
     for i in range(n):
         r, q = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + q * (w + pad)
-        grid[:, top:top + h, left:left + w] = x[i]
+        grid[:, top : top + h, left : left + w] = x[i]
     array = grid.permute(1, 2, 0).numpy()
     image = Image.fromarray(array[:, :, 0] if c == 1 else array)  # uint8 2-D → "L", H×W×3 → "RGB"
     path = Path(path)

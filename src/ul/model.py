@@ -8,7 +8,6 @@ Units: images in [-1, 1]; loss terms in nats per example, summed over the exampl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -72,19 +71,37 @@ class UnifiedLatents(nn.Module):
     def decode(self, z0: torch.Tensor, steps: int, sampler: str = "ddim", generator=None, progress=False):
         """x ~ p(x | z0): the decoder's sampler conditioned on the noisy latent z0; [-1, 1] images."""
         shape = (len(z0), *self.x_shape)
-        x = samplers.sample(self.decoder, shape, self.decoder_schedule, steps, sampler, cond=z0,
-                            generator=generator, device=z0.device, progress=progress)
+        x = samplers.sample(
+            self.decoder,
+            shape,
+            self.decoder_schedule,
+            steps,
+            sampler,
+            cond=z0,
+            generator=generator,
+            device=z0.device,
+            progress=progress,
+        )
         return x.clamp(-1, 1)
 
-    def forward(self, x: torch.Tensor, noise: StepNoise, z0: Optional[torch.Tensor] = None) -> dict:
+    def forward(self, x: torch.Tensor, noise: StepNoise, z0: torch.Tensor | None = None) -> dict:
         """Per-example loss terms in nats; `loss` = L_z + L_x is what training minimises.
         `z0` replaces the decoder's condition (e.g. another image's latent, to measure latent use)."""
         z_clean = self.encode(x)
         if z0 is None:
             z0 = self.noisy(z_clean, noise.eps_z0)
         terms = prior_loss(z_clean, self.prior, self.prior_schedule, noise.prior)
-        terms.update(decoder_loss(x, z0, self.decoder, self.decoder_schedule, noise.decoder,
-                                  self.cfg.ul.loss_factor, self.cfg.ul.sigmoid_bias))
+        terms.update(
+            decoder_loss(
+                x,
+                z0,
+                self.decoder,
+                self.decoder_schedule,
+                noise.decoder,
+                self.cfg.ul.loss_factor,
+                self.cfg.ul.sigmoid_bias,
+            )
+        )
         terms["loss"] = terms["prior"] + terms["decoder"]
         return terms
 
@@ -109,8 +126,17 @@ class BaseModel(nn.Module):
     @torch.no_grad()
     def sample_z0(self, n: int, steps: int, sampler: str = "ddim", generator=None, device="cpu", progress=False):
         """Latents at λ(0), still NOISY: where the decoder's condition lives (Algorithm 2)."""
-        return samplers.sample(self.denoiser, (n, *self.z_shape), self.schedule, steps, sampler,
-                               generator=generator, device=device, end_noisy=True, progress=progress)
+        return samplers.sample(
+            self.denoiser,
+            (n, *self.z_shape),
+            self.schedule,
+            steps,
+            sampler,
+            generator=generator,
+            device=device,
+            end_noisy=True,
+            progress=progress,
+        )
 
     def forward(self, z_clean: torch.Tensor, noise: NoiseDraw) -> dict:
         terms = base_loss(z_clean, self.denoiser, self.schedule, noise, self.cfg.base.sigmoid_bias)

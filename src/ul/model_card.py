@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -92,8 +91,8 @@ def card(
     kind: str,
     cfg: Config,
     training: dict,
-    metrics: Optional[dict] = None,
-    prov: Optional[dict] = None,
+    metrics: dict | None = None,
+    prov: dict | None = None,
     folder: str = "models/stage1",
     stage1: str = "models/stage1",
 ) -> str:
@@ -106,7 +105,9 @@ def card(
     if metrics:
         evaluation = "## Evaluation (held-out split)\n\n" + metrics_table(metrics)
     else:
-        evaluation = "## Evaluation\n\nNot evaluated yet: `ul export OUT` writes this card with the evaluation and provenance.\n"
+        evaluation = (
+            "## Evaluation\n\nNot evaluated yet: `ul export OUT` writes this card with the evaluation and provenance.\n"
+        )
     origin = "\n## Provenance\n\n" + provenance_lines(prov) if prov else ""
     params = yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip()
     return (
@@ -116,6 +117,10 @@ def card(
         f"- files: `model.safetensors` (weights, no pickle), `config.json` (class + config), this card\n\n"
         f"## Load it\n\n```python\n{usage}```\n\nor on files: `ul reconstruct IMAGES -o OUT`, `ul rate IMAGES`, "
         "`ul sample -n 16 -o grid.png` (`ul --help`).\n\n"
-        "## Training\n\n| quantity | value |\n|---|---|\n" + train_rows + "\n" + evaluation + origin +
-        f"\n## Config\n\n```yaml\n{params}\n```\n"
+        "## Training\n\n| quantity | value |\n|---|---|\n"
+        + train_rows
+        + "\n"
+        + evaluation
+        + origin
+        + f"\n## Config\n\n```yaml\n{params}\n```\n"
     )

@@ -4,6 +4,7 @@ latent prior, the pixel decoder and the stage-2 base model.
 Denoisers predict v (v = α·ε − σ·y) and `VDenoiser` turns that into the x-prediction ŷ = α·y_t − σ·v
 that the losses use: v-prediction keeps the network's target at unit scale at every λ.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,9 @@ class LogSNREmbedding(nn.Module):
 
     def __init__(self, dim: int, num_freqs: int = 32):
         super().__init__()
-        self.register_buffer("freqs", torch.exp(torch.linspace(math.log(0.05), math.log(20.0), num_freqs)), persistent=False)
+        self.register_buffer(
+            "freqs", torch.exp(torch.linspace(math.log(0.05), math.log(20.0), num_freqs)), persistent=False
+        )
         self.mlp = nn.Sequential(nn.Linear(2 * num_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, logsnr: torch.Tensor) -> torch.Tensor:
@@ -64,7 +67,9 @@ class TransformerBlock(nn.Module):
         self.heads = heads
         self.norm1, self.qkv, self.proj = nn.LayerNorm(width), nn.Linear(width, 3 * width), nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * width, width))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * width, width)
+        )
         self.dropout = dropout
 
     def forward(self, x):
@@ -112,7 +117,9 @@ class UNet(nn.Module):
             self.to_tokens = nn.Conv2d(c, width, 2, stride=2)
             self.pos = nn.Parameter(torch.randn(1, tokens, width) * 0.02)
             self.emb_to_tokens = nn.Linear(emb_dim, width)
-            self.transformer = nn.Sequential(*[TransformerBlock(width, cfg.heads, cfg.dropout) for _ in range(cfg.transformer_blocks)])
+            self.transformer = nn.Sequential(
+                *[TransformerBlock(width, cfg.heads, cfg.dropout) for _ in range(cfg.transformer_blocks)]
+            )
             self.from_tokens = nn.ConvTranspose2d(width, c, 2, stride=2)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, ch in reversed(list(enumerate(chs))):
@@ -177,7 +184,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.patch = cfg.patch
         chs = cfg.channels
-        layers: list[nn.Module] = [nn.Conv2d(c_img * cfg.patch ** 2, chs[0], 3, padding=1)]
+        layers: list[nn.Module] = [nn.Conv2d(c_img * cfg.patch**2, chs[0], 3, padding=1)]
         c = chs[0]
         for i, ch in enumerate(chs):
             for _ in range(cfg.blocks):

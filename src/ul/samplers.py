@@ -10,7 +10,7 @@ same sample on any device.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from tqdm import tqdm
@@ -57,7 +57,7 @@ def sample(
     steps: int,
     sampler: str = "ddim",
     cond=None,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     device="cpu",
     end_noisy: bool = False,
     progress: bool = False,
@@ -85,8 +85,9 @@ def sample(
 
 
 @torch.no_grad()
-def generate(base, model, n: int, base_steps: int, decoder_steps: int, sampler: str = "ddim", generator=None,
-             device="cpu") -> torch.Tensor:
+def generate(
+    base, model, n: int, base_steps: int, decoder_steps: int, sampler: str = "ddim", generator=None, device="cpu"
+) -> torch.Tensor:
     """Algorithm 2: the base model down to z0 at λ(0), then the decoder conditioned on it; [-1, 1]."""
     z0 = base.sample_z0(n, base_steps, sampler, generator, device)
     return model.decode(z0, decoder_steps, sampler, generator)

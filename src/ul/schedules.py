@@ -8,6 +8,7 @@ Units: every loss term is per example, in nats, summed over its own tensor's dim
 `bits()` is the only place nats become bits and are normalised per image / latent dim / pixel /
 sub-pixel.
 """
+
 from __future__ import annotations
 
 import math

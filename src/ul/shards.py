@@ -5,11 +5,12 @@ A few large files keep DVC fast (one hash per shard, not per image) and let read
 mmap_mode="r")` without reading everything into memory. The index is written last, atomically:
 a folder without `index.json` is incomplete and is refused by the reader.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Dict, Iterable, Optional
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class ShardWriter:
         self.count = 0
         self.labels: list[np.ndarray] = []
 
-    def add(self, batch: np.ndarray, labels: Optional[np.ndarray] = None) -> None:
+    def add(self, batch: np.ndarray, labels: np.ndarray | None = None) -> None:
         batch = np.ascontiguousarray(batch)
         if labels is not None:
             self.labels.append(np.asarray(labels, dtype=np.int64).reshape(-1))
@@ -53,14 +54,19 @@ class ShardWriter:
         self._buf = [rest] if len(rest) else []
         self._buffered = len(rest)
 
-    def close(self, stats: Optional[Dict] = None) -> Path:
+    def close(self, stats: dict | None = None) -> Path:
         if self._buffered:
             self._flush(self._buffered)
         if not self.shards:
             raise ValueError(f"{self.folder}: no rows written")
         first = np.load(self.folder / self.shards[0]["file"], mmap_mode="r")
-        index = {"count": self.count, "dtype": str(first.dtype), "shape": list(first.shape[1:]),
-                 "shards": self.shards, "stats": stats or {}}
+        index = {
+            "count": self.count,
+            "dtype": str(first.dtype),
+            "shape": list(first.shape[1:]),
+            "shards": self.shards,
+            "stats": stats or {},
+        }
         if self.labels:
             labels = np.concatenate(self.labels)
             if len(labels) != self.count:

@@ -7,6 +7,7 @@ checkpoint, so resuming on CPU is bit-identical to never stopping), torchrun dat
 what one process computes), atomic checkpoints every `ckpt_every` steps, and a stop on the first
 non-finite loss that keeps the last good checkpoint.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,8 @@ import hashlib
 import json
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from ul import checkpoint
 from ul.config import TrainConfig
-from ul.distributed import Dist, barrier, init, resolve_device
+from ul.distributed import barrier, init, resolve_device
 from ul.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 
 CKPT = "ckpt.pt"
@@ -93,9 +94,18 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_examples: int, cfg: TrainConfig,
-          out_dir: str | Path, config: dict, seed: int = 0, log_path: str | Path | None = None,
-          desc: str = "train", progress: bool = True) -> nn.Module:
+def train(
+    model: nn.Module,
+    data: Callable[[np.ndarray], torch.Tensor],
+    num_examples: int,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    config: dict,
+    seed: int = 0,
+    log_path: str | Path | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> nn.Module:
     """Train `model` (its forward is `(batch, noise) -> per-example terms with "loss"`; it has
     `draw_noise(batch, generator)`) on `data(indices) -> batch`; returns the EMA model."""
     device = resolve_device(cfg.device)
@@ -127,12 +137,24 @@ def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_exam
 
     def save(at_step: int) -> None:
         if dist_.main:
-            checkpoint.save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                                    "step": at_step, "rng": _rng_state(gen), "config": config, "fingerprint": fp}, ckpt_path)
+            checkpoint.save_atomic(
+                {
+                    "model": model.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": at_step,
+                    "rng": _rng_state(gen),
+                    "config": config,
+                    "fingerprint": fp,
+                },
+                ckpt_path,
+            )
         barrier(dist_)
 
     sums: dict[str, float] = {}
-    bar = tqdm(total=cfg.steps, initial=step, desc=desc, unit="step", disable=not (progress and dist_.main), dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc=desc, unit="step", disable=not (progress and dist_.main), dynamic_ncols=True
+    )
     t0, seen = time.perf_counter(), 0
     while step < cfg.steps:
         for group in opt.param_groups:
@@ -149,8 +171,10 @@ def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_exam
         if not torch.isfinite(means).all():
             bar.close()
             bad = {k: float(v) for k, v in zip(terms, means)}
-            raise NonFiniteLossError(f"{desc}: non-finite loss at step {step + 1}: {bad}; stopped before the update, "
-                                     f"the last good checkpoint ({ckpt_path}) is kept. Lower the learning rate or check the data.")
+            raise NonFiniteLossError(
+                f"{desc}: non-finite loss at step {step + 1}: {bad}; stopped before the update, "
+                f"the last good checkpoint ({ckpt_path}) is kept. Lower the learning rate or check the data."
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -164,7 +188,12 @@ def train(model: nn.Module, data: Callable[[np.ndarray], torch.Tensor], num_exam
         if step % cfg.log_every == 0 or step == cfg.steps:
             n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
             rate = seen / (time.perf_counter() - t0)
-            row = {"step": step, "lr": lr_at(step - 1, cfg), **{k: v / n for k, v in sums.items()}, "images_per_s": rate}
+            row = {
+                "step": step,
+                "lr": lr_at(step - 1, cfg),
+                **{k: v / n for k, v in sums.items()},
+                "images_per_s": rate,
+            }
             log.append(row)
             bar.set_postfix(loss=f"{row['loss']:.1f}", img_s=f"{rate:.0f}")
             sums, t0, seen = {}, time.perf_counter(), 0

@@ -5,6 +5,7 @@ hashing, a short body (fewer bytes than Content-Length) is reported as truncated
 refuses any entry that could write outside the target folder (absolute paths, `..`, links,
 devices), checked by us and, for tar, again by the stdlib's `filter="data"`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,8 +53,10 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
     """Stream `url` to `dest`, checking length and sha256; returns `dest`."""
     shown = redact(url)
     if not sha256:
-        raise DataError(f"{shown}: an archive URL needs its sha256 (set data.sha256 to the archive's "
-                        "`sha256sum`); refusing to use unverified data")
+        raise DataError(
+            f"{shown}: an archive URL needs its sha256 (set data.sha256 to the archive's "
+            "`sha256sum`); refusing to use unverified data"
+        )
     sha256 = sha256.strip().lower()
     if not SHA256_RE.match(sha256):
         raise DataError(f"data.sha256={sha256!r} is not 64 hexadecimal digits")
@@ -62,8 +65,9 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
         with urllib.request.urlopen(_request(url), timeout=timeout) as resp, open(dest, "wb") as out:
             length = resp.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=f"download {PurePosixPath(shown).name}",
-                      mininterval=0.5) as bar:
+            with tqdm(
+                total=expected, unit="B", unit_scale=True, desc=f"download {PurePosixPath(shown).name}", mininterval=0.5
+            ) as bar:
                 while chunk := resp.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
@@ -74,8 +78,9 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
     except urllib.error.URLError as err:
         raise DataError(f"cannot reach {shown}: {err.reason}") from None
     except http.client.IncompleteRead as err:
-        raise DataError(f"{shown}: download truncated: received {got + len(err.partial)} bytes, "
-                        f"the server announced {expected}") from None
+        raise DataError(
+            f"{shown}: download truncated: received {got + len(err.partial)} bytes, the server announced {expected}"
+        ) from None
     except (OSError, http.client.HTTPException) as err:
         raise DataError(f"{shown}: download failed after {got} bytes: {err}") from None
     if expected is not None and got != expected:
@@ -111,7 +116,9 @@ def _extract_zip(path: Path, target: Path, shown: str) -> None:
         for info in zf.infolist():
             _check_name(info.filename, shown)
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise DataError(f"{shown}: entry {info.filename!r} is a link; only plain files and folders are accepted")
+                raise DataError(
+                    f"{shown}: entry {info.filename!r} is a link; only plain files and folders are accepted"
+                )
         zf.extractall(target)
 
 

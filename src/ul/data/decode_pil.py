@@ -6,11 +6,12 @@ libjpeg-turbo does in DALI, and converts colour PNGs to grey with integer BT.601
 own conversion differs from it by at most 1 level on about 0.3% of such pixels). `resize` uses
 Pillow's antialiased bilinear filter, close to but not bit-identical with DALI's.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, List
 
 import numpy as np
 from PIL import Image
@@ -28,7 +29,7 @@ def crop_or_pad(img: np.ndarray, size: int) -> np.ndarray:
     oy, ox = _round_half_away(0.5 * (h - size)), _round_half_away(0.5 * (w - size))
     out = np.zeros((size, size, c), dtype=np.uint8)
     ys, xs = slice(max(oy, 0), min(oy + size, h)), slice(max(ox, 0), min(ox + size, w))
-    out[ys.start - oy: ys.stop - oy, xs.start - ox: xs.stop - ox] = img[ys, xs]
+    out[ys.start - oy : ys.stop - oy, xs.start - ox : xs.stop - ox] = img[ys, xs]
     return out
 
 
@@ -66,9 +67,17 @@ def transform(im: Image.Image, resolution: int, channels: int, resize_mode: str)
     return crop_or_pad(arr, resolution).transpose(2, 0, 1)
 
 
-def batches(files: List[str], resolution: int, channels: int, resize_mode: str, threads: int,
-            batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
+def batches(
+    files: list[str],
+    resolution: int,
+    channels: int,
+    resize_mode: str,
+    threads: int,
+    batch_size: int,
+    device: str = "cpu",
+) -> Iterator[np.ndarray]:
     """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
+
     def one(k: int) -> np.ndarray:
         try:
             return load(files[k], resolution, channels, resize_mode)

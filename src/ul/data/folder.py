@@ -12,13 +12,13 @@ Layout rules (every source other than `builtin:` ends up here):
 - `max_train`/`max_test` keep the first N of a split ordered by content hash: a deterministic
   sample that keeps the class mix (path order would keep only the first classes).
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from tqdm import tqdm
 
@@ -33,7 +33,7 @@ TEST_PERCENT = 10
 class _Item:
     src: Path
     rel: str  # path inside the split root, POSIX
-    split: Optional[str]
+    split: str | None
     sha256: str = ""
 
 
@@ -41,14 +41,13 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def image_files(root: Path) -> List[str]:
+def image_files(root: Path) -> list[str]:
     """Sorted relative POSIX paths of the visible image files under `root`."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
         rel_dir = Path(dirpath).relative_to(root)
-        found += [(rel_dir / f).as_posix() for f in filenames
-                  if not _hidden(f) and f.lower().endswith(IMAGE_SUFFIXES)]
+        found += [(rel_dir / f).as_posix() for f in filenames if not _hidden(f) and f.lower().endswith(IMAGE_SUFFIXES)]
     return sorted(found)
 
 
@@ -61,7 +60,7 @@ def unwrap(root: Path) -> Path:
         root = visible[0]
 
 
-def _scan(root: Path) -> List[_Item]:
+def _scan(root: Path) -> list[_Item]:
     if not any((root / s).is_dir() for s in SPLITS):
         return [_Item(root / rel, rel, None) for rel in image_files(root)]
     stray = [f for f in image_files(root) if f.split("/", 1)[0] not in SPLITS]
@@ -76,7 +75,7 @@ def _scan(root: Path) -> List[_Item]:
     return items
 
 
-def _hash_split(items: List[_Item]) -> None:
+def _hash_split(items: list[_Item]) -> None:
     """Assign splits by content hash; force one image into an empty split so both exist."""
     for it in items:
         it.split = "test" if int(it.sha256[:8], 16) % 100 < TEST_PERCENT else "train"
@@ -85,17 +84,19 @@ def _hash_split(items: List[_Item]) -> None:
             pick(items, key=lambda it: (it.sha256, it.rel)).split = split
 
 
-def _labels(items: List[_Item]) -> Tuple[Dict[str, int], List[Optional[int]]]:
+def _labels(items: list[_Item]) -> tuple[dict[str, int], list[int | None]]:
     names = [it.rel.split("/", 1)[0] if "/" in it.rel else None for it in items]
     if None in names and any(n is not None for n in names):
         loose = next(it.rel for it, n in zip(items, names) if n is None)
-        raise DataError(f"some images are in class folders and some are not (e.g. {loose!r}); "
-                        "put every image in a class folder or none")
+        raise DataError(
+            f"some images are in class folders and some are not (e.g. {loose!r}); "
+            "put every image in a class folder or none"
+        )
     classes = {name: i for i, name in enumerate(sorted({n for n in names if n is not None}))}
     return classes, [None if n is None else classes[n] for n in names]
 
 
-def copy(root: Path, out_dir: Path, limits: Dict[str, int]) -> Tuple[List[Entry], List[str]]:
+def copy(root: Path, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
     """Copy the images of `root` into `out_dir/<split>/...` and return their manifest entries."""
     root = unwrap(Path(root))
     items = _scan(root)
@@ -108,10 +109,11 @@ def copy(root: Path, out_dir: Path, limits: Dict[str, int]) -> Tuple[List[Entry]
     classes, labels = _labels(items)
     entries = []
     for split in SPLITS:
-        chosen = sorted((k for k, it in enumerate(items) if it.split == split),
-                        key=lambda k: (items[k].sha256, items[k].rel))
+        chosen = sorted(
+            (k for k, it in enumerate(items) if it.split == split), key=lambda k: (items[k].sha256, items[k].rel)
+        )
         if limits[split] > 0:
-            chosen = chosen[:limits[split]]
+            chosen = chosen[: limits[split]]
         for k in tqdm(sorted(chosen), desc=f"copy {split}", unit="file", mininterval=1.0):
             it, rel = items[k], f"{split}/{items[k].rel}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 Layout: two zero bytes, a type code (0x08 = uint8), the number of dimensions, one big-endian
 uint32 per dimension, then the data in C order. Only uint8 is used by these datasets.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -5,10 +5,10 @@ what lets `decode` name the bad file and, with `on_error=skip`, leave it out. `q
 (headers, PNG chunk CRCs, the JPEG end marker); `full` decodes every pixel and is used only on
 the files of a batch that DALI rejected although they passed `quick`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from PIL import Image
 
@@ -20,7 +20,7 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
-def quick(path: str | Path) -> Optional[str]:
+def quick(path: str | Path) -> str | None:
     """None if `path` looks like a complete PNG/JPEG, else the reason it does not."""
     try:
         with Image.open(path) as im:
@@ -40,7 +40,7 @@ def quick(path: str | Path) -> Optional[str]:
     return None
 
 
-def full(path: str | Path) -> Optional[str]:
+def full(path: str | Path) -> str | None:
     """None if every pixel of `path` decodes, else the reason."""
     try:
         with Image.open(path) as im:

@@ -5,14 +5,15 @@ separators), rows are sorted by path, `label` is an integer class id or empty. T
 live beside it in `classes.json` (id = position). The file is written with fixed formatting so
 that the same images always give the same bytes.
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional
 
 from ul.data import DataError
 
@@ -26,7 +27,7 @@ SPLITS = ("train", "test")
 class Entry:
     path: str
     split: str
-    label: Optional[int]
+    label: int | None
     sha256: str
     bytes: int
 
@@ -43,7 +44,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write(folder: Path, entries: Iterable[Entry], classes: List[str]) -> Path:
+def write(folder: Path, entries: Iterable[Entry], classes: list[str]) -> Path:
     """Write `manifest.csv` (sorted by path) and `classes.json` into `folder`."""
     rows = sorted(entries, key=lambda e: e.path)
     path = Path(folder) / MANIFEST
@@ -56,7 +57,7 @@ def write(folder: Path, entries: Iterable[Entry], classes: List[str]) -> Path:
     return path
 
 
-def read(folder: str | Path) -> List[Entry]:
+def read(folder: str | Path) -> list[Entry]:
     """Read the manifest of a raw folder; a missing file or malformed row raises DataError."""
     path = Path(folder) / MANIFEST
     if not path.exists():
@@ -66,12 +67,16 @@ def read(folder: str | Path) -> List[Entry]:
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise DataError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
         try:
-            return [Entry(r["path"], r["split"], int(r["label"]) if r["label"] != "" else None,
-                          r["sha256"], int(r["bytes"])) for r in reader]
+            return [
+                Entry(
+                    r["path"], r["split"], int(r["label"]) if r["label"] != "" else None, r["sha256"], int(r["bytes"])
+                )
+                for r in reader
+            ]
         except ValueError as err:
             raise DataError(f"{path}: line {reader.line_num}: {err}") from None
 
 
-def read_classes(folder: str | Path) -> List[str]:
+def read_classes(folder: str | Path) -> list[str]:
     path = Path(folder) / CLASSES
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []

@@ -11,6 +11,7 @@ The output is byte-for-byte reproducible (sorted manifest, copied bytes or fixed
 nothing time-dependent) and written all-or-nothing: a failure leaves no partial folder, and an
 existing `out_dir` is only replaced once the new one is complete.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,6 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from ul.atomic import scratch_dir, staged_dir
 from ul.data import DataError, archive, buckets, builtin, folder, manifest
@@ -37,10 +37,11 @@ def _file_root(source: str) -> Path:
     return root
 
 
-def _collect(source: str, sha256: Optional[str], out: Path, scratch: Path,
-             limits: Dict[str, int]) -> Tuple[List[Entry], List[str]]:
+def _collect(
+    source: str, sha256: str | None, out: Path, scratch: Path, limits: dict[str, int]
+) -> tuple[list[Entry], list[str]]:
     if source.startswith("builtin:"):
-        return builtin.write(source[len("builtin:"):], out, limits)
+        return builtin.write(source[len("builtin:") :], out, limits)
     if source.startswith("file://"):
         return folder.copy(_file_root(source), out, limits)
     if source.startswith(("https://", "http://")):
@@ -51,7 +52,7 @@ def _collect(source: str, sha256: Optional[str], out: Path, scratch: Path,
     return folder.copy(buckets.download(loc, scratch / "objects"), out, limits)
 
 
-def fetch(source: str, out_dir: Path, sha256: Optional[str] = None, max_train: int = 0, max_test: int = 0) -> dict:
+def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int = 0, max_test: int = 0) -> dict:
     """Write `out_dir/` = the source's images + `manifest.csv` + `classes.json`; return metrics.
 
     `max_train`/`max_test` > 0 keep that many images of the split (0 = all). Raises DataError.
@@ -62,14 +63,20 @@ def fetch(source: str, out_dir: Path, sha256: Optional[str] = None, max_train: i
     if max_train < 0 or max_test < 0:
         raise DataError(f"max_train={max_train}, max_test={max_test}: must be >= 0")
     if sha256 and not source.startswith(("https://", "http://")):
-        print(f"warning: data.sha256 is only checked for https:// archives; ignored for {source.split(':')[0]}",
-              file=sys.stderr)
+        print(
+            f"warning: data.sha256 is only checked for https:// archives; ignored for {source.split(':')[0]}",
+            file=sys.stderr,
+        )
     limits = {"train": max_train, "test": max_test}
     with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
         entries, classes = _collect(source, sha256, out, scratch, limits)
         path = manifest.write(out, entries, classes)
         manifest_sha = manifest.sha256_file(path)
     counts = Counter(e.split for e in entries)
-    return {"source": archive.redact(source) if "://" in source else source,
-            "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
-            "classes": len(classes), "bytes": sum(e.bytes for e in entries), "manifest_sha256": manifest_sha}
+    return {
+        "source": archive.redact(source) if "://" in source else source,
+        "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
+        "classes": len(classes),
+        "bytes": sum(e.bytes for e in entries),
+        "manifest_sha256": manifest_sha,
+    }

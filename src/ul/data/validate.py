@@ -10,6 +10,7 @@ context renders HTML Data Docs; the docs and the JSON results are copied to `out
 even when an expectation fails, and only then is ValidationError raised, naming every failed
 expectation with a few failing rows.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,15 @@ def counts_table(raw: pd.DataFrame, decoded_dir: Path) -> pd.DataFrame:
         reader = _reader(decoded_dir / s)
         n_manifest = int((raw["split"] == s).sum())
         n_skipped = sum(split_of.get(p) == s for p in skipped)
-        rows.append({"split": s, "manifest": n_manifest, "skipped": n_skipped,
-                     "expected_decoded": n_manifest - n_skipped, "decoded": len(reader) if reader else 0})
+        rows.append(
+            {
+                "split": s,
+                "manifest": n_manifest,
+                "skipped": n_skipped,
+                "expected_decoded": n_manifest - n_skipped,
+                "decoded": len(reader) if reader else 0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -121,10 +129,23 @@ def image_table(decoded_dir: Path, elements: int = 1 << 22) -> pd.DataFrame:
         for start, batch in zip(range(0, len(reader), batch_size), reader.iter_batches(batch_size)):
             flat = batch.reshape(len(batch), -1).astype(np.float64)
             idx = np.arange(start, start + len(batch))
-            parts.append(pd.DataFrame({
-                "split": s, "row": idx, "path": [paths[i] if i < len(paths) else f"{s}#{i}" for i in idx],
-                "channels": c, "height": h, "width": w, "dtype": str(batch.dtype),
-                "min": flat.min(1), "max": flat.max(1), "mean": flat.mean(1), "std": flat.std(1)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "split": s,
+                        "row": idx,
+                        "path": [paths[i] if i < len(paths) else f"{s}#{i}" for i in idx],
+                        "channels": c,
+                        "height": h,
+                        "width": w,
+                        "dtype": str(batch.dtype),
+                        "min": flat.min(1),
+                        "max": flat.max(1),
+                        "mean": flat.mean(1),
+                        "std": flat.std(1),
+                    }
+                )
+            )
     cols = ["split", "row", "path", "channels", "height", "width", "dtype", "min", "max", "mean", "std"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
@@ -138,12 +159,19 @@ def suites(n_classes: int, resolution: int, channels: int, resize_mode: str = "p
     import great_expectations.expectations as gxe
 
     if resize_mode == "pad":
-        size = [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1, max_value=resolution) for c in ("width", "height")]
+        size = [
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=1, max_value=resolution) for c in ("width", "height")
+        ]
     else:
-        size = [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=max(1, resolution // 2)) for c in ("width", "height")]
+        size = [
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=max(1, resolution // 2)) for c in ("width", "height")
+        ]
 
-    labels = (gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(n_classes))) if n_classes
-              else gxe.ExpectColumnValuesToBeNull(column="label"))
+    labels = (
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(n_classes)))
+        if n_classes
+        else gxe.ExpectColumnValuesToBeNull(column="label")
+    )
     return {
         "manifest": [
             gxe.ExpectTableRowCountToBeBetween(min_value=2),
@@ -200,25 +228,44 @@ CDN_TO_NPM = [  # (CDN address pattern, file under node_modules; \1 from the pat
     (r"https://cdn\.jsdelivr\.net/npm/vega-lite@5", "vega-lite/build/vega-lite.min.js"),
     (r"https://cdn\.jsdelivr\.net/npm/vega-embed@6", "vega-embed/build/vega-embed.min.js"),
     (r"https://code\.jquery\.com/jquery-3\.[\d.]+\.min\.js", "jquery/dist/jquery.min.js"),
-    (r"https://cdnjs\.cloudflare\.com/ajax/libs/popper\.js/1\.[\d.]+/umd/popper\.min\.js", "popper.js/dist/umd/popper.min.js"),
-    (r"https://\w+\.bootstrapcdn\.com/bootstrap/4\.[\d.]+/(css/bootstrap\.min\.css|js/bootstrap\.min\.js)", r"bootstrap/dist/\1"),
+    (
+        r"https://cdnjs\.cloudflare\.com/ajax/libs/popper\.js/1\.[\d.]+/umd/popper\.min\.js",
+        "popper.js/dist/umd/popper.min.js",
+    ),
+    (
+        r"https://\w+\.bootstrapcdn\.com/bootstrap/4\.[\d.]+/(css/bootstrap\.min\.css|js/bootstrap\.min\.js)",
+        r"bootstrap/dist/\1",
+    ),
     (r"https://unpkg\.com/bootstrap-table@1\.19\.\d+/dist/([\w/.-]+\.(?:js|css))", r"bootstrap-table/dist/\1"),
-    (r"https://cdnjs\.cloudflare\.com/ajax/libs/bootstrap-datepicker/1\.9\.0/(js|css)/([\w.-]+)", r"bootstrap-datepicker/dist/\1/\2"),
-    (r"https://cdn\.jsdelivr\.net/npm/@forevolve/bootstrap-dark@1\.1\.0/dist/css/bootstrap-prefers-dark\.css",
-     "@forevolve/bootstrap-dark/dist/css/bootstrap-prefers-dark.min.css"),
-    (r"https://cdnjs\.cloudflare\.com/ajax/libs/font-awesome/6\.6\.0/css/all\.min\.css", "@fortawesome/fontawesome-free/css/all.min.css"),
+    (
+        r"https://cdnjs\.cloudflare\.com/ajax/libs/bootstrap-datepicker/1\.9\.0/(js|css)/([\w.-]+)",
+        r"bootstrap-datepicker/dist/\1/\2",
+    ),
+    (
+        r"https://cdn\.jsdelivr\.net/npm/@forevolve/bootstrap-dark@1\.1\.0/dist/css/bootstrap-prefers-dark\.css",
+        "@forevolve/bootstrap-dark/dist/css/bootstrap-prefers-dark.min.css",
+    ),
+    (
+        r"https://cdnjs\.cloudflare\.com/ajax/libs/font-awesome/6\.6\.0/css/all\.min\.css",
+        "@fortawesome/fontawesome-free/css/all.min.css",
+    ),
 ]
 WITH_FILES = {"@fortawesome/fontawesome-free/css/all.min.css": "@fortawesome/fontawesome-free/webfonts/*.woff2"}
-GX_IMAGES = re.compile(r"https://great-expectations-web-assets\.s3\.[\w.-]+\.amazonaws\.com/[\w.-]+\.png")  # GX ships the logo
+GX_IMAGES = re.compile(
+    r"https://great-expectations-web-assets\.s3\.[\w.-]+\.amazonaws\.com/[\w.-]+\.png"
+)  # GX ships the logo
 # A resource the page loads (not a link a reader may click): script/img src, stylesheet href, CSS url().
-REMOTE = re.compile(r"""<(?:script|img)\b[^>]*\bsrc=["']https?://[^"']+|<link\b[^>]*\bhref=["']https?://[^"']+|"""
-                    r"""url\(\s*["']?https?://[^)"']+""")
+REMOTE = re.compile(
+    r"""<(?:script|img)\b[^>]*\bsrc=["']https?://[^"']+|<link\b[^>]*\bhref=["']https?://[^"']+|"""
+    r"""url\(\s*["']?https?://[^)"']+"""
+)
 RUN_TIME_NOTE = (
     '<div class="alert alert-info ul-run-time-note" role="note"><strong>About the run time '
-    '2000-01-01 00:00 UTC:</strong> it is a fixed stand-in, not when these data were validated. The pages '
-    'are made byte-for-byte reproducible, so that DVC gives the validate stage the same hash on every '
-    'machine. The real time of the last validation on this machine is printed by the stage and kept in '
-    '<a href="{href}"><code>{name}</code></a>, beside the <code>{out}/</code> folder, which DVC does not hash.</div>')
+    "2000-01-01 00:00 UTC:</strong> it is a fixed stand-in, not when these data were validated. The pages "
+    "are made byte-for-byte reproducible, so that DVC gives the validate stage the same hash on every "
+    "machine. The real time of the last validation on this machine is printed by the stage and kept in "
+    '<a href="{href}"><code>{name}</code></a>, beside the <code>{out}/</code> folder, which DVC does not hash.</div>'
+)
 NOTE_BEFORE = '<div class="container-fluid pt-4 pb-4 pl-5 pr-5">'
 RUN_SUFFIX = ".run.json"  # data/validation → data/validation.run.json: the real run time, not hashed
 
@@ -241,8 +288,10 @@ def _vendor(url: str, docs_dir: Path, modules: Path) -> str | None:
         rel = m.expand(target)
         for src in [modules / rel, *sorted(modules.glob(WITH_FILES.get(rel, "")) if rel in WITH_FILES else [])]:
             if not src.is_file():
-                raise DataError(f"{src}: missing; the Data Docs' web assets come from tools/package.json "
-                                "(run `make setup`, or `npm ci --prefix tools`)")
+                raise DataError(
+                    f"{src}: missing; the Data Docs' web assets come from tools/package.json "
+                    "(run `make setup`, or `npm ci --prefix tools`)"
+                )
             dst = docs_dir / "static" / "vendor" / src.relative_to(modules)
             if not dst.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -265,14 +314,20 @@ def offline_docs(docs_dir: Path, sidecar_name: str, modules: Path | None = None)
             return m.group(0) if rel is None else m.group(1) + (up / rel).as_posix()
 
         text = html.read_text(encoding="utf-8")
-        text = re.sub(r"""(<(?:script|img|link)\b[^>]*?\b(?:src|href)=["']|url\(\s*["']?)(https?://[^"')\s]+)""", local, text)
-        text = re.sub(r"<(?:script|link)\b[^>]*>",
-                      lambda m: re.sub(r'\s+(?:integrity|crossorigin)="[^"]*"', "", m.group(0)), text)
+        text = re.sub(
+            r"""(<(?:script|img|link)\b[^>]*?\b(?:src|href)=["']|url\(\s*["']?)(https?://[^"')\s]+)""", local, text
+        )
+        text = re.sub(
+            r"<(?:script|link)\b[^>]*>", lambda m: re.sub(r'\s+(?:integrity|crossorigin)="[^"]*"', "", m.group(0)), text
+        )
         left = REMOTE.findall(text)
         if left:
             raise DataError(f"{html}: still loads {left[0]!r} from the network; add it to CDN_TO_NPM")
-        note = RUN_TIME_NOTE.format(href=(up / ".." / ".." / sidecar_name).as_posix(), name=sidecar_name,
-                                    out=sidecar_name.removesuffix(RUN_SUFFIX))
+        note = RUN_TIME_NOTE.format(
+            href=(up / ".." / ".." / sidecar_name).as_posix(),
+            name=sidecar_name,
+            out=sidecar_name.removesuffix(RUN_SUFFIX),
+        )
         at = text.find(NOTE_BEFORE) if NOTE_BEFORE in text else text.find("<body>") + len("<body>")
         html.write_text(text[:at] + note + "\n" + text[at:], encoding="utf-8")
 
@@ -280,8 +335,12 @@ def offline_docs(docs_dir: Path, sidecar_name: str, modules: Path | None = None)
 INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path"}
 
 
-def run_suites(tables: dict[str, pd.DataFrame], expectations: dict[str, list], docs_dir: Path,
-               sidecar_name: str = "validation" + RUN_SUFFIX) -> dict:
+def run_suites(
+    tables: dict[str, pd.DataFrame],
+    expectations: dict[str, list],
+    docs_dir: Path,
+    sidecar_name: str = "validation" + RUN_SUFFIX,
+) -> dict:
     """Run one checkpoint per table in a temporary File context; copy the Data Docs to `docs_dir`,
     byte-stable and with their web assets vendored (see offline_docs)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -300,10 +359,17 @@ def run_suites(tables: dict[str, pd.DataFrame], expectations: dict[str, list], d
             batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
             suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=expectations[name]))
             vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-            checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-                name=name, validation_definitions=[vd],
-                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20,
-                               "unexpected_index_column_names": [INDEX_COLUMN[name]]}))
+            checkpoint = ctx.checkpoints.add(
+                gx.Checkpoint(
+                    name=name,
+                    validation_definitions=[vd],
+                    result_format={
+                        "result_format": "SUMMARY",
+                        "partial_unexpected_count": 20,
+                        "unexpected_index_column_names": [INDEX_COLUMN[name]],
+                    },
+                )
+            )
             run = checkpoint.run(batch_parameters={"dataframe": df}, run_id=run_id)
             (results[name],) = run.run_results.values()
         ctx.build_data_docs()
@@ -347,19 +413,31 @@ def _record_run_time(sidecar: Path, started: datetime, out_dir: Path, metrics: d
     """The real validation time, which the byte-stable output cannot hold: printed to stderr and
     written to `sidecar` (beside the output folder: not a DVC output, so not hashed)."""
     when = started.isoformat(timespec="seconds")
-    sidecar.write_text(json.dumps({
-        "validated_at": when, "success": metrics["success"], "failed": metrics["failed"],
-        "docs": (out_dir / "docs" / "index.html").as_posix(),
-        "note": "The Data Docs and result.json show the fixed run time 2000-01-01T00:00:00Z so that they are "
+    sidecar.write_text(
+        json.dumps(
+            {
+                "validated_at": when,
+                "success": metrics["success"],
+                "failed": metrics["failed"],
+                "docs": (out_dir / "docs" / "index.html").as_posix(),
+                "note": "The Data Docs and result.json show the fixed run time 2000-01-01T00:00:00Z so that they are "
                 "byte-for-byte reproducible (the same DVC hash on every machine); this file keeps the real time "
-                "of the last validation here and is not part of the stage's output."}, indent=1) + "\n",
-        encoding="utf-8")
-    print(f"validate: validated at {when} (the Data Docs show the fixed 2000-01-01 run time; real time in {sidecar})",
-          file=sys.stderr)
+                "of the last validation here and is not part of the stage's output.",
+            },
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(
+        f"validate: validated at {when} (the Data Docs show the fixed 2000-01-01 run time; real time in {sidecar})",
+        file=sys.stderr,
+    )
 
 
-def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int,
-             resize_mode: str = "pad") -> dict:
+def validate(
+    raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int, resize_mode: str = "pad"
+) -> dict:
     """Validate fetched + decoded data; write `out_dir/result.json` and `out_dir/docs/`.
 
     Returns metrics; raises ValidationError (after writing) naming each failed expectation.
@@ -372,15 +450,24 @@ def validate(raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, c
     expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels, resize_mode)
     with staged_dir(out_dir) as out:
         results = run_suites(tables, expectations, out / "docs", sidecar.name)
-        doc = {"success": all(r.success for r in results.values()),
-               "suites": {name: r.to_json_dict() for name, r in results.items()}}
+        doc = {
+            "success": all(r.success for r in results.values()),
+            "suites": {name: r.to_json_dict() for name, r in results.items()},
+        }
         (out / "result.json").write_text(_stable(json.dumps(doc, indent=1, default=str)) + "\n", encoding="utf-8")
     failures: list[str] = [_describe(name, r) for name, vr in results.items() for r in vr.results if not r.success]
-    metrics = {"success": not failures, "expectations": sum(len(v) for v in expectations.values()),
-               "failed": len(failures), "images": len(tables["images"]),
-               "rows": {name: len(df) for name, df in tables.items()}}
+    metrics = {
+        "success": not failures,
+        "expectations": sum(len(v) for v in expectations.values()),
+        "failed": len(failures),
+        "images": len(tables["images"]),
+        "rows": {name: len(df) for name, df in tables.items()},
+    }
     _record_run_time(sidecar, started, out_dir, metrics)
     if failures:
-        raise ValidationError(f"{len(failures)} expectation(s) failed (details in {Path(out_dir) / 'result.json'}, "
-                              f"{Path(out_dir) / 'docs' / 'index.html'}):\n  " + "\n  ".join(failures), metrics)
+        raise ValidationError(
+            f"{len(failures)} expectation(s) failed (details in {Path(out_dir) / 'result.json'}, "
+            f"{Path(out_dir) / 'docs' / 'index.html'}):\n  " + "\n  ".join(failures),
+            metrics,
+        )
     return metrics

@@ -1,12 +1,13 @@
 """What every thin stage entry point shares: `--params`/`--metrics` arguments, the config load,
 the metrics file, and turning expected errors into one `error: ...` line and exit status 1."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ul.config import Config, ConfigError, load
 from ul.data import DataError
@@ -15,10 +16,15 @@ from ul.errors import ExportError, NonFiniteLossError
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:
     """The parser of `python -m ul.stages.<stage>`, whose help is the stage's module docstring."""
-    p = argparse.ArgumentParser(prog=f"python -m ul.stages.{stage}", description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", default="params.yaml", help="parameter file read through ul.config.load (default: %(default)s)")
-    p.add_argument("--metrics", default=f"metrics/{stage}.json", help="where the stage's metrics JSON goes (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog=f"python -m ul.stages.{stage}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--params", default="params.yaml", help="parameter file read through ul.config.load (default: %(default)s)"
+    )
+    p.add_argument(
+        "--metrics", default=f"metrics/{stage}.json", help="where the stage's metrics JSON goes (default: %(default)s)"
+    )
     return p
 
 

@@ -5,6 +5,7 @@
 Reads cache.device and cache.batch_size. Writes memory-mappable float32 shards plus index.json with per-channel statistics (the stage-2
 training data) and metrics/cache_latents.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,8 +28,9 @@ def main(argv=None) -> int:
     def body(cfg):
         device = resolve_device(cfg.cache.device)
         model, _ = export.load(args.model, device, expect=UnifiedLatents)
-        stats = latent_cache.write(model, ShardReader(Path(args.data) / "train"), Path(args.out) / "train",
-                                   cfg.cache.batch_size, device)
+        stats = latent_cache.write(
+            model, ShardReader(Path(args.data) / "train"), Path(args.out) / "train", cfg.cache.batch_size, device
+        )
         return {"latent_count": stats["count"], "latent_std": stats["std"]}
 
     return _cli.run(args, body)

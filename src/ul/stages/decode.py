@@ -7,6 +7,7 @@ resize: shorter side to the resolution, then centre crop) and decode.* (device a
 on_error fail|skip, threads, batch_size). A corrupt image stops the stage naming its path, or
 with decode.on_error=skip is left out and listed in <out>/skipped.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def body(cfg):
-        metrics = decode(Path(args.raw), Path(args.out), cfg.data.resolution, cfg.data.channels, cfg.data.resize_mode,
-                         cfg.decode.device, cfg.decode.on_error, cfg.decode.threads, cfg.decode.batch_size)
+        metrics = decode(
+            Path(args.raw),
+            Path(args.out),
+            cfg.data.resolution,
+            cfg.data.channels,
+            cfg.data.resize_mode,
+            cfg.decode.device,
+            cfg.decode.on_error,
+            cfg.decode.threads,
+            cfg.decode.batch_size,
+        )
         # Throughput varies run to run; printed, not stored, so the stage's DVC hash is reproducible.
         print(f"decode: {metrics.pop('images_per_s')} images/s", file=sys.stderr)
         return metrics

@@ -6,6 +6,7 @@ Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda). Writes eval/metri
 latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
 eval/reconstructions.png; Inception reference statistics are cached in data/fid_stats.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,7 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--stage1", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
     p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
     p.add_argument("--out", default="eval", help="grids folder (default: %(default)s)")
-    p.add_argument("--fid-cache", default="data/fid_stats", help="Inception reference statistics (default: %(default)s)")
+    p.add_argument(
+        "--fid-cache", default="data/fid_stats", help="Inception reference statistics (default: %(default)s)"
+    )
     p.add_argument("--no-fid", action="store_true", help="skip rFID/gFID (the slow part on CPU)")
     args = p.parse_args(argv)
 

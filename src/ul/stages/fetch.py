@@ -8,6 +8,7 @@ Sources: builtin:fashion-mnist | builtin:mnist | file:///dir | https://…/x.tar
 (LAKEFS_ENDPOINT = the S3 gateway, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
 The output is written all-or-nothing; errors print `error: ...` and exit with status 1.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,9 @@ def main(argv=None) -> int:
     p = _cli.parser("fetch", __doc__)
     p.add_argument("--out", default="data/raw", help="raw output folder (default: %(default)s)")
     args = p.parse_args(argv)
-    return _cli.run(args, lambda cfg: fetch(cfg.data.source, Path(args.out), cfg.data.sha256,
-                                            cfg.data.max_train, cfg.data.max_test))
+    return _cli.run(
+        args, lambda cfg: fetch(cfg.data.source, Path(args.out), cfg.data.sha256, cfg.data.max_train, cfg.data.max_test)
+    )
 
 
 if __name__ == "__main__":

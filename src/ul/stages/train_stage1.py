@@ -9,6 +9,7 @@ parameters and data), the export <out>/{model.safetensors,config.json,README.md}
 config, model card; `ul.Autoencoder.load(<out>)`), the training curve
 metrics/stage1_train.tsv and the summary metrics/train_stage1.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -36,11 +37,25 @@ def main(argv=None) -> int:
         images = ShardReader(Path(args.data) / "train")
         model = UnifiedLatents(cfg)
         t0 = time.time()
-        ema = train(model, lambda idx: from_uint8(images[idx]), len(images), cfg.stage1, args.out,
-                    _cli.run_identity(cfg, KEYS, images), cfg.seed, args.log, desc="stage1")
-        metrics = {"steps": cfg.stage1.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
-                   "params_encoder": _cli.count(ema.encoder), "params_prior": _cli.count(ema.prior),
-                   "params_decoder": _cli.count(ema.decoder)}
+        ema = train(
+            model,
+            lambda idx: from_uint8(images[idx]),
+            len(images),
+            cfg.stage1,
+            args.out,
+            _cli.run_identity(cfg, KEYS, images),
+            cfg.seed,
+            args.log,
+            desc="stage1",
+        )
+        metrics = {
+            "steps": cfg.stage1.steps,
+            "wall_s": round(time.time() - t0, 1),
+            **_cli.last_row(args.log),
+            "params_encoder": _cli.count(ema.encoder),
+            "params_prior": _cli.count(ema.prior),
+            "params_decoder": _cli.count(ema.decoder),
+        }
         export.save(ema, cfg, args.out, metrics)
         return metrics
 

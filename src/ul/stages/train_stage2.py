@@ -6,6 +6,7 @@
 Reads seed, noise.*, base.*, stage2.* (and the shapes of data/encoder). Writes <out>/ckpt.pt
 (resumable), the export <out>/{model.safetensors,config.json,README.md}, metrics/stage2_train.tsv and metrics/train_stage2.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,10 +34,24 @@ def main(argv=None) -> int:
         latents = latent_cache.read(Path(args.latents) / "train")
         model = BaseModel(cfg)
         t0 = time.time()
-        ema = train(model, lambda idx: torch.from_numpy(latents[idx]), len(latents), cfg.stage2, args.out,
-                    _cli.run_identity(cfg, KEYS, latents), cfg.seed, args.log, desc="stage2")
-        metrics = {"steps": cfg.stage2.steps, "wall_s": round(time.time() - t0, 1), **_cli.last_row(args.log),
-                   "params_base": _cli.count(ema), "parameterisation": BaseModel.parameterisation}
+        ema = train(
+            model,
+            lambda idx: torch.from_numpy(latents[idx]),
+            len(latents),
+            cfg.stage2,
+            args.out,
+            _cli.run_identity(cfg, KEYS, latents),
+            cfg.seed,
+            args.log,
+            desc="stage2",
+        )
+        metrics = {
+            "steps": cfg.stage2.steps,
+            "wall_s": round(time.time() - t0, 1),
+            **_cli.last_row(args.log),
+            "params_base": _cli.count(ema),
+            "parameterisation": BaseModel.parameterisation,
+        }
         export.save(ema, cfg, args.out, metrics)
         return metrics
 

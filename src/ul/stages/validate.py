@@ -7,6 +7,7 @@ resolution; resize: not be up-sampled more than 2x). Writes <out>/result.json an
 <out>/docs/index.html, also when an expectation fails; then prints `error: ...` naming each
 failed expectation with a few failing rows and exits with status 1.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,17 @@ def main(argv=None) -> int:
     p.add_argument("--decoded", default="data/decoded", help="decoded shard folder (default: %(default)s)")
     p.add_argument("--out", default="data/validation", help="results and Data Docs folder (default: %(default)s)")
     args = p.parse_args(argv)
-    return _cli.run(args, lambda cfg: validate(Path(args.raw), Path(args.decoded), Path(args.out),
-                                               cfg.data.resolution, cfg.data.channels, cfg.data.resize_mode))
+    return _cli.run(
+        args,
+        lambda cfg: validate(
+            Path(args.raw),
+            Path(args.decoded),
+            Path(args.out),
+            cfg.data.resolution,
+            cfg.data.channels,
+            cfg.data.resize_mode,
+        ),
+    )
 
 
 if __name__ == "__main__":

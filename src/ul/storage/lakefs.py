@@ -12,19 +12,24 @@ repository, key = `<ref>/<path>`); where both are and their keys come from the e
 rule in `ul.storage` (LAKEFS_HOST, LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
 Neither the keys nor the URLs' user parts reach a message.
 """
+
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ul import atomic
 from ul.storage import StorageError, s3
 
 SCHEME = "lakefs://"
-HOST_ENV, KEY_ENV, SECRET_ENV, GATEWAY_ENV = "LAKEFS_HOST", "LAKEFS_ACCESS_KEY_ID", "LAKEFS_SECRET_ACCESS_KEY", "LAKEFS_ENDPOINT"
+HOST_ENV, KEY_ENV, SECRET_ENV, GATEWAY_ENV = (
+    "LAKEFS_HOST",
+    "LAKEFS_ACCESS_KEY_ID",
+    "LAKEFS_SECRET_ACCESS_KEY",
+    "LAKEFS_ENDPOINT",
+)
 COMMIT_ID = re.compile(r"[0-9a-f]{64}")  # lakeFS commit ids are SHA-256 hex digests
 
 
@@ -37,16 +42,16 @@ class LakeFSPath:
     path: str = ""
 
     @classmethod
-    def parse(cls, url: str) -> "LakeFSPath":
+    def parse(cls, url: str) -> LakeFSPath:
         """The one parser of `lakefs://` URLs (`ul data pin`, `ul release`, fetch, ul-watch)."""
         if not url.startswith(SCHEME):
             raise StorageError(f"{url!r}: not a lakefs:// URL (lakefs://repo/ref/path)")
-        parts = url[len(SCHEME):].split("/", 2)
+        parts = url[len(SCHEME) :].split("/", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
             raise StorageError(f"{url!r}: malformed; expected lakefs://repo/ref[/path]")
         return cls(parts[0], parts[1], parts[2].strip("/") if len(parts) == 3 else "")
 
-    def at(self, ref: str) -> "LakeFSPath":
+    def at(self, ref: str) -> LakeFSPath:
         return LakeFSPath(self.repo, ref, self.path)
 
     @property
@@ -109,12 +114,14 @@ def resolve(url: str | LakeFSPath, lakefs_client=None) -> str:
     cl = lakefs_client or client()
     commit = call(f"lakefs://{loc.repo}/{loc.ref}", lambda: lakefs.Reference(loc.repo, loc.ref, client=cl).get_commit())
     if not COMMIT_ID.fullmatch(commit.id or ""):
-        raise StorageError(f"lakefs://{loc.repo}/{loc.ref}: lakeFS answered commit id {commit.id!r}, "
-                           "which is not a 64-hex commit id")
+        raise StorageError(
+            f"lakefs://{loc.repo}/{loc.ref}: lakeFS answered commit id {commit.id!r}, which is not a 64-hex commit id"
+        )
     return commit.id
 
 
 # ---- writing the pinned source into the config ---------------------------------------------------
+
 
 def _scalar_end(line: str, col: int) -> int:
     """End column of the YAML scalar starting at `col` (quoted, or plain in block or flow context)."""
@@ -126,7 +133,7 @@ def _scalar_end(line: str, col: int) -> int:
                 i += 2
                 continue
             if line[i] == quote:
-                if quote == "'" and line[i + 1:i + 2] == "'":  # '' is an escaped quote
+                if quote == "'" and line[i + 1 : i + 2] == "'":  # '' is an escaped quote
                     i += 2
                     continue
                 return i + 1
@@ -160,8 +167,13 @@ def set_data_source(path: Path, value: str) -> str:
     return before["data"]["source"]
 
 
-def pin(url: str, conf: Optional[Path] = Path("conf/config.yaml"), params: Optional[Path] = Path("params.yaml"),
-        lakefs_client=None, commit: Optional[str] = None) -> str:
+def pin(
+    url: str,
+    conf: Path | None = Path("conf/config.yaml"),
+    params: Path | None = Path("params.yaml"),
+    lakefs_client=None,
+    commit: str | None = None,
+) -> str:
     """Resolve `url`'s ref to its commit (or take `commit`, already resolved) and write
     `lakefs://repo/<commit>/path` as data.source into `conf` (what `dvc exp run` composes) and
     `params` (what `dvc repro` reads); returns that URL."""
@@ -180,10 +192,13 @@ def pin(url: str, conf: Optional[Path] = Path("conf/config.yaml"), params: Optio
 
 # ---- the S3 gateway ------------------------------------------------------------------------------
 
+
 def gateway_settings() -> tuple:
     """(endpoint, key, secret) of the S3 gateway: LAKEFS_ENDPOINT, else LAKEFS_HOST, and the keys."""
     endpoint = os.environ.get(GATEWAY_ENV) or os.environ.get(HOST_ENV)
-    missing = ([] if endpoint else [f"{GATEWAY_ENV} (or {HOST_ENV})"]) + [n for n in (KEY_ENV, SECRET_ENV) if not os.environ.get(n)]
+    missing = ([] if endpoint else [f"{GATEWAY_ENV} (or {HOST_ENV})"]) + [
+        n for n in (KEY_ENV, SECRET_ENV) if not os.environ.get(n)
+    ]
     if missing:
         raise StorageError(f"set {', '.join(missing)} (the lakeFS S3 gateway and its keys come from the environment)")
     return endpoint, os.environ[KEY_ENV], os.environ[SECRET_ENV]

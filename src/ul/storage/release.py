@@ -11,26 +11,26 @@ Uploads, under `<path>/` on the branch (created from --source-ref if missing), t
 Bytes go through the S3 gateway (multipart for large files); the branch and the commit, whose
 metadata carries the provenance, go through the REST API.
 """
+
 from __future__ import annotations
 
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
 from ul import export, model_card
+from ul.data.manifest import sha256_file
 from ul.model_card import HEADLINE
 from ul.storage import StorageError
-from ul.data.manifest import sha256_file
 from ul.storage.lakefs import COMMIT_ID, LakeFSPath, call, client, gateway
 
 EXTRA = {"metrics.json": "eval/metrics.json", "params.yaml": "params.yaml", "dvc.lock": "dvc.lock"}
 MODELS = ("models/stage1", "models/stage2")
 
 
-def _git(root: Path, *args: str) -> Optional[str]:
+def _git(root: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -61,13 +61,24 @@ def provenance(root: str | Path = ".") -> dict:
 def commit_metadata(prov: dict, metrics: dict) -> dict:
     """lakeFS commit metadata (string values only): provenance + headline metrics."""
     meta = {f"ul.{k}": str(v) for k, v in prov.items() if v is not None}
-    meta.update({f"ul.{k}": repr(metrics[k]) if isinstance(metrics[k], float) else str(metrics[k])
-                 for k, _ in HEADLINE if k in metrics})
+    meta.update(
+        {
+            f"ul.{k}": repr(metrics[k]) if isinstance(metrics[k], float) else str(metrics[k])
+            for k, _ in HEADLINE
+            if k in metrics
+        }
+    )
     return meta
 
 
-def release(target: str, root: str | Path = ".", source_ref: str = "main", message: Optional[str] = None,
-            lakefs_client=None, s3=None) -> dict:
+def release(
+    target: str,
+    root: str | Path = ".",
+    source_ref: str = "main",
+    message: str | None = None,
+    lakefs_client=None,
+    s3=None,
+) -> dict:
     """Upload the `ul export` bundle under `target` (lakefs://repo/branch[/path]) and commit it;
     returns {"commit", "url" (the released path at that commit), "files"}."""
     import lakefs
@@ -91,10 +102,14 @@ def write_bundle(root: Path, out: Path) -> list[str]:
     """`ul export`: both exports with full model cards, plus metrics, params and dvc.lock."""
     missing = [p for p in (*MODELS, *EXTRA.values()) if not (root / p).exists()]
     if missing:
-        raise StorageError(f"nothing to release: {', '.join(missing)} missing in {root.resolve()} (run `dvc repro` first)")
+        raise StorageError(
+            f"nothing to release: {', '.join(missing)} missing in {root.resolve()} (run `dvc repro` first)"
+        )
     prov, metrics = provenance(root), model_card.load_metrics(root)
     try:
-        return export.bundle(root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()})
+        return export.bundle(
+            root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()}
+        )
     except export.ExportError as err:
         raise StorageError(str(err)) from None
 
@@ -109,6 +124,8 @@ def _upload(folder: Path, names: list[str], loc: LakeFSPath, target: str, s3=Non
             s3.upload_file(str(folder / name), loc.repo, key)
     except ClientError as err:
         e = err.response.get("Error", {})
-        raise StorageError(f"upload to {target} through the S3 gateway: {e.get('Code', '?')}: {e.get('Message', '')}") from None
+        raise StorageError(
+            f"upload to {target} through the S3 gateway: {e.get('Code', '?')}: {e.get('Message', '')}"
+        ) from None
     except BotoCoreError as err:
         raise StorageError(f"upload to {target} through the S3 gateway: {type(err).__name__}: {err}") from None
