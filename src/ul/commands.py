@@ -43,6 +43,10 @@ def _parser(name: str, doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def _images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them (their regular files)")
+
+
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50, help="decoder sampler steps (default: %(default)s)")
     p.add_argument("--sampler", default="ddim", choices=("ddim", "ancestral"), help="(default: %(default)s)")
@@ -115,7 +119,7 @@ def encode(argv) -> int:
         "Writes an .npz with z_clean (N×C×h×w float32), the input file names, the model's\n"
         "identity (sha256 of its weights) and λ(0); `ul decode` reads it back.",
     )
-    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    _images(p)
     p.add_argument("-o", "--out", required=True, help="output .npz file")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -187,7 +191,7 @@ def reconstruct(argv) -> int:
         "Reconstruct images: encode, add the λ(0) noise, decode. Writes one PNG per\n"
         "image and grid.png (each original left of its reconstruction, enlarged for the eye).",
     )
-    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    _images(p)
     p.add_argument("-o", "--out", required=True, help="output folder (new or empty)")
     _sampling(p)
     args = p.parse_args(argv)
@@ -213,7 +217,7 @@ def rate(argv) -> int:
         "The latent bitrate of each image: the diffusion prior's bound on the bits of z0,\n"
         "averaged over noise draws. Prints file, bits per image, bits per pixel (H·W).",
     )
-    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them")
+    _images(p)
     p.add_argument("--draws", type=int, default=8, help="noise draws per image (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
