@@ -52,6 +52,7 @@ from servers import (
 
 sys.path.insert(0, str(ROOT))
 from flows import common  # noqa: E402
+from ul.model_card import HEADLINE  # noqa: E402
 from ul.storage import StorageError  # noqa: E402
 
 STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"]
@@ -392,7 +393,7 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
         assert sh(["git", "rev-parse", "HEAD"], repo).strip() in summary
         assert hashlib.sha256((repo / "dvc.lock").read_bytes()).hexdigest() in summary
         assert "`builtin:fashion-mnist` (not a pinned lakeFS commit)" in summary
-        assert f"| PSNR (dB) | {metrics['psnr_db']:.4g} |" in summary and "| gFID |" in summary
+        assert f"| {dict(HEADLINE)['psnr_db']} | {metrics['psnr_db']:.4g} |" in summary and "| gFID |" in summary
         assert "not pushed (no DVC remote configured)" in summary
         grids = dict(re.findall(r"!\[(eval/\w+\.png)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", summary))
         assert set(grids) == {"eval/samples.png", "eval/reconstructions.png"}  # the grids themselves, embedded

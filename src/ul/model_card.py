@@ -13,7 +13,7 @@ from ul.config import Config, to_dict
 
 # (key in eval/metrics.json, label) in the order of the tables
 HEADLINE = (
-    ("psnr_db", "PSNR (dB, mean of per-image PSNRs)"),
+    ("psnr_db", "PSNR (dB)"),
     ("rfid", "rFID"),
     ("gfid", "gFID"),
     ("fid_num_samples", "FID samples (N)"),

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ul import atomic
 from ul.config import Config, ConfigError, load
 from ul.data import DataError
 from ul.errors import ExportError, NonFiniteLossError
@@ -29,9 +30,7 @@ def parser(stage: str, doc: str) -> argparse.ArgumentParser:
 
 
 def write_metrics(path: str | Path, metrics: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    atomic.write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
 def run(args: argparse.Namespace, body: Callable[[Config], dict]) -> int:

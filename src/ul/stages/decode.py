@@ -3,7 +3,7 @@
     python -m ul.stages.decode [--params params.yaml] [--raw data/raw] [--out data/decoded] [--metrics metrics/decode.json]
 
 Reads data.resolution, data.channels, data.resize_mode (pad: centre pad/crop, no resampling;
-resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|gpu,
+resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|cuda,
 on_error fail|skip, threads, batch_size). A corrupt image stops the stage naming its path, or
 with decode.on_error=skip is left out and listed in <out>/skipped.json.
 """

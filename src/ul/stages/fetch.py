@@ -5,7 +5,7 @@
 Reads data.source, data.sha256 (required for https archives), data.max_train and data.max_test.
 Sources: builtin:fashion-mnist | builtin:mnist | file:///dir | https://…/x.tar.gz (.tgz .tar .zip)
 | s3://bucket/prefix (AWS_ENDPOINT_URL or S3_ENDPOINT_URL, AWS_* keys) | lakefs://repo/ref/path
-(LAKEFS_ENDPOINT = the S3 gateway, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
+(the S3 gateway at LAKEFS_ENDPOINT, else LAKEFS_HOST; LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
 The output is written all-or-nothing; errors print `error: ...` and exit with status 1.
 """
 
