@@ -33,17 +33,17 @@ def main() -> None:
     cfg = preset_config(CONF, args.preset)
     b = cfg.stage2.batch_size
     torch.manual_seed(0)
-    ul = UnifiedLatents(cfg).eval().requires_grad_(False)
+    model = UnifiedLatents(cfg).eval().requires_grad_(False)
     base = BaseModel(cfg)
     opt = torch.optim.AdamW(base.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         w = ShardWriter(Path(tmp) / "img")
-        w.add(rng.integers(0, 256, (4096, *ul.x_shape), dtype=np.uint8))
+        w.add(rng.integers(0, 256, (4096, *model.x_shape), dtype=np.uint8))
         w.close()
         images = ShardReader(Path(tmp) / "img")
-        latent_cache.write(ul, images, Path(tmp) / "lat", batch_size=512)
+        latent_cache.write(model, images, Path(tmp) / "lat", batch_size=512)
         latents = ShardReader(Path(tmp) / "lat")
 
         def step(z):
@@ -57,7 +57,7 @@ def main() -> None:
 
         def on_the_fly():
             with torch.no_grad():
-                z = ul.encoder(from_uint8(images[rng.integers(0, len(images), b)]))
+                z = model.encode(from_uint8(images[rng.integers(0, len(images), b)]))
             step(z)
 
         times = {}

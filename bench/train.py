@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul import samplers
 from ul.conf import preset_config
 from ul.model import UnifiedLatents
 
@@ -70,7 +69,9 @@ def main() -> None:
     model.eval()
     n, steps = 32, cfg.sample.decoder_steps
     t = time.perf_counter()
-    samplers.reconstruct(model, x[:n], steps, cfg.sample.sampler, gen)
+    with torch.no_grad():
+        z0 = model.noisy(model.encode(x[:n]), torch.randn((n, *model.z_shape), generator=gen))
+        model.decode(z0, steps, cfg.sample.sampler, gen)
     sample_rate = n / (time.perf_counter() - t)
     print(f"preset={args.preset} batch={b} threads={torch.get_num_threads()}")
     print(

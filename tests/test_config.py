@@ -108,14 +108,14 @@ def test_gpu_preset_builds_and_steps_at_batch_one():
     """The paper's shapes: ResNet encoder with 2×2 patching, UViT decoder, ViT prior, 2-stage base."""
     cfg = preset_config("gpu")
     torch.manual_seed(0)
-    ul = UnifiedLatents(cfg)
-    assert ul.z_shape == (32, 16, 16)  # 256² input, 16× down-sampling, 32 channels
+    model = UnifiedLatents(cfg)
+    assert model.z_shape == (32, 16, 16)  # 256² input, 16× down-sampling, 32 channels
     x = torch.rand(1, 3, 256, 256) * 2 - 1
-    terms = ul(x, ul.draw_noise(1, torch.Generator().manual_seed(0)))
+    terms = model(x, model.draw_noise(1, torch.Generator().manual_seed(0)))
     terms["loss"].mean().backward()
     assert torch.isfinite(terms["loss"]).all()
-    assert ul.encoder.net[0].weight.grad is not None and ul.decoder.net.transformer[0].qkv.weight.grad is not None
+    assert model.encoder.net[0].weight.grad is not None and model.decoder.net.transformer[0].qkv.weight.grad is not None
     base = BaseModel(cfg)
-    out = base(torch.randn(1, *ul.z_shape), base.draw_noise(1, torch.Generator().manual_seed(0)))
+    out = base(torch.randn(1, *model.z_shape), base.draw_noise(1, torch.Generator().manual_seed(0)))
     out["loss"].mean().backward()
     assert base.denoiser.net.transformer is not None and torch.isfinite(out["loss"]).all()
