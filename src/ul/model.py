@@ -142,3 +142,17 @@ class BaseModel(nn.Module):
         terms = base_loss(z_clean, self.denoiser, self.schedule, noise, self.cfg.base.sigmoid_bias)
         terms["loss"] = terms["base"]
         return terms
+
+
+def check_pair(model: UnifiedLatents, base: BaseModel) -> None:
+    """A base model can feed a decoder only if it was trained on that autoencoder's latents: same
+    λ(0) (where its samples end and the decoder's condition lives) and the same latent shape."""
+    if abs(base.logsnr0 - model.logsnr0) > 1e-9:
+        raise ValueError(
+            f"base model ends at λ(0) = {base.logsnr0:g}, the autoencoder's decoder expects "
+            f"λ(0) = {model.logsnr0:g}: they were not trained together"
+        )
+    if tuple(base.z_shape) != tuple(model.z_shape):
+        raise ValueError(
+            f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {tuple(model.z_shape)}"
+        )

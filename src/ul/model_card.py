@@ -16,6 +16,8 @@ HEADLINE = (
     ("psnr_db", "PSNR (dB)"),
     ("rfid", "rFID"),
     ("gfid", "gFID"),
+    ("fid_floor", "FID of two real sets at the same N (the floor)"),
+    ("gkid", "gKID"),
     ("fid_num_samples", "FID samples (N)"),
     ("latent_bits_per_image", "latent bits / image"),
     ("latent_bits_per_dim", "latent bits / dim"),
