@@ -11,22 +11,35 @@ Layout rules (every source other than `builtin:` ends up here):
 - hidden names (`.DS_Store`, `.git/`) and `__MACOSX/` are ignored, as is any non-image file.
 - `max_train`/`max_test` keep the first N of a split ordered by content hash: a deterministic
   sample that keeps the class mix (path order would keep only the first classes).
+
+Only regular files inside the folder are read. Links are never followed (a link to `/etc/passwd`,
+to a folder outside, or as `train/`), and pipes, devices and sockets are never opened (they would
+block `fetch` forever): such entries, files larger than `MAX_FILE_BYTES` and names that are not
+printable UTF-8 are skipped, each listed with its reason. The walk is bounded before anything is
+hashed (`MAX_ENTRIES`, `MAX_TOTAL_BYTES`), and system folders (`/`, `/etc`, a home folder, ...)
+are refused as roots.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ul.data import DataError
-from ul.data.manifest import SPLITS, Entry, sha256_file
+from ul.data import DataError, bad_name, shown
+from ul.data.manifest import SPLITS, Entry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TEST_PERCENT = 10
+MAX_ENTRIES = 2_000_000  # files and folders walked, before any is hashed
+MAX_TOTAL_BYTES = 64 << 30  # image bytes found, before any is hashed
+MAX_FILE_BYTES = 256 << 20  # one image file
+SYSTEM_ROOTS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin")
+SYSTEM_ROOTS += ("/srv", "/sys", "/tmp", "/usr", "/var")
 
 
 @dataclass
@@ -41,38 +54,136 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+class Walk:
+    """A bounded walk that never follows a link or opens a special file; `skipped` = {path: reason}."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.entries = 0
+        self.bytes = 0
+        self.skipped: dict[str, str] = {}
+
+    def _skip(self, rel: str, reason: str) -> None:
+        self.skipped[rel] = reason
+
+    def files(self, top: Path) -> list[str]:
+        """Sorted POSIX paths, relative to `top`, of the regular, visible image files under `top`."""
+        found: list[str] = []
+        stack = [(top, "")]
+        while stack:
+            folder, rel_dir = stack.pop()
+            try:
+                listing = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as err:
+                raise DataError(f"{shown(str(folder))}: cannot list the folder ({err.strerror})") from None
+            for e in listing:
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise DataError(
+                        f"{shown(str(self.root))}: more than {MAX_ENTRIES:,} files and folders; "
+                        "refusing to walk further (is this the right folder?)"
+                    )
+                if _hidden(e.name):
+                    continue
+                rel = f"{rel_dir}{e.name}"
+                where = (top.relative_to(self.root) / rel).as_posix() if top != self.root else rel
+                is_image = e.name.lower().endswith(IMAGE_SUFFIXES)
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    if is_image or e.is_dir():  # a link to a file or folder, maybe outside the root
+                        self._skip(where, "a symbolic link (links are not followed)")
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if reason := bad_name(e.name):
+                        self._skip(where, reason)
+                    else:
+                        stack.append((Path(e.path), f"{rel}/"))
+                    continue
+                if not is_image:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    self._skip(where, "not a regular file (a pipe, device or socket)")
+                elif reason := bad_name(e.name):
+                    self._skip(where, reason)
+                elif st.st_size > MAX_FILE_BYTES:
+                    self._skip(where, f"{st.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit per image")
+                else:
+                    self.bytes += st.st_size
+                    if self.bytes > MAX_TOTAL_BYTES:
+                        raise DataError(
+                            f"{shown(str(self.root))}: more than {MAX_TOTAL_BYTES:,} bytes of images; "
+                            "refusing to read further (is this the right folder?)"
+                        )
+                    found.append(rel)
+        return sorted(found)
+
+
 def image_files(root: Path) -> list[str]:
-    """Sorted relative POSIX paths of the visible image files under `root`."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        rel_dir = Path(dirpath).relative_to(root)
-        found += [(rel_dir / f).as_posix() for f in filenames if not _hidden(f) and f.lower().endswith(IMAGE_SUFFIXES)]
-    return sorted(found)
+    """Sorted relative POSIX paths of the visible, regular image files under `root` (no links)."""
+    return Walk(Path(root)).files(Path(root))
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def check_root(root: Path) -> Path:
+    """A source folder that is not a system folder; returns it resolved (links in the path the
+    user wrote are followed once, here, and never below it)."""
+    real = Path(os.path.realpath(root))
+    if str(real) in SYSTEM_ROOTS or real == Path.home().resolve():
+        raise DataError(f"{shown(str(root))}: a system folder ({real}) cannot be a data source; name the image folder")
+    if not real.is_dir():
+        raise DataError(f"{shown(str(root))}: folder does not exist")
+    return real
 
 
 def unwrap(root: Path) -> Path:
-    """Descend through single wrapping folders (`archive.tar` → `dataset/` → images)."""
+    """Descend through single wrapping folders (`archive.tar` → `dataset/` → images); never a link."""
     while True:
         visible = [p for p in root.iterdir() if not _hidden(p.name)]
-        if len(visible) != 1 or not visible[0].is_dir() or visible[0].name in SPLITS:
+        if len(visible) != 1 or not _real_dir(visible[0]) or visible[0].name in SPLITS:
             return root
         root = visible[0]
 
 
-def _scan(root: Path) -> list[_Item]:
-    if not any((root / s).is_dir() for s in SPLITS):
-        return [_Item(root / rel, rel, None) for rel in image_files(root)]
-    stray = [f for f in image_files(root) if f.split("/", 1)[0] not in SPLITS]
+def _scan(root: Path, walk: Walk) -> list[_Item]:
+    for split in SPLITS:
+        if (root / split).is_symlink():
+            raise DataError(f"{shown(str(root))}: {split}/ is a symbolic link; links are not followed")
+    if not any(_real_dir(root / s) for s in SPLITS):
+        return [_Item(root / rel, rel, None) for rel in walk.files(root)]
+    stray = [f for f in walk.files(root) if f.split("/", 1)[0] not in SPLITS]
     if stray:
-        raise DataError(f"{root}: has train/ or test/ folders but also images outside them, e.g. {stray[0]!r}")
+        raise DataError(f"{root}: has train/ or test/ folders but also images outside them, e.g. {shown(stray[0])}")
     items = []
     for split in SPLITS:
-        files = image_files(root / split) if (root / split).is_dir() else []
+        files = walk.files(root / split) if _real_dir(root / split) else []
         if not files:
             raise DataError(f"{root}: {split}/ is missing or has no JPEG/PNG files (both train/ and test/ are needed)")
         items += [_Item(root / split / rel, rel, split) for rel in files]
     return items
+
+
+def open_regular(path: Path):
+    """Open `path` for reading only if it is a regular file reached without following a link
+    (checked on the open file: a file swapped for a pipe or a link after the walk is refused)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise DataError(f"{shown(str(path))}: cannot open ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{shown(str(path))}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open_regular(path) as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _hash_split(items: list[_Item]) -> None:
@@ -96,14 +207,20 @@ def _labels(items: list[_Item]) -> tuple[dict[str, int], list[int | None]]:
     return classes, [None if n is None else classes[n] for n in names]
 
 
-def copy(root: Path, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
-    """Copy the images of `root` into `out_dir/<split>/...` and return their manifest entries."""
+def copy(
+    root: Path, out_dir: Path, limits: dict[str, int], skipped: dict[str, str] | None = None
+) -> tuple[list[Entry], list[str]]:
+    """Copy the images of `root` into `out_dir/<split>/...` and return their manifest entries;
+    entries that are not read (links, special files, bad names, oversized files) go in `skipped`."""
     root = unwrap(Path(root))
-    items = _scan(root)
+    walk = Walk(root)
+    items = _scan(root, walk)
+    if skipped is not None:
+        skipped.update(walk.skipped)
     if len(items) < 2:
         raise DataError(f"{root}: found {len(items)} JPEG/PNG file(s); need at least 2 (a train and a test image)")
     for it in tqdm(items, desc="hashing", unit="file", mininterval=1.0):
-        it.sha256 = sha256_file(it.src)
+        it.sha256 = _hash(it.src)
     if items[0].split is None:
         _hash_split(items)
     classes, labels = _labels(items)
@@ -117,6 +234,12 @@ def copy(root: Path, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry]
         for k in tqdm(sorted(chosen), desc=f"copy {split}", unit="file", mininterval=1.0):
             it, rel = items[k], f"{split}/{items[k].rel}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(it.src, out_dir / rel)
+            h = hashlib.sha256()
+            with open_regular(it.src) as src, open(out_dir / rel, "wb") as dst:
+                while block := src.read(1 << 20):
+                    h.update(block)
+                    dst.write(block)
+            if h.hexdigest() != it.sha256:
+                raise DataError(f"{shown(str(it.src))}: changed while it was being read; fetch again")
             entries.append(Entry(rel, split, labels[k], it.sha256, (out_dir / rel).stat().st_size))
     return entries, sorted(classes, key=classes.get)

@@ -21,9 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 from ul.atomic import scratch_dir, staged_dir
-from ul.data import DataError, archive, buckets, builtin, folder, manifest
+from ul.data import DataError, archive, buckets, builtin, folder, manifest, shown
 from ul.data.manifest import Entry
 
+MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
 SCHEMES = ("builtin:", "file://", "https://", "http://", "s3://", "lakefs://")
 
 
@@ -34,22 +35,21 @@ def _file_root(source: str) -> Path:
     root = Path(urllib.request.url2pathname(parsed.path))
     if not root.is_dir():
         raise DataError(f"{source}: folder {root} does not exist")
-    return root
+    return folder.check_root(root)
 
 
 def _collect(
-    source: str, sha256: str | None, out: Path, scratch: Path, limits: dict[str, int]
+    source: str, sha256: str | None, out: Path, scratch: Path, limits: dict[str, int], skipped: dict[str, str]
 ) -> tuple[list[Entry], list[str]]:
     if source.startswith("builtin:"):
         return builtin.write(source[len("builtin:") :], out, limits)
     if source.startswith("file://"):
-        return folder.copy(_file_root(source), out, limits)
+        return folder.copy(_file_root(source), out, limits, skipped)
     if source.startswith(("https://", "http://")):
-        shown = archive.redact(source)
         path = archive.download(source, sha256, scratch / "archive")
-        return folder.copy(archive.extract(path, scratch / "extracted", shown), out, limits)
+        return folder.copy(archive.extract(path, scratch / "extracted", archive.redact(source)), out, limits, skipped)
     loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
-    return folder.copy(buckets.download(loc, scratch / "objects"), out, limits)
+    return folder.copy(buckets.download(loc, scratch / "objects"), out, limits, skipped)
 
 
 def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int = 0, max_test: int = 0) -> dict:
@@ -68,15 +68,22 @@ def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int 
             file=sys.stderr,
         )
     limits = {"train": max_train, "test": max_test}
+    skipped: dict[str, str] = {}
     with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
-        entries, classes = _collect(source, sha256, out, scratch, limits)
+        entries, classes = _collect(source, sha256, out, scratch, limits, skipped)
         path = manifest.write(out, entries, classes)
         manifest_sha = manifest.sha256_file(path)
+    for rel, reason in list(skipped.items())[:MAX_LISTED]:
+        print(f"warning: skipped {shown(rel)}: {reason}", file=sys.stderr)
+    if len(skipped) > MAX_LISTED:
+        print(f"warning: and {len(skipped) - MAX_LISTED} more skipped entries", file=sys.stderr)
     counts = Counter(e.split for e in entries)
+    extra = {"skipped": {shown(k): v for k, v in sorted(skipped.items())}} if skipped else {}
     return {
         "source": archive.redact(source) if "://" in source else source,
         "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
         "classes": len(classes),
         "bytes": sum(e.bytes for e in entries),
         "manifest_sha256": manifest_sha,
+        **extra,
     }
