@@ -8,8 +8,9 @@ import yaml
 from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
+from ul import samplers
 from ul.conf import compose_params
-from ul.config import Config, ConfigError, from_dict, load, to_dict
+from ul.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
 from ul.model import BaseModel, UnifiedLatents
 
 
@@ -102,6 +103,10 @@ def test_load_names_missing_file_and_applies_overrides(tmp_path):
         load(tmp_path / "params.yaml")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(ROOT / "conf", ["preset=ci"])))
     assert load(tmp_path / "params.yaml", ["noise.logsnr=3"]).noise.logsnr == 3.0
+
+
+def test_sampler_choices_are_the_samplers():
+    assert SAMPLERS == tuple(samplers.STEPS)
 
 
 def test_gpu_preset_builds_and_steps_at_batch_one():

@@ -6,6 +6,7 @@ import torch
 from conftest import preset_config
 
 from ul import samplers
+from ul.config import Config
 from ul.model import BaseModel, UnifiedLatents
 from ul.schedules import CosineLogSNR, alpha_sigma
 
@@ -45,22 +46,79 @@ def test_decoder_is_conditioned_on_the_noisy_z0():
     assert not torch.allclose(seen["cond"], z_clean, atol=1e-3)
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ancestral"])
+def _gaussian_denoiser(s2):
+    """The exact x̂(z_t, λ) for data ~ N(0, s²I): α·s²/(α²s² + σ²)·z_t."""
+
+    def denoiser(z, lam):
+        a, s = alpha_sigma(lam.view(-1, *([1] * (z.dim() - 1))))
+        return a * s2 / (a**2 * s2 + s**2) * z
+
+    return denoiser
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ancestral", "dpm2m"])
 def test_samplers_reproduce_a_gaussian(sampler):
     """With the Bayes-optimal denoiser for N(0, s²) data, samples have variance s²; stopped at
     λ(0) (end_noisy) they have the variance of z0, α0²s² + σ0²."""
     s2 = 0.25
-
-    def denoiser(z, lam):
-        a, s = alpha_sigma(lam.view(-1, 1, 1, 1))
-        return a * s2 / (a**2 * s2 + s**2) * z
-
+    denoiser = _gaussian_denoiser(s2)
     g = torch.Generator().manual_seed(0)
     x = samplers.sample(denoiser, (4000, 1, 2, 2), CosineLogSNR(-15.0, 15.0), 400, sampler, generator=g)
     assert float(x.var()) == pytest.approx(s2, rel=0.04)  # ancestral converges slower in steps than DDIM
     z0 = samplers.sample(denoiser, (4000, 1, 2, 2), CosineLogSNR(-15.0, 5.0), 100, sampler, generator=g, end_noisy=True)
     a0, s0 = alpha_sigma(torch.tensor(5.0))
     assert float(z0.var()) == pytest.approx(float(a0**2 * s2 + s0**2), rel=0.08)
+
+
+def _variance_error(sampler, s2, schedule, steps, end_noisy):
+    """Relative error of the sampled variance for N(0, s²) data and its exact denoiser: against
+    α²s² + σ² at the schedule's top λ for z there (end_noisy), against s² for the final x̂.
+    Divided by the start noise's own sample variance (the sampler's first draw, redrawn from the
+    same seed): a deterministic sampler's output is a fixed multiple of that noise, so its error
+    comes out exact; the ancestral one keeps a Monte-Carlo error of about 0.6%."""
+    n = 2**16
+    g = torch.Generator().manual_seed(0)
+    out = samplers.sample(_gaussian_denoiser(s2), (n, 1), schedule, steps, sampler, generator=g, end_noisy=end_noisy)
+    z1 = torch.randn((n, 1), generator=torch.Generator().manual_seed(0))
+    a, s = alpha_sigma(float(schedule.logsnr_max))
+    exact = float(a**2 * s2 + s**2) if end_noisy else s2
+    return float(out.double().var() / z1.double().var()) / exact - 1
+
+
+@pytest.mark.parametrize("s2", [1.0, 0.25])  # the cached latents' variance is about 1
+def test_base_sampler_hands_the_decoder_z0_with_the_right_variance(s2):
+    """50 network evaluations over the base model's schedule (λ from −15 up to λ(0) = 5, uniform in
+    t), ending at the noisy z0. DDIM and ancestral, first order in the step, lose 4-10% of z0's
+    variance: several times σ0² = 0.0067, the noise the decoder was trained to expect. The
+    default (second-order) sampler stays within 1%."""
+    base = CosineLogSNR(-15.0, 5.0)
+    error = {name: _variance_error(name, s2, base, 50, end_noisy=True) for name in samplers.STEPS}
+    assert error["ddim"] < -0.03 and error["ancestral"] < -0.03, error
+    assert abs(error[Config().sample.sampler]) < 0.01, error
+
+
+@pytest.mark.parametrize("s2", [1.0, 0.25])
+def test_default_sampler_decodes_a_gaussian_within_one_percent(s2):
+    """The decoder's path: 50 evaluations over λ ∈ [−15, 15], then the clean x̂ (one more)."""
+    decoder = CosineLogSNR(-15.0, 15.0)
+    assert _variance_error("ddim", s2, decoder, 50, end_noisy=False) < -0.03
+    assert abs(_variance_error(Config().sample.sampler, s2, decoder, 50, end_noisy=False)) < 0.01
+
+
+@pytest.mark.parametrize("sampler", list(samplers.STEPS))
+def test_steps_are_network_evaluations(sampler):
+    """`steps` evaluations down to λ(0); the clean x̂ at the end costs one more."""
+    calls = []
+
+    def denoiser(z, lam):
+        calls.append(1)
+        return 0.5 * z
+
+    g = torch.Generator().manual_seed(0)
+    samplers.sample(denoiser, (2, 1), CosineLogSNR(-15.0, 5.0), 7, sampler, generator=g, end_noisy=True)
+    assert len(calls) == 7
+    samplers.sample(denoiser, (2, 1), CosineLogSNR(-15.0, 5.0), 7, sampler, generator=g)
+    assert len(calls) == 7 + 8
 
 
 def test_generation_and_reconstruction_shapes_and_range():

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ul import atomic, inputs
+from ul import atomic, inputs, samplers
 from ul.api import Autoencoder, Generator
 from ul.atomic import staged_dir
 from ul.distributed import resolve_device
@@ -49,7 +49,7 @@ def _images(p: argparse.ArgumentParser) -> None:
 
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50, help="decoder sampler steps (default: %(default)s)")
-    p.add_argument("--sampler", default="ddim", choices=("ddim", "ancestral"), help="(default: %(default)s)")
+    p.add_argument("--sampler", default="ddim", choices=tuple(samplers.STEPS), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of every noise draw (default: %(default)s)")
 
 

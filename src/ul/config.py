@@ -109,7 +109,7 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: str = "ddim"  # ddim | ancestral
+    sampler: str = "dpm2m"  # one of SAMPLERS; dpm2m: second order, < 1% variance error at 50 steps
     decoder_steps: int = 50
     base_steps: int = 50
 
@@ -160,6 +160,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
 
 def _check_train(name: str, t: TrainConfig) -> None:
@@ -228,7 +229,7 @@ def validate(cfg: Config) -> Config:
     _check_net("base.net", cfg.base.net)
     _check_train("stage1", cfg.stage1)
     _check_train("stage2", cfg.stage2)
-    _choice("sample.sampler", cfg.sample.sampler, ("ddim", "ancestral"))
+    _choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     for k in ("decoder_steps", "base_steps"):
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")
     for k in ("num_images", "fid_num_samples", "grid_size", "batch_size"):
