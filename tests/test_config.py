@@ -1,5 +1,6 @@
 """The typed config: presets compose, bad values fail early and name key and value."""
 
+import math
 import warnings
 
 import pytest
@@ -103,6 +104,14 @@ def test_load_names_missing_file_and_applies_overrides(tmp_path):
         load(tmp_path / "params.yaml")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(ROOT / "conf", ["preset=ci"])))
     assert load(tmp_path / "params.yaml", ["noise.logsnr=3"]).noise.logsnr == 3.0
+
+
+def test_gpu_preset_adapts_the_decoder_weighting_to_its_resolution():
+    """Resolution adaptation moves the decoder's sigmoid bias by 2·log(d_ref/d), the reference being
+    the default preset (32 pixels, b = 0); the schedule shift would not change the objective."""
+    ref, gpu = preset_config("cpu"), preset_config("gpu")
+    adapted = ref.ul.sigmoid_bias + 2 * math.log(ref.data.resolution / gpu.data.resolution)
+    assert gpu.ul.sigmoid_bias == pytest.approx(adapted, abs=1e-4)
 
 
 def test_sampler_choices_are_the_samplers():

@@ -106,6 +106,35 @@ def test_decoder_loss_matches_quadrature(loss_factor, bias):
     assert mc == pytest.approx(loss_factor * float(torch.trapezoid(integrand, lam)), rel=0.01)
 
 
+def _expected_decoder_loss(schedule, bias, s2=0.25, loss_factor=2.1, n=2**16):
+    """E[L_x] per dimension for x ~ N(0, s²) and its optimal denoiser, through `decoder_loss`, and the
+    variance over t of the inner expectation (the part of the estimate's variance that t adds).
+    The t-integral is the midpoint rule on n nodes. The (x, ε) expectation is exact: x = s·(1, 1)
+    and ε = (1, −1) are orthogonal, so a linear denoiser's squared error is 2·((1 − cα)²s² + c²σ²),
+    twice its expectation per dimension."""
+    t = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    x = math.sqrt(s2) * torch.ones(n, 2, dtype=torch.float64)
+    eps = torch.tensor([1.0, -1.0], dtype=torch.float64).expand(n, 2)
+    loss = decoder_loss(x, None, _optimal_denoiser(s2), schedule, NoiseDraw(t, eps), loss_factor, bias)["decoder"] / 2
+    return float(loss.mean()), float(loss.var())
+
+
+def test_decoder_objective_moves_with_the_sigmoid_bias_not_the_schedule_shift():
+    """The weight is a function of λ, so E[L_x] is one integral over [λ_min, λ_max] whatever the
+    schedule: the shift (ul.decoder_logsnr_shift; −2.0794 was the gpu preset's) changes only the
+    variance of the estimate. Moving the bias (the gpu preset's 2·log(32/256)) changes the objective."""
+    s2, loss_factor = 0.25, 2.1
+    plain, plain_var = _expected_decoder_loss(CosineLogSNR(-15.0, 15.0), 0.0)
+    shifted, shifted_var = _expected_decoder_loss(CosineLogSNR(-15.0, 15.0, -2.0794), 0.0)
+    assert shifted == pytest.approx(plain, rel=1e-8)
+    lam = torch.linspace(-15.0, 15.0, 2000001, dtype=torch.float64)
+    integrand = torch.exp(lam) / 2 * torch.sigmoid(-lam) * s2 / (1 + s2 * torch.exp(lam))
+    assert plain == pytest.approx(loss_factor * float(torch.trapezoid(integrand, lam)), rel=1e-8)
+    assert shifted_var > 2 * plain_var  # the shift is a variance knob
+    for bias in (2 * math.log(64 / 256), 2 * math.log(32 / 256)):
+        assert _expected_decoder_loss(CosineLogSNR(-15.0, 15.0), bias)[0] < 0.2 * plain
+
+
 def test_losses_are_sums_not_means():
     """A latent twice as large (independent copies) costs twice: the terms sum over dimensions."""
     g = torch.Generator().manual_seed(3)

@@ -56,10 +56,14 @@ class NoiseConfig:
 @dataclass
 class ULConfig:
     loss_factor: float = 2.1  # c_lf, the decoder loss factor
-    sigmoid_bias: float = 0.0  # b, the decoder's sigmoid weighting bias
+    # b, the decoder's sigmoid weighting bias: it sets the objective. Adapt it to resolution d as
+    # b_ref + 2·log(d_ref/d), with d_ref = 32, where b_ref = 0 (the gpu preset: 2·log(32/256)).
+    sigmoid_bias: float = 0.0
     decoder_logsnr_min: float = -15.0
     decoder_logsnr_max: float = 15.0
-    decoder_logsnr_shift: float = 0.0  # cosine schedule shift, 2·log(d_ref/d)
+    # The decoder's cosine schedule shift: the variance of the loss estimate and the decoder sampler's
+    # grid only. The weight is a function of λ, so the expected loss does not depend on it.
+    decoder_logsnr_shift: float = 0.0
 
 
 @dataclass

@@ -42,7 +42,9 @@ class CosineLogSNR:
     """The cosine schedule λ(t) = −2·log tan(u(t)) + shift, truncated to [λ_min, λ_max].
 
     u runs linearly from u_min = atan(exp(−(λ_max−shift)/2)) to u_max = atan(exp(−(λ_min−shift)/2)),
-    so λ(0) = λ_max and λ(1) = λ_min exactly. `shift` = 2·log(d_ref/d) adapts it to resolution.
+    so λ(0) = λ_max and λ(1) = λ_min exactly. `shift` moves where t samples λ: for a loss whose
+    weight is a function of λ it changes the estimate's variance (and a sampler's grid), never the
+    expected loss (docs/method.md, section 6).
     """
 
     logsnr_min: float
