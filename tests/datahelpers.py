@@ -104,12 +104,19 @@ class Server:
 
     def __init__(self):
         self.routes: dict[str, tuple[bytes, int | None]] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
         self.auth: list = []  # the Authorization header of each request
-        routes, auth = self.routes, self.auth
+        routes, auth, redirects = self.routes, self.auth, self.redirects
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 auth.append(self.headers.get("Authorization"))
+                if self.path in redirects:
+                    self.send_response(302)
+                    self.send_header("Location", redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path not in routes:
                     self.send_error(404, "Not Found")
                     return

@@ -133,12 +133,15 @@ def image_files():
     return {f"dataset/{c}/{k}.png": png(noise(10 * i + k)) for i, c in enumerate("ab") for k in range(6)}
 
 
-def test_archives_tar_and_zip_give_the_same_manifest(tmp_path, server, image_files):
+def test_archives_tar_and_zip_give_the_same_manifest(tmp_path, server, image_files, monkeypatch):
     tgz, zipped = tar_gz(image_files), zip_bytes(image_files)
     server.routes["/d.tar.gz"] = (tgz, None)
     server.routes["/d.zip"] = (zipped, None)
-    a = fetch(server.url("/d.tar.gz").replace("//", "//me:p%40ss@"), tmp_path / "a", sha256=_sha(tgz))
-    assert server.auth[-1] == "Basic " + base64.b64encode(b"me:p@ss").decode() and "p%40ss" not in a["source"]
+    monkeypatch.setenv("UL_FETCH_USER", "me")  # credentials come from the environment only
+    monkeypatch.setenv("UL_FETCH_PASSWORD", "p@ss")
+    a = fetch(server.url("/d.tar.gz"), tmp_path / "a", sha256=_sha(tgz))
+    assert server.auth[-1] == "Basic " + base64.b64encode(b"me:p@ss").decode() and "p@ss" not in str(a)
+    monkeypatch.delenv("UL_FETCH_USER")
     fetch(server.url("/d.zip"), tmp_path / "b", sha256=_sha(zipped).upper())
     assert a["images"]["train"] + a["images"]["test"] == 12 and a["classes"] == 2
     assert tree_hashes(tmp_path / "a") == tree_hashes(tmp_path / "b")
@@ -159,8 +162,8 @@ def test_archive_checksum_truncation_and_http_errors(tmp_path, server, image_fil
     with pytest.raises(DataError, match="HTTP 404"):
         fetch(server.url("/absent.tgz"), out, sha256=_sha(tgz))
     with pytest.raises(DataError, match="cannot reach http://127.0.0.1:1/x.tgz: .*refused") as err:
-        fetch("http://user:hunter2@127.0.0.1:1/x.tgz?token=abc", out, sha256=_sha(tgz))
-    assert "hunter2" not in str(err.value) and "abc" not in str(err.value)
+        fetch("http://127.0.0.1:1/x.tgz?token=abc", out, sha256=_sha(tgz))
+    assert "abc" not in str(err.value)
     assert not out.exists() and _no_leftovers(tmp_path)
 
 

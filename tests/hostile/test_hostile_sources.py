@@ -139,3 +139,172 @@ def test_names_with_newlines_control_characters_or_bad_bytes_are_skipped(tmp_pat
     rows = manifest.read(tmp_path / "raw")
     assert all(e.path.isprintable() for e in rows) and len(rows) == 6
     json.dumps(m, ensure_ascii=False).encode("utf-8")  # the metrics file can be written
+
+
+# ---- class 2: archives and downloads have budgets ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    from datahelpers import Server
+
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return {f"dataset/{c}/{k}.png": png(noise(10 * i + k)) for i, c in enumerate("ab") for k in range(3)}
+
+
+def _serve(server, name, data):
+    server.routes[f"/{name}"] = (data, None)
+    return server.url(f"/{name}")
+
+
+def _bomb_zip(size: int) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("dataset/a/bomb.png", b"\0" * size)
+    return buf.getvalue()
+
+
+def _bomb_tgz(size: int) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("dataset/a/bomb.png")
+        info.size = size
+        tf.addfile(info, io.BytesIO(b"\0" * size))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_a_decompression_bomb_is_refused_before_extraction(tmp_path, server, monkeypatch, kind):
+    from ul.data import archive
+
+    data = _bomb_zip(8 << 20) if kind == "zip" else _bomb_tgz(8 << 20)
+    assert len(data) < 100_000
+    written = []
+    monkeypatch.setattr(archive.tarfile.TarFile, "extractall", lambda *a, **k: written.append(a))
+    monkeypatch.setattr(archive.zipfile.ZipFile, "extractall", lambda *a, **k: written.append(a))
+    with pytest.raises(DataError, match=r"ratio over 50.*decompression bomb"):
+        fetch(_serve(server, f"bomb.{kind}", data), tmp_path / "raw", sha256=_sha(data))
+    assert written == [] and not (tmp_path / "raw").exists() and _no_leftovers(tmp_path)
+
+
+def test_archive_size_entry_and_download_budgets(tmp_path, server, images, monkeypatch):
+    from datahelpers import tar_gz, zip_bytes
+
+    from ul.data import archive
+
+    tgz, zipped = tar_gz(images), zip_bytes(images)
+    monkeypatch.setattr(archive, "MAX_UNCOMPRESSED_BYTES", 1000)
+    with pytest.raises(DataError, match="unpacks to more than 1,000 bytes"):
+        fetch(_serve(server, "big.tgz", tgz), tmp_path / "raw", sha256=_sha(tgz))
+    with pytest.raises(DataError, match="unpacks to more than 1,000 bytes"):
+        fetch(_serve(server, "big.zip", zipped), tmp_path / "raw", sha256=_sha(zipped))
+    monkeypatch.setattr(archive, "MAX_UNCOMPRESSED_BYTES", 1 << 30)
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 5)
+    with pytest.raises(DataError, match="6 entries, over the budget of 5"):
+        fetch(_serve(server, "many.zip", zipped), tmp_path / "raw", sha256=_sha(zipped))
+    monkeypatch.setattr(archive, "MAX_DOWNLOAD_BYTES", 100)
+    with pytest.raises(DataError, match=f"announces {len(tgz):,} bytes, over the 100-byte budget"):
+        fetch(_serve(server, "long.tgz", tgz), tmp_path / "raw", sha256=_sha(tgz))
+    assert not (tmp_path / "raw").exists() and _no_leftovers(tmp_path)
+
+
+def test_name_conflicts_and_corrupt_streams_are_one_error(tmp_path, server, images):
+    import io
+    import warnings
+    import zipfile
+
+    from datahelpers import tar_gz, zip_bytes
+
+    buf = io.BytesIO(zip_bytes(images))
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "a") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate it writes
+        zf.writestr("dataset/a/0.png", png(noise(99)))
+    twice = buf.getvalue()
+    clash = tar_gz({**images, "dataset/b": png(noise(98)), "dataset/b/x.png": png(noise(97))})
+    tgz = bytearray(tar_gz(images))
+    tgz[len(tgz) // 2 : len(tgz) // 2 + 16] = b"\xff" * 16  # a broken deflate stream, not a short file
+    for name, data, message in (
+        ("twice.zip", twice, "entry 'dataset/a/0.png' appears twice"),
+        ("clash.tgz", clash, "entry 'dataset/b' is both a file and a folder"),
+        ("broken.tgz", bytes(tgz), "corrupt archive|cannot unpack"),
+    ):
+        with pytest.raises(DataError, match=message):
+            fetch(_serve(server, name, data), tmp_path / "raw", sha256=_sha(data))
+    assert not (tmp_path / "raw").exists() and _no_leftovers(tmp_path)
+
+
+# ---- class 3: credentials never travel or persist ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://me:hunter2@127.0.0.1:1/d.tgz", "https://hunter2@example.org/d.zip", "s3://me:hunter2@bucket/x"]
+)
+def test_user_info_in_a_source_url_is_refused(tmp_path, url):
+    with pytest.raises(DataError, match="user info .* is refused.*UL_FETCH_USER and UL_FETCH_PASSWORD") as err:
+        fetch(url, tmp_path / "raw", sha256="0" * 64)
+    assert "hunter2" not in str(err.value) and not (tmp_path / "raw").exists()
+
+
+def test_environment_credentials_go_to_the_origin_only(tmp_path, server, images, monkeypatch):
+    from datahelpers import Server, tar_gz
+
+    other = Server()  # another origin (another port) that a redirect points to
+    try:
+        tgz = tar_gz(images)
+        other.routes["/d.tgz"] = (tgz, None)
+        server.redirects["/away.tgz"] = other.url("/d.tgz")
+        server.redirects["/here.tgz"] = "/d.tgz"
+        server.routes["/d.tgz"] = (tgz, None)
+        monkeypatch.setenv("UL_FETCH_USER", "me")
+        monkeypatch.setenv("UL_FETCH_PASSWORD", "hunter2")
+        fetch(server.url("/here.tgz"), tmp_path / "a", sha256=_sha(tgz))
+        assert server.auth[-2:] == ["Basic bWU6aHVudGVyMg=="] * 2  # same origin: sent again after the redirect
+        m = fetch(server.url("/away.tgz"), tmp_path / "b", sha256=_sha(tgz))
+        assert server.auth[-1] == "Basic bWU6aHVudGVyMg==" and other.auth == [None]
+        assert "hunter2" not in json.dumps(m)
+    finally:
+        other.close()
+
+
+def test_user_info_in_an_endpoint_never_reaches_a_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://me:hunter2@127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(DataError) as err:
+        fetch("s3://bucket/images", tmp_path / "raw")
+    assert "hunter2" not in str(err.value) and "127.0.0.1:1" in str(err.value)
+
+
+def test_a_bucket_key_that_is_both_object_and_folder_is_one_error(tmp_path, monkeypatch, images):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    try:
+        host, port = srv.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        for var, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")):
+            monkeypatch.setenv(var, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="clash")
+        for rel, data in {**images, "dataset/a": b"x"}.items():
+            s3.put_object(Bucket="clash", Key=f"p/{rel}", Body=data)
+        with pytest.raises(DataError, match="key 'dataset/a' is both an object and a folder"):
+            fetch("s3://clash/p", tmp_path / "raw")
+        assert not (tmp_path / "raw").exists() and _no_leftovers(tmp_path)
+    finally:
+        srv.stop()

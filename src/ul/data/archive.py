@@ -4,6 +4,12 @@ An archive is trusted only through its sha256 (required): the download is stream
 hashing, a short body (fewer bytes than Content-Length) is reported as truncated, and extraction
 refuses any entry that could write outside the target folder (absolute paths, `..`, links,
 devices), checked by us and, for tar, again by the stdlib's `filter="data"`.
+
+Budgets, checked before anything is written: the download's bytes (`MAX_DOWNLOAD_BYTES`, from the
+announced length and while streaming), the archive's entry count (`MAX_ENTRIES`), its total
+uncompressed size (`MAX_UNCOMPRESSED_BYTES`, for a compressed tar by streaming the decompressor
+with that cap) and its compression ratio (`MAX_RATIO`: image files barely compress, a bomb does).
+Two entries with one name, or a name that is both a file and a folder, refuse the archive.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import lzma
 import re
 import stat
 import tarfile
@@ -18,14 +25,20 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 from ul.data import DataError
+from ul.data import shown as _shown
 
 CHUNK = 1 << 16
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_DOWNLOAD_BYTES = 32 << 30
+MAX_UNCOMPRESSED_BYTES = 64 << 30
+MAX_ENTRIES = 2_000_000
+MAX_RATIO = 50  # uncompressed / archive bytes; JPEG and PNG files compress by a few percent
 
 
 def redact(url: str) -> str:
@@ -37,16 +50,48 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
 
 
-def _request(url: str) -> urllib.request.Request:
-    """urllib cannot take user:password@ in a URL: turn it into a Basic auth header."""
+USER_ENV, PASSWORD_ENV = "UL_FETCH_USER", "UL_FETCH_PASSWORD"
+
+
+def refuse_user_info(url: str) -> None:
+    """Credentials in a source URL would be stored in params.yaml, dvc.lock and the model card:
+    they come from the environment instead."""
     p = urllib.parse.urlsplit(url)
-    headers = {"User-Agent": "ul-fetch"}
-    if p.username is not None:
-        user_pass = f"{urllib.parse.unquote(p.username)}:{urllib.parse.unquote(p.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode()).decode()
-        host = p.hostname + (f":{p.port}" if p.port else "")
-        url = urllib.parse.urlunsplit((p.scheme, host, p.path, p.query, ""))
-    return urllib.request.Request(url, headers=headers)
+    if p.username is not None or p.password is not None:
+        raise DataError(
+            f"data.source={redact(url)!r}: user info (user:password@) in a source URL is refused, since the "
+            f"URL is stored in params.yaml, dvc.lock and the model card; set {USER_ENV} and "
+            f"{PASSWORD_ENV} in the environment instead"
+        )
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but send the Authorization header only to the origin it was meant for."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        auth = req.unredirected_hdrs.get("Authorization")
+        if new is not None and auth and _origin(newurl) == _origin(req.full_url):
+            new.add_unredirected_header("Authorization", auth)
+        return new
+
+
+def _origin(url: str) -> tuple:
+    p = urllib.parse.urlsplit(url)
+    return p.scheme.lower(), (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The request for `url`, with Basic auth from UL_FETCH_USER/UL_FETCH_PASSWORD when set."""
+    import os
+
+    refuse_user_info(url)
+    req = urllib.request.Request(url, headers={"User-Agent": "ul-fetch"})
+    user = os.environ.get(USER_ENV)
+    if user:
+        user_pass = f"{user}:{os.environ.get(PASSWORD_ENV, '')}"
+        req.add_unredirected_header("Authorization", "Basic " + base64.b64encode(user_pass.encode()).decode())
+    return req
 
 
 def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) -> Path:
@@ -62,9 +107,12 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
         raise DataError(f"data.sha256={sha256!r} is not 64 hexadecimal digits")
     digest, got = hashlib.sha256(), 0
     try:
-        with urllib.request.urlopen(_request(url), timeout=timeout) as resp, open(dest, "wb") as out:
+        opener = urllib.request.build_opener(_SameOriginRedirects)
+        with opener.open(_request(url), timeout=timeout) as resp, open(dest, "wb") as out:
             length = resp.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
+            if expected is not None and expected > MAX_DOWNLOAD_BYTES:
+                raise DataError(f"{shown}: announces {expected:,} bytes, over the {MAX_DOWNLOAD_BYTES:,}-byte budget")
             with tqdm(
                 total=expected, unit="B", unit_scale=True, desc=f"download {PurePosixPath(shown).name}", mininterval=0.5
             ) as bar:
@@ -72,6 +120,8 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
                     digest.update(chunk)
                     out.write(chunk)
                     got += len(chunk)
+                    if got > MAX_DOWNLOAD_BYTES:
+                        raise DataError(f"{shown}: more than {MAX_DOWNLOAD_BYTES:,} bytes; over the download budget")
                     bar.update(len(chunk))
     except urllib.error.HTTPError as err:
         raise DataError(f"{shown}: HTTP {err.code} {err.reason}") from None
@@ -97,7 +147,73 @@ def _check_name(name: str, archive: str) -> None:
         raise DataError(f"{archive}: entry {name!r} would be written outside the target folder; refusing the archive")
 
 
+def _budget(shown: str, names: list[str], sizes: list[int], archive_bytes: int) -> None:
+    """Refuse an archive over the entry, size or ratio budget, or with conflicting names."""
+    if len(names) > MAX_ENTRIES:
+        raise DataError(f"{shown}: {len(names):,} entries, over the budget of {MAX_ENTRIES:,}")
+    total = sum(sizes)
+    _check_total(shown, total, archive_bytes)
+    files, folders = set(), set()
+    for name, size in zip(names, sizes):
+        parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in (".", "")]
+        if not parts:
+            continue
+        norm = "/".join(parts)
+        if size < 0:  # a folder entry
+            folders.add(norm)
+            continue
+        if norm in files:
+            raise DataError(f"{shown}: entry {shown_name(norm)} appears twice; refusing the archive")
+        files.add(norm)
+        folders.update("/".join(parts[:k]) for k in range(1, len(parts)))
+    if clash := sorted(files & folders):
+        raise DataError(f"{shown}: entry {shown_name(clash[0])} is both a file and a folder; refusing the archive")
+
+
+def _check_total(shown: str, total: int, archive_bytes: int) -> None:
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise DataError(
+            f"{shown}: unpacks to more than {MAX_UNCOMPRESSED_BYTES:,} bytes, over the budget; refusing the archive"
+        )
+    if total > MAX_RATIO * max(archive_bytes, 1) and total > (1 << 20):
+        raise DataError(
+            f"{shown}: unpacks to {total:,} bytes from {archive_bytes:,} (ratio over {MAX_RATIO}); "
+            "refusing a likely decompression bomb"
+        )
+
+
+def _stream_size(path: Path, shown: str) -> None:
+    """Decompress a compressed tar once, counting bytes, and stop at the budget (a gzip bomb
+    costs at most `MAX_UNCOMPRESSED_BYTES` of CPU work and no disk)."""
+    import bz2
+    import gzip
+
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    opener = (
+        gzip.open
+        if magic[:2] == b"\x1f\x8b"
+        else bz2.open
+        if magic[:3] == b"BZh"
+        else lzma.open
+        if magic[:6] == b"\xfd7zXZ\x00"
+        else None
+    )
+    if opener is None:
+        return
+    archive_bytes, total = path.stat().st_size, 0
+    with opener(path, "rb") as f:
+        while block := f.read(CHUNK * 16):
+            total += len(block)
+            _check_total(shown, total, archive_bytes)
+
+
+def shown_name(name: str) -> str:
+    return repr(name) if name.isprintable() else _shown(name)
+
+
 def _extract_tar(path: Path, target: Path, shown: str) -> None:
+    _stream_size(path, shown)
     with tarfile.open(path) as tf:
         members = tf.getmembers()
         for m in members:
@@ -105,6 +221,7 @@ def _extract_tar(path: Path, target: Path, shown: str) -> None:
             if not (m.isfile() or m.isdir()):
                 kind = "link" if (m.issym() or m.islnk()) else "special file"
                 raise DataError(f"{shown}: entry {m.name!r} is a {kind}; only plain files and folders are accepted")
+        _budget(shown, [m.name for m in members], [m.size if m.isfile() else -1 for m in members], path.stat().st_size)
         try:
             tf.extractall(target, members=members, filter="data")
         except tarfile.FilterError as err:
@@ -113,13 +230,16 @@ def _extract_tar(path: Path, target: Path, shown: str) -> None:
 
 def _extract_zip(path: Path, target: Path, shown: str) -> None:
     with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        for info in infos:
             _check_name(info.filename, shown)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise DataError(
                     f"{shown}: entry {info.filename!r} is a link; only plain files and folders are accepted"
                 )
-        zf.extractall(target)
+        sizes = [-1 if i.is_dir() else i.file_size for i in infos]
+        _budget(shown, [i.filename for i in infos], sizes, path.stat().st_size)
+        zf.extractall(target)  # each entry stops at its declared size (zipfile), so the budget holds
 
 
 def extract(path: Path, target: Path, shown: str) -> Path:
@@ -132,6 +252,8 @@ def extract(path: Path, target: Path, shown: str) -> Path:
             _extract_tar(path, target, shown)
         else:
             raise DataError(f"{shown}: not a tar or zip archive")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{shown}: corrupt archive: {err}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as err:
+        raise DataError(f"{shown}: corrupt archive: {err}".splitlines()[0]) from None
+    except OSError as err:  # gzip.BadGzipFile, a CRC error, or an entry that cannot be written
+        raise DataError(f"{shown}: cannot unpack: {err}".splitlines()[0]) from None
     return target

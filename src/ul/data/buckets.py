@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ul.data import DataError
-from ul.storage import StorageError, s3
+from ul.storage import StorageError, redact_urls, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
 
 
@@ -59,7 +59,23 @@ def lakefs_location(url: str) -> Bucket:
 
 
 def _where(loc: Bucket) -> str:
-    return f"{loc.url} (endpoint {loc.endpoint or 'AWS default'})"
+    return f"{loc.url} (endpoint {redact_urls(loc.endpoint or 'AWS default')})"
+
+
+def _budget(loc: Bucket, objects: list[dict]) -> None:
+    """Refuse, before any download, a listing over the count or size budget or with a key that is
+    both an object and a folder (`a` and `a/b.png`), which no folder can hold."""
+    from ul.data.archive import MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES, shown_name
+
+    if len(objects) > MAX_ENTRIES:
+        raise DataError(f"{loc.url}: {len(objects):,} objects, over the budget of {MAX_ENTRIES:,}")
+    total = sum(o["Size"] for o in objects)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise DataError(f"{loc.url}: {total:,} bytes of objects, over the budget of {MAX_UNCOMPRESSED_BYTES:,}")
+    keys = [o["Key"][len(loc.prefix) :] for o in objects]
+    folders = {"/".join(k.split("/")[:i]) for k in keys for i in range(1, k.count("/") + 1)}
+    if clash := sorted(set(keys) & folders):
+        raise DataError(f"{loc.url}: key {shown_name(clash[0])} is both an object and a folder; refusing the listing")
 
 
 def download(loc: Bucket, dest: Path) -> Path:
@@ -72,6 +88,7 @@ def download(loc: Bucket, dest: Path) -> Path:
         objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
         if not objects:
             raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
+        _budget(loc, objects)
         for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
             rel = obj["Key"][len(loc.prefix) :]
             if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
@@ -83,7 +100,7 @@ def download(loc: Bucket, dest: Path) -> Path:
                 raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
     except EndpointConnectionError as err:
         raise DataError(
-            f"cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', loc.endpoint)} "
+            f"cannot reach the S3 endpoint {redact_urls(str(err.kwargs.get('endpoint_url', loc.endpoint)))} "
             f"for {loc.url}: is the server running and the URL right?"
         ) from None
     except NoCredentialsError:
@@ -94,5 +111,5 @@ def download(loc: Bucket, dest: Path) -> Path:
         e = err.response.get("Error", {})
         raise DataError(f"{_where(loc)}: {e.get('Code', '?')}: {e.get('Message', err)}") from None
     except BotoCoreError as err:
-        raise DataError(f"{_where(loc)}: {err}") from None
+        raise DataError(redact_urls(f"{_where(loc)}: {err}")) from None
     return dest
