@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ul.atomic import staged_dir
-from ul.data import DataError, imagecheck, manifest
+from ul.data import DataError, imagecheck, manifest, shown
 from ul.data.decode_common import BackendError
 from ul.data.manifest import SPLITS, Entry
 from ul.shards import ShardWriter
@@ -86,7 +86,7 @@ def _check_args(
 
 
 def _refuse(bad: dict[str, str], raw_dir: Path) -> None:
-    listed = "; ".join(f"{p} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
+    listed = "; ".join(f"{shown(p)} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
     more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
     raise DataError(
         f"{len(bad)} unreadable image(s) in {raw_dir}: {listed}{more}. "

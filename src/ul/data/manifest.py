@@ -13,9 +13,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from ul.data import DataError
+from ul.data import DataError, bad_name, shown
 
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"
@@ -62,19 +62,50 @@ def read(folder: str | Path) -> list[Entry]:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise DataError(f"{path}: no manifest; run the fetch stage first")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise DataError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
-        try:
-            return [
-                Entry(
-                    r["path"], r["split"], int(r["label"]) if r["label"] != "" else None, r["sha256"], int(r["bytes"])
-                )
-                for r in reader
-            ]
-        except ValueError as err:
-            raise DataError(f"{path}: line {reader.line_num}: {err}") from None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _rows(path, csv.DictReader(f))
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable manifest ({err})") from None
+
+
+def _rows(path: Path, reader: csv.DictReader) -> list[Entry]:
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise DataError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
+    entries, seen = [], set()
+    try:
+        for r in reader:
+            e = Entry(
+                r["path"], r["split"], int(r["label"]) if r["label"] != "" else None, r["sha256"], int(r["bytes"])
+            )
+            if reason := check_path(e.path, e.split):
+                raise DataError(f"{path}: line {reader.line_num}: path {shown(e.path)} {reason}")
+            if e.path in seen:
+                raise DataError(f"{path}: line {reader.line_num}: path {shown(e.path)} is listed twice")
+            seen.add(e.path)
+            entries.append(e)
+    except DataError:
+        raise
+    except (ValueError, TypeError) as err:  # TypeError: a short row (a missing column is None)
+        raise DataError(f"{path}: line {reader.line_num}: {err}") from None
+    return entries
+
+
+def check_path(rel: str, split: str) -> str | None:
+    """Why a manifest path may not be read (None when it may): it must be a relative POSIX path
+    under its split's folder, without `..`, and a printable UTF-8 name."""
+    if split not in SPLITS:
+        return f"has split {shown(split)}, not one of {', '.join(SPLITS)}"
+    if reason := bad_name(rel):
+        return reason
+    parts = PurePosixPath(rel).parts
+    if not parts or rel.startswith("/") or "\\" in rel:
+        return "is not a relative POSIX path"
+    if ".." in parts or "." in rel.split("/") or "" in rel.split("/"):
+        return "escapes the raw folder or is not normalised"
+    if parts[0] != split or len(parts) < 2:
+        return f"is not inside {split}/"
+    return None
 
 
 def read_classes(folder: str | Path) -> list[str]:

@@ -27,7 +27,7 @@ import pandas as pd
 from PIL import Image
 
 from ul.atomic import staged_dir
-from ul.data import DataError, manifest
+from ul.data import DataError, manifest, shown
 from ul.data.decode import PATHS, SKIPPED
 from ul.data.manifest import SPLITS
 from ul.shards import ShardReader
@@ -57,21 +57,29 @@ def _int_or_text(value: str):
         return value
 
 
-def manifest_table(raw_dir: Path) -> pd.DataFrame:
+def manifest_table(raw_dir: Path, skipped: set[str] = frozenset()) -> pd.DataFrame:
     """The manifest as written (not parsed by ul.data.manifest, so bad values reach GX), plus
-    `file_sha256`, the hash of the file on disk now."""
+    `file_sha256`, the hash of the file on disk now, and the header's width and height (empty
+    for the files decode skipped: they are counted, not measured)."""
     path = raw_dir / manifest.MANIFEST
     if not path.exists():
         raise DataError(f"{path}: no manifest; run the fetch stage first")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
+        raise DataError(f"{path}: not a readable manifest ({str(err).strip().splitlines()[0]})") from None
     missing = [c for c in manifest.COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}")
+    for k, (rel, split) in enumerate(zip(df["path"], df["split"])):
+        if reason := manifest.check_path(rel, split):  # before any file is opened
+            raise DataError(f"{path}: row {k + 1}: path {shown(rel)} {reason}")
     df["label"] = pd.Series([_int_or_text(v) for v in df["label"]], index=df.index, dtype=object)
     df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
     df["file_sha256"] = [_file_sha(raw_dir / p) for p in df["path"]]
-    sizes = [_size(raw_dir / p) for p in df["path"]]
-    df["width"], df["height"] = [w for w, _ in sizes], [h for _, h in sizes]
+    sizes = [(None, None) if p in skipped else _size(raw_dir / p) for p in df["path"]]
+    df["width"] = pd.Series([w for w, _ in sizes], index=df.index, dtype="Int64")
+    df["height"] = pd.Series([h for _, h in sizes], index=df.index, dtype="Int64")
     return df
 
 
@@ -91,9 +99,19 @@ def _reader(folder: Path):
         return None
 
 
+def skipped_paths(decoded_dir: Path) -> list[str]:
+    """The manifest paths decode left out (`skipped.json`); a malformed file is a DataError."""
+    path = decoded_dir / SKIPPED
+    if not path.exists():
+        return []
+    try:
+        return [str(s["path"]) for s in json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError, KeyError) as err:
+        raise DataError(f"{path}: not a list of skipped files ({type(err).__name__})") from None
+
+
 def counts_table(raw: pd.DataFrame, decoded_dir: Path) -> pd.DataFrame:
-    skipped_file = decoded_dir / SKIPPED
-    skipped = [s["path"] for s in json.loads(skipped_file.read_text())] if skipped_file.exists() else []
+    skipped = skipped_paths(decoded_dir)
     split_of = dict(zip(raw["path"], raw["split"]))
     rows = []
     for s in SPLITS:
@@ -445,7 +463,7 @@ def validate(
     started = datetime.now(UTC)
     raw_dir, decoded_dir, out_dir = Path(raw_dir), Path(decoded_dir), Path(out_dir)
     sidecar = out_dir.parent / (out_dir.name + RUN_SUFFIX)
-    raw = manifest_table(raw_dir)
+    raw = manifest_table(raw_dir, set(skipped_paths(decoded_dir)))
     tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
     expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels, resize_mode)
     with staged_dir(out_dir) as out:
