@@ -46,6 +46,18 @@ def test_logsnr_change_reruns_training_onwards_never_data(ci_project, logsnr):
     assert yaml.safe_load((ci_project / "params.yaml").read_text())["noise"]["logsnr"] == float(logsnr)
 
 
+def test_the_klvae_baseline_runs_through_every_model_stage(ci_project):
+    """`-S latent=klvae`: the SD-style baseline trains, caches, feeds the same base model and is
+    evaluated by the same stage; the data stages are not re-run."""
+    r = sh(["dvc", "exp", "run", "-S", "preset=ci", "-S", "latent=klvae"], ci_project)
+    assert ran_stages(r.stdout + r.stderr) == ALL - DATA, r.stdout[-3000:]
+    config = json.loads((ci_project / "models/stage1/config.json").read_text())
+    assert config["class"] == "KLVAE" and "final_kl" in config["training"]
+    metrics = json.loads((ci_project / "eval/metrics.json").read_text())
+    assert metrics["latent_bits_per_pixel"] > 0 and metrics["gfid"] > 0 and "latent_use_elbo_nats" not in metrics
+    sh(["dvc", "exp", "run", "-S", "preset=ci"], ci_project)  # back to UL for the tests that follow
+
+
 def test_training_curves_are_dvc_plots(ci_project):
     out = sh(["dvc", "plots", "show", "--json"], ci_project).stdout
     assert "stage1_train.tsv" in out and "samples.png" in out

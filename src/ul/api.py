@@ -73,16 +73,16 @@ class Autoencoder:
         self,
         z0: torch.Tensor,
         steps: int = 50,
-        sampler: str = "ddim",
+        sampler: str = "dpm2m",
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """x ~ p(x | z0) by `steps` steps of `sampler` (ddim | ancestral); [-1, 1]."""
+        """x ~ p(x | z0) by `steps` network evaluations of `sampler` (dpm2m | ddim | ancestral); [-1, 1]."""
         return self.model.decode(self._latents(z0), steps, sampler, generator, progress)
 
     @torch.no_grad()
     def reconstruct(
-        self, x: torch.Tensor, steps: int = 50, sampler: str = "ddim", generator: torch.Generator | None = None
+        self, x: torch.Tensor, steps: int = 50, sampler: str = "dpm2m", generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """encode → noisy → decode."""
         return self.decode(self.noisy(self.encode(x), generator), steps, sampler, generator)
@@ -146,11 +146,11 @@ class Generator:
         n: int,
         base_steps: int = 50,
         decoder_steps: int = 50,
-        sampler: str = "ddim",
+        sampler: str = "dpm2m",
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
         """n images, N×C×H×W in [-1, 1]."""
         device = self.autoencoder.device
-        z0 = self.base.sample_z0(n, base_steps, sampler, generator, device, progress)
+        z0 = self.base.sample_latents(n, base_steps, sampler, generator, device, progress)
         return self.autoencoder.decode(z0, decoder_steps, sampler, generator, progress)

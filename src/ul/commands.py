@@ -49,7 +49,7 @@ def _images(p: argparse.ArgumentParser) -> None:
 
 def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50, help="decoder sampler steps (default: %(default)s)")
-    p.add_argument("--sampler", default="ddim", choices=tuple(samplers.STEPS), help="(default: %(default)s)")
+    p.add_argument("--sampler", default="dpm2m", choices=tuple(samplers.STEPS), help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of every noise draw (default: %(default)s)")
 
 

@@ -64,6 +64,16 @@ class ULConfig:
     # The decoder's cosine schedule shift: the variance of the loss estimate and the decoder sampler's
     # grid only. The weight is a function of λ, so the expected loss does not depend on it.
     decoder_logsnr_shift: float = 0.0
+    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.model.RateController)
+    target_bits_per_pixel: float | None = None
+
+
+@dataclass
+class KLVAEConfig:
+    """The Stable-Diffusion-style baseline (`latent: klvae`): KL to N(0, I) with this weight, an L1
+    pixel loss (SD adds LPIPS and a GAN, which have no offline weights here)."""
+
+    kl_weight: float = 1.0e-6
 
 
 @dataclass
@@ -138,11 +148,13 @@ class EvalConfig:
 @dataclass
 class Config:
     preset: str = "cpu"
+    latent: str = "ul"  # ul | klvae: which stage-1 autoencoder makes the latents
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     ul: ULConfig = field(default_factory=ULConfig)
+    klvae: KLVAEConfig = field(default_factory=KLVAEConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     prior: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[64], blocks=2))
     decoder: UNetConfig = field(default_factory=UNetConfig)
@@ -206,8 +218,23 @@ def validate(cfg: Config) -> Config:
         cfg.ul.decoder_logsnr_min,
         "must be < ul.decoder_logsnr_max",
     )
+    target = cfg.ul.target_bits_per_pixel
+    _check(
+        target is None or (math.isfinite(target) and target > 0),
+        "ul.target_bits_per_pixel",
+        target,
+        "must be null or a finite number > 0",
+    )
+    _choice("latent", cfg.latent, ("ul", "klvae"))
+    _check(
+        math.isfinite(cfg.klvae.kl_weight) and cfg.klvae.kl_weight >= 0,
+        "klvae.kl_weight",
+        cfg.klvae.kl_weight,
+        "must be finite and >= 0",
+    )
     d = cfg.data
     _check(d.resolution >= 8, "data.resolution", d.resolution, "must be >= 8")
+    _bounds(cfg)
     _choice("data.channels", d.channels, (1, 3))
     _choice("data.resize_mode", d.resize_mode, ("pad", "resize"))
     _check(d.max_train >= 0 and d.max_test >= 0, "data.max_train", d.max_train, "limits must be >= 0")
@@ -261,6 +288,7 @@ def _get(obj, dotted: str):
 
 def from_dict(raw: dict | DictConfig) -> Config:
     """Merge a plain mapping into the schema; type and key errors become ConfigError."""
+    refuse_interpolations(raw)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
     except OmegaConfBaseException as err:
@@ -275,7 +303,7 @@ def load(path: str | Path = "params.yaml", overrides: list[str] | None = None) -
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: parameter file not found (run from the repository root)")
-    return from_dict(with_overrides(OmegaConf.load(path), overrides))
+    return from_dict(with_overrides(read_yaml(path), overrides))
 
 
 def with_overrides(raw: dict | DictConfig, overrides: list[str] | None = None) -> dict | DictConfig:
@@ -290,3 +318,99 @@ def with_overrides(raw: dict | DictConfig, overrides: list[str] | None = None) -
 
 def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+# ---- hostile parameter files (issue 9, class 4): params are data, not code, and sizes are bounded ----
+
+MAX_PARAMS_BYTES = 1 << 20
+LIMITS = {  # upper bounds, named with the key: beyond them a run cannot be meant
+    "data.resolution": 4096,
+    "decode.threads": 256,
+    "decode.batch_size": 65536,
+    "stage1.threads": 1024,
+    "stage2.threads": 1024,
+    "stage1.batch_size": 65536,
+    "stage2.batch_size": 65536,
+    "stage1.steps": 100_000_000,
+    "stage2.steps": 100_000_000,
+    "cache.batch_size": 65536,
+    "eval.batch_size": 65536,
+    "eval.num_images": 10_000_000,
+    "eval.fid_num_samples": 10_000_000,
+    "eval.grid_size": 64,
+    "sample.decoder_steps": 100_000,
+    "sample.base_steps": 100_000,
+    "encoder.latent_channels": 4096,
+    "encoder.patch": 64,
+    "encoder.blocks": 64,
+}
+MAX_SEED = 2**32 - 1
+MAX_WIDTH, MAX_DEPTH = 8192, 16  # channels per stage, stages per network
+
+
+def _bounds(cfg: Config) -> None:
+    for key, top in LIMITS.items():
+        v = _get(cfg, key)
+        _check(v <= top, key, v, f"must be <= {top:,}")
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"must be in [0, {MAX_SEED}]")
+    nets = {"encoder": cfg.encoder, "prior": cfg.prior, "decoder": cfg.decoder, "base.net": cfg.base.net}
+    for name, net in nets.items():
+        _check(len(net.channels) <= MAX_DEPTH, f"{name}.channels", net.channels, f"at most {MAX_DEPTH} stages")
+        _check(max(net.channels, default=0) <= MAX_WIDTH, f"{name}.channels", net.channels, f"each <= {MAX_WIDTH}")
+        for k, top in (("blocks", 64), ("transformer_blocks", 256), ("transformer_width", MAX_WIDTH), ("heads", 256)):
+            if hasattr(net, k):
+                _check(getattr(net, k) <= top, f"{name}.{k}", getattr(net, k), f"must be <= {top}")
+
+
+def refuse_interpolations(raw, prefix: str = "") -> None:
+    """Refuse `${...}` anywhere in a parameter mapping, naming the key: an OmegaConf interpolation
+    or resolver (`${oc.env:SECRET}`) would read the environment or run code when resolved."""
+    if isinstance(raw, DictConfig) or (not isinstance(raw, dict | list) and OmegaConf.is_config(raw)):
+        raw = OmegaConf.to_container(raw, resolve=False)
+    items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
+    for k, v in items:
+        key = f"{prefix}.{k}" if prefix and not isinstance(k, int) else f"{prefix}[{k}]" if prefix else str(k)
+        if isinstance(v, dict | list):
+            refuse_interpolations(v, key)
+        elif isinstance(v, str) and "${" in v:
+            raise ConfigError(
+                f"{key}={v!r}: interpolations and resolvers are refused in parameters (params are data, not code)"
+            )
+
+
+def read_yaml(path: Path) -> DictConfig:
+    """A parameter file as a mapping: one ConfigError (naming the file) for a folder, a pipe, a
+    file that is empty, too large, not YAML, not a mapping or with a key given twice."""
+    import yaml
+
+    class _UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise ConfigError(f"{path}: line {key_node.start_mark.line + 1}: key {key!r} is given twice")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file (a parameter file is YAML)")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a parameter file is at most {MAX_PARAMS_BYTES:,}")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if data is None:
+        raise ConfigError(f"{path}: is empty (or only comments); refusing to run on built-in defaults")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: holds a {type(data).__name__}, not a mapping of parameters")
+    refuse_interpolations(data)
+    try:
+        return OmegaConf.create(data)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None

@@ -32,7 +32,7 @@ from ul import metrics as M
 from ul import samplers
 from ul.config import Config
 from ul.images import display_scale, from_uint8, save_grid, save_pairs_grid
-from ul.model import check_pair
+from ul.model import UnifiedLatents, check_pair
 from ul.schedules import bits
 from ul.shards import ShardReader
 
@@ -62,7 +62,7 @@ def rate_and_latent_use(model, x: torch.Tensor, z_other: torch.Tensor, gen: torc
         own = model(x, noise)
         other = model(x, noise, z0=model.noisy(z_other, noise.eps_z0))
         for k, v in (
-            ("prior", own["prior"]),
+            ("rate", own["prior"]),
             ("decoder", own["decoder"]),
             ("decoder_elbo", own["decoder_elbo"]),
             ("decoder_other", other["decoder"]),
@@ -89,7 +89,11 @@ def reconstruct_all(model, originals: np.ndarray, cfg: Config, gen, device) -> t
     recon, terms = [], {}
     for sl in tqdm(batches, desc="reconstruct", unit="batch"):
         x = from_uint8(originals[sl]).to(device)
-        for k, v in rate_and_latent_use(model, x, z_clean[partner[sl]], gen).items():
+        if isinstance(model, UnifiedLatents):
+            t = rate_and_latent_use(model, x, z_clean[partner[sl]], gen)
+        else:  # the KL-VAE baseline: its rate is the KL, in nats
+            t = {"rate": model.rate_nats(x)}
+        for k, v in t.items():
             terms.setdefault(k, []).append(v.cpu())
         z0 = model.noisy(z_clean[sl], torch.randn((len(x), *model.z_shape), generator=gen).to(device))
         recon.append(model.decode(z0, s.decoder_steps, s.sampler, gen).cpu())
@@ -171,7 +175,7 @@ def evaluate(
     originals = test[rows["eval"]]
     recon, terms = reconstruct_all(model, originals, cfg, gen, device)
     psnr = M.psnr_db(from_uint8(originals).add(1).div(2), recon.add(1).div(2))
-    rate = bits(terms["prior"], latent_shape=model.z_shape, image_shape=model.x_shape)
+    rate = bits(terms["rate"], latent_shape=model.z_shape, image_shape=model.x_shape)
     samples = generate_all(base, model, n_fid, cfg, gen, device)
     save_grids(samples, originals, recon, out_dir, e.grid_size)
     result = {
@@ -181,16 +185,19 @@ def evaluate(
         "latent_bits_per_dim": rate["bits_per_dim"],
         "latent_bits_per_pixel": rate["bits_per_pixel"],
         "latent_bits_per_subpixel": rate["bits_per_subpixel"],
-        "decoder_nats_per_image": float(terms["decoder"].mean()),
-        "decoder_elbo_nats_per_image": float(terms["decoder_elbo"].mean()),
-        "latent_use_elbo_nats": float((terms["decoder_elbo_other"] - terms["decoder_elbo"]).mean()),
-        "latent_use_weighted_nats": float((terms["decoder_other"] - terms["decoder"]).mean()),
         "num_images": n,
         "fid_num_samples": n_fid,
         "sampler": s.sampler,
         "decoder_steps": s.decoder_steps,
         "base_steps": s.base_steps,
     }
+    if "decoder" in terms:  # UL: the decoder's losses and how much it uses the latent
+        result.update(
+            decoder_nats_per_image=float(terms["decoder"].mean()),
+            decoder_elbo_nats_per_image=float(terms["decoder_elbo"].mean()),
+            latent_use_elbo_nats=float((terms["decoder_elbo_other"] - terms["decoder_elbo"]).mean()),
+            latent_use_weighted_nats=float((terms["decoder_other"] - terms["decoder"]).mean()),
+        )
     if with_fid:
         result.update(fid(test, rows, recon, samples, fid_cache, device))
     return result

@@ -23,11 +23,13 @@ from ul import atomic, model_card
 from ul.config import Config, ConfigError, from_dict, to_dict
 from ul.data.manifest import sha256_file
 from ul.errors import ExportError
+from ul.klvae import KLVAE
 from ul.model import BaseModel, UnifiedLatents
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = "ul-export/1"
-CLASSES = {"UnifiedLatents": UnifiedLatents, "BaseModel": BaseModel}
+CLASSES = {"UnifiedLatents": UnifiedLatents, "KLVAE": KLVAE, "BaseModel": BaseModel}
+STAGE1 = (UnifiedLatents, KLVAE)  # what a stage-1 export may hold
 
 
 def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> Path:
@@ -76,14 +78,15 @@ def read_config(folder: str | Path) -> tuple[type, Config]:
         raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
 
 
-def load(folder: str | Path, device="cpu", expect: type | None = None) -> tuple[nn.Module, Config]:
+def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -> tuple[nn.Module, Config]:
     """The model of an export folder, in eval mode, without gradients, on `device`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ExportError(f"{folder}: no exported model folder here (did the training stage run?)")
     cls, cfg = read_config(folder)
-    if expect is not None and cls is not expect:
-        raise ExportError(f"{folder}: holds a {cls.__name__}, expected a {expect.__name__}")
+    if expect is not None and not issubclass(cls, expect):
+        names = " or ".join(c.__name__ for c in (expect if isinstance(expect, tuple) else (expect,)))
+        raise ExportError(f"{folder}: holds a {cls.__name__}, expected a {names}")
     path = folder / WEIGHTS
     _require_file(path)
     try:

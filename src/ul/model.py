@@ -7,6 +7,7 @@ Units: images in [-1, 1]; loss terms in nats per example, summed over the exampl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,21 @@ class UnifiedLatents(nn.Module):
         self.decoder_schedule = CosineLogSNR(
             cfg.ul.decoder_logsnr_min, cfg.ul.decoder_logsnr_max, cfg.ul.decoder_logsnr_shift
         )
+        # c_lf lives in the state (checkpointed, exported) because a rate target moves it in training.
+        self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.ul.loss_factor)))
+        self.register_buffer("rate_ema", torch.tensor(-1.0))  # bits per pixel, < 0 until measured
+        self.controller = RateController(cfg.ul.target_bits_per_pixel) if cfg.ul.target_bits_per_pixel else None
+
+    @property
+    def loss_factor(self) -> torch.Tensor:
+        return self.log_loss_factor.exp()
+
+    @torch.no_grad()
+    def after_step(self, means: dict) -> None:
+        """Called by the training loop after each optimizer step with the batch-mean terms."""
+        if self.controller is not None:
+            bpp = means["prior"] / math.log(2) / (self.x_shape[1] * self.x_shape[2])
+            self.controller.update(self.log_loss_factor, self.rate_ema, bpp)
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> StepNoise:
         """Every random number one step needs, for a (global) batch; slice it per rank with `rows`."""
@@ -68,7 +84,7 @@ class UnifiedLatents(nn.Module):
         return diffuse(z_clean, torch.full((len(z_clean),), self.logsnr0, device=z_clean.device), eps)
 
     @torch.no_grad()
-    def decode(self, z0: torch.Tensor, steps: int, sampler: str = "ddim", generator=None, progress=False):
+    def decode(self, z0: torch.Tensor, steps: int, sampler: str = "dpm2m", generator=None, progress=False):
         """x ~ p(x | z0): the decoder's sampler conditioned on the noisy latent z0; [-1, 1] images."""
         shape = (len(z0), *self.x_shape)
         x = samplers.sample(
@@ -98,12 +114,37 @@ class UnifiedLatents(nn.Module):
                 self.decoder,
                 self.decoder_schedule,
                 noise.decoder,
-                self.cfg.ul.loss_factor,
+                self.loss_factor,
                 self.cfg.ul.sigmoid_bias,
             )
         )
         terms["loss"] = terms["prior"] + terms["decoder"]
+        terms["loss_factor"] = self.loss_factor.expand(len(x))  # logged: it moves under a rate target
         return terms
+
+
+@dataclass
+class RateController:
+    """Steers log c_lf so that the prior's rate (bits per pixel) converges to `target`.
+
+    Raising c_lf makes the decoder's loss dearer than the prior's, so the encoder spends more bits;
+    lowering it spends fewer. The rate is a noisy per-batch estimate, so it is smoothed (EMA) first,
+    and log c_lf moves by `gain`·log(target / rate) per step, kept within [log c_min, log c_max]
+    (c_lf ≤ 1 collapses the latent; docs/method.md).
+    """
+
+    target: float
+    gain: float = 0.02
+    smoothing: float = 0.9
+    c_min: float = 1.05
+    c_max: float = 100.0
+
+    def update(self, log_c: torch.Tensor, rate_ema: torch.Tensor, bpp: float) -> None:
+        bpp = max(float(bpp), 1e-6)
+        ema = bpp if float(rate_ema) < 0 else self.smoothing * float(rate_ema) + (1 - self.smoothing) * bpp
+        rate_ema.fill_(ema)
+        step = self.gain * math.log(self.target / ema)
+        log_c.fill_(min(max(float(log_c) + step, math.log(self.c_min)), math.log(self.c_max)))
 
 
 class BaseModel(nn.Module):
@@ -112,21 +153,28 @@ class BaseModel(nn.Module):
 
     parameterisation = "v"
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, latent_scale: float = 1.0):
         super().__init__()
         self.cfg = cfg
         self.z_shape = latent_shape(cfg)
         self.logsnr0 = float(cfg.noise.logsnr)
         self.denoiser = VDenoiser(UNet(self.z_shape[0], self.z_shape[1], cfg.base.net))
-        self.schedule = CosineLogSNR(cfg.noise.logsnr_min, self.logsnr0)
+        # UL: the schedule tops out at λ(0) and samples end there, noisy (Algorithm 2). The KL-VAE
+        # baseline's decoder wants clean latents: its base model runs to λ_max = −λ_min and ends clean.
+        self.end_noisy = cfg.latent == "ul"
+        top = self.logsnr0 if self.end_noisy else -cfg.noise.logsnr_min  # symmetric: λ_max = −λ_min
+        self.schedule = CosineLogSNR(cfg.noise.logsnr_min, top)
+        # The model sees latents × latent_scale (1 for UL; 1/std for the KL-VAE, as SD scales them).
+        self.register_buffer("latent_scale", torch.tensor(float(latent_scale)))
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> NoiseDraw:
         return NoiseDraw.draw(batch, self.z_shape, generator)
 
     @torch.no_grad()
-    def sample_z0(self, n: int, steps: int, sampler: str = "ddim", generator=None, device="cpu", progress=False):
-        """Latents at λ(0), still NOISY: where the decoder's condition lives (Algorithm 2)."""
-        return samplers.sample(
+    def sample_latents(self, n: int, steps: int, sampler: str = "dpm2m", generator=None, device="cpu", progress=False):
+        """What the stage-1 decoder reads: for UL, latents at λ(0), still NOISY (where the decoder's
+        condition lives, Algorithm 2); for the KL-VAE, clean latents in the encoder's own scale."""
+        z = samplers.sample(
             self.denoiser,
             (n, *self.z_shape),
             self.schedule,
@@ -134,12 +182,14 @@ class BaseModel(nn.Module):
             sampler,
             generator=generator,
             device=device,
-            end_noisy=True,
+            end_noisy=self.end_noisy,
             progress=progress,
         )
+        return z / self.latent_scale
 
     def forward(self, z_clean: torch.Tensor, noise: NoiseDraw) -> dict:
-        terms = base_loss(z_clean, self.denoiser, self.schedule, noise, self.cfg.base.sigmoid_bias)
+        z = z_clean * self.latent_scale
+        terms = base_loss(z, self.denoiser, self.schedule, noise, self.cfg.base.sigmoid_bias)
         terms["loss"] = terms["base"]
         return terms
 
@@ -156,3 +206,10 @@ def check_pair(model: UnifiedLatents, base: BaseModel) -> None:
         raise ValueError(
             f"base model latents {tuple(base.z_shape)} differ from the autoencoder's {tuple(model.z_shape)}"
         )
+
+
+def stage1_model(cfg: Config) -> nn.Module:
+    """The stage-1 autoencoder that `latent` names: UnifiedLatents, or the KL-VAE baseline."""
+    from ul.klvae import KLVAE
+
+    return {"ul": UnifiedLatents, "klvae": KLVAE}[cfg.latent](cfg)

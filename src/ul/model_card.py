@@ -30,6 +30,11 @@ WHAT = {
         "those latents (its loss bounds their bitrate) and a diffusion decoder conditioned on the noisy\n"
         "latent, trained jointly with the Unified Latents objective (docs/method.md).",
     ),
+    "KLVAE": (
+        "KL-VAE baseline autoencoder (stage 1, latent: klvae)",
+        "The Stable-Diffusion-style baseline: a VAE whose encoder predicts mean and log-variance, trained\n"
+        "with an L1 pixel loss and a weighted KL to N(0, I) (no LPIPS or GAN), with UL's latent shape.",
+    ),
     "BaseModel": (
         "Unified Latents base model (stage 2)",
         "A diffusion model over the frozen stage-1 latents; its samples at λ(0) go to the stage-1\n"
@@ -41,6 +46,11 @@ USAGE = {
         "from ul import Autoencoder\n"
         'ae = Autoencoder.load("{folder}")\n'
         "x_rec = ae.reconstruct(x)          # x: N×C×H×W in [-1, 1]; also ae.encode / ae.decode / ae.rate\n"
+    ),
+    "KLVAE": (
+        "from ul import export\n"
+        'vae, cfg = export.load("{folder}")\n'
+        "x_rec = vae.decode(vae.encode(x))  # x: N×C×H×W in [-1, 1]\n"
     ),
     "BaseModel": (
         "from ul import Generator\n"

@@ -199,6 +199,30 @@ class Encoder(nn.Module):
         return self.net(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
 
 
+class ConvDecoder(nn.Module):
+    """The encoder's mirror, x̂ = D(z) in one pass: a deterministic decoder (the KL-VAE baseline's).
+    Nearest ×2 up-sampling + conv between stages, then depth-to-space un-patching."""
+
+    def __init__(self, c_img: int, cfg: EncoderConfig):
+        super().__init__()
+        self.patch = cfg.patch
+        chs = list(reversed(cfg.channels))
+        layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, chs[0], 3, padding=1)]
+        c = chs[0]
+        for i, ch in enumerate(chs):
+            for _ in range(cfg.blocks):
+                layers.append(ResBlock(c, ch))
+                c = ch
+            if i < len(chs) - 1:
+                layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]
+        layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, c_img * cfg.patch**2, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        x = self.net(z)
+        return F.pixel_shuffle(x, self.patch) if self.patch > 1 else x
+
+
 def latent_shape(cfg) -> tuple[int, int, int]:
     """(C, h, w) of z for a full Config."""
     down = cfg.encoder.patch * 2 ** (len(cfg.encoder.channels) - 1)

@@ -77,7 +77,7 @@ def sample(
     shape,
     schedule,
     steps: int,
-    sampler: str = "ddim",
+    sampler: str = "dpm2m",
     cond=None,
     generator: torch.Generator | None = None,
     device="cpu",
@@ -112,8 +112,8 @@ def sample(
 
 @torch.no_grad()
 def generate(
-    base, model, n: int, base_steps: int, decoder_steps: int, sampler: str = "ddim", generator=None, device="cpu"
+    base, model, n: int, base_steps: int, decoder_steps: int, sampler: str = "dpm2m", generator=None, device="cpu"
 ) -> torch.Tensor:
     """Algorithm 2: the base model down to z0 at λ(0), then the decoder conditioned on it; [-1, 1]."""
-    z0 = base.sample_z0(n, base_steps, sampler, generator, device)
+    z0 = base.sample_latents(n, base_steps, sampler, generator, device)
     return model.decode(z0, decoder_steps, sampler, generator)

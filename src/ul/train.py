@@ -179,6 +179,8 @@ def train(
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if hasattr(model, "after_step"):  # e.g. the rate controller; every rank sees the same means
+            model.after_step(dict(zip(terms, means.tolist())))
         ema_update(ema, model, step, cfg.ema_decay)
         step += 1
         seen += cfg.batch_size

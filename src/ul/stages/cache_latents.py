@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ul import export, latent_cache
 from ul.distributed import resolve_device
-from ul.model import UnifiedLatents
 from ul.shards import ShardReader
 from ul.stages import _cli
 
@@ -27,7 +26,7 @@ def main(argv=None) -> int:
 
     def body(cfg):
         device = resolve_device(cfg.cache.device)
-        model, _ = export.load(args.model, device, expect=UnifiedLatents)
+        model, _ = export.load(args.model, device, expect=export.STAGE1)
         stats = latent_cache.write(
             model, ShardReader(Path(args.data) / "train"), Path(args.out) / "train", cfg.cache.batch_size, device
         )

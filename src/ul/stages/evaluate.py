@@ -15,7 +15,7 @@ from pathlib import Path
 from ul import export
 from ul.distributed import resolve_device
 from ul.evaluation import evaluate
-from ul.model import BaseModel, UnifiedLatents
+from ul.model import BaseModel
 from ul.shards import ShardReader
 from ul.stages import _cli
 
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     def body(cfg):
         device = resolve_device(cfg.eval.device)
-        model, _ = export.load(args.stage1, device, expect=UnifiedLatents)
+        model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
         test = ShardReader(Path(args.data) / "test")
         return evaluate(model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from ul import export
 from ul.images import from_uint8
-from ul.model import UnifiedLatents
+from ul.model import stage1_model
 from ul.shards import ShardReader
 from ul.stages import _cli
 from ul.train import train
 
-KEYS = ("seed", "data", "noise", "ul", "encoder", "prior", "decoder", "stage1")
+KEYS = ("seed", "latent", "data", "noise", "ul", "klvae", "encoder", "prior", "decoder", "stage1")
 
 
 def main(argv=None) -> int:
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
 
     def body(cfg):
         images = ShardReader(Path(args.data) / "train")
-        model = UnifiedLatents(cfg)
+        model = stage1_model(cfg)  # UnifiedLatents, or the KL-VAE baseline (latent: klvae)
         t0 = time.time()
         ema = train(
             model,
@@ -52,9 +52,7 @@ def main(argv=None) -> int:
             "steps": cfg.stage1.steps,
             "wall_s": round(time.time() - t0, 1),
             **_cli.last_row(args.log),
-            "params_encoder": _cli.count(ema.encoder),
-            "params_prior": _cli.count(ema.prior),
-            "params_decoder": _cli.count(ema.decoder),
+            **{f"params_{name}": _cli.count(part) for name, part in ema.named_children()},
         }
         export.save(ema, cfg, args.out, metrics)
         return metrics

@@ -20,7 +20,7 @@ from ul.model import BaseModel
 from ul.stages import _cli
 from ul.train import train
 
-KEYS = ("seed", "data", "noise", "encoder", "base", "stage2")
+KEYS = ("seed", "latent", "data", "noise", "encoder", "base", "stage2")
 
 
 def main(argv=None) -> int:
@@ -32,7 +32,9 @@ def main(argv=None) -> int:
 
     def body(cfg):
         latents = latent_cache.read(Path(args.latents) / "train")
-        model = BaseModel(cfg)
+        # SD scales its KL-VAE latents to unit variance; UL's are used as they are (docs/method.md).
+        scale = 1.0 / latents.index["stats"]["std"] if cfg.latent == "klvae" else 1.0
+        model = BaseModel(cfg, latent_scale=scale)
         t0 = time.time()
         ema = train(
             model,

@@ -1,0 +1,71 @@
+"""The KL-VAE baseline (`latent: klvae`) and the bitrate target (`ul.target_bits_per_pixel`)."""
+
+import math
+
+import pytest
+import torch
+from conftest import preset_config
+
+from ul import export
+from ul.klvae import KLVAE
+from ul.model import BaseModel, RateController, UnifiedLatents, stage1_model
+
+
+def test_latent_group_selects_the_baseline_with_the_same_latent_shape():
+    ul_cfg, kl_cfg = preset_config("ci"), preset_config("ci", latent="klvae")
+    model = stage1_model(kl_cfg)
+    assert isinstance(stage1_model(ul_cfg), UnifiedLatents) and isinstance(model, KLVAE)
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    assert model.encode(x).shape == (3, *UnifiedLatents(ul_cfg).z_shape)
+    assert model.decode(model.encode(x)).shape == x.shape
+
+
+def test_klvae_loss_is_l1_plus_weighted_kl_in_closed_form():
+    cfg = preset_config("ci", latent="klvae", **{"klvae.kl_weight": 0.5})
+    model = KLVAE(cfg)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    noise = model.draw_noise(2, torch.Generator().manual_seed(0))
+    terms = model(x, noise)
+    mean, logvar = model.posterior(x)
+    kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+    torch.testing.assert_close(terms["kl"], kl)
+    torch.testing.assert_close(terms["loss"], terms["reconstruction"] + 0.5 * kl)
+    torch.testing.assert_close(model.rate_nats(x), kl)
+    assert KLVAE.kl_nats(torch.zeros(1, 4), torch.zeros(1, 4)).item() == 0  # q = N(0, I) costs nothing
+
+
+def test_klvae_base_model_learns_unit_variance_latents_and_samples_clean_ones(tmp_path):
+    cfg = preset_config("ci", latent="klvae")
+    base = BaseModel(cfg, latent_scale=1 / 4.0)
+    assert not base.end_noisy and base.schedule.logsnr(torch.tensor([0.0])).item() == pytest.approx(15.0)
+    z = base.sample_latents(2, 2, "ddim", torch.Generator().manual_seed(0))
+    assert z.shape == (2, *base.z_shape)
+    export.save(base, cfg, tmp_path / "s2", {"steps": 0})  # the scale travels with the weights
+    loaded, _ = export.load(tmp_path / "s2")
+    assert loaded.latent_scale.item() == 0.25
+    ul_base = BaseModel(preset_config("ci"))
+    assert ul_base.end_noisy and ul_base.schedule.logsnr(torch.tensor([0.0])).item() == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("rate,direction", [(0.01, +1), (0.5, -1)])
+def test_the_rate_controller_raises_the_rate_below_target_and_lowers_it_above(rate, direction):
+    ctl = RateController(target=0.1)
+    log_c, ema = torch.tensor(math.log(2.0)), torch.tensor(-1.0)
+    for _ in range(10):
+        ctl.update(log_c, ema, rate)
+    assert (log_c.item() - math.log(2.0)) * direction > 0
+    assert ema.item() == pytest.approx(rate)
+
+
+def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
+    cfg = preset_config("ci", **{"ul.target_bits_per_pixel": 10.0})  # far above what a fresh model spends
+    model = UnifiedLatents(cfg)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    terms = model(x, model.draw_noise(4, torch.Generator().manual_seed(0)))
+    before = model.loss_factor.item()
+    model.after_step({k: float(v.detach().mean()) for k, v in terms.items()})
+    assert model.loss_factor.item() > before and "log_loss_factor" in model.state_dict()
+    assert terms["loss_factor"].shape == (4,)  # logged per step in the training curve
+    fixed = UnifiedLatents(preset_config("ci"))
+    fixed.after_step({"prior": 1.0})
+    assert fixed.loss_factor.item() == pytest.approx(2.1)
