@@ -64,6 +64,16 @@ class ULConfig:
     # The decoder's cosine schedule shift: the variance of the loss estimate and the decoder sampler's
     # grid only. The weight is a function of λ, so the expected loss does not depend on it.
     decoder_logsnr_shift: float = 0.0
+    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.model.RateController)
+    target_bits_per_pixel: float | None = None
+
+
+@dataclass
+class KLVAEConfig:
+    """The Stable-Diffusion-style baseline (`latent: klvae`): KL to N(0, I) with this weight, an L1
+    pixel loss (SD adds LPIPS and a GAN, which have no offline weights here)."""
+
+    kl_weight: float = 1.0e-6
 
 
 @dataclass
@@ -138,11 +148,13 @@ class EvalConfig:
 @dataclass
 class Config:
     preset: str = "cpu"
+    latent: str = "ul"  # ul | klvae: which stage-1 autoencoder makes the latents
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     ul: ULConfig = field(default_factory=ULConfig)
+    klvae: KLVAEConfig = field(default_factory=KLVAEConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     prior: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[64], blocks=2))
     decoder: UNetConfig = field(default_factory=UNetConfig)
@@ -205,6 +217,20 @@ def validate(cfg: Config) -> Config:
         "ul.decoder_logsnr_min",
         cfg.ul.decoder_logsnr_min,
         "must be < ul.decoder_logsnr_max",
+    )
+    target = cfg.ul.target_bits_per_pixel
+    _check(
+        target is None or (math.isfinite(target) and target > 0),
+        "ul.target_bits_per_pixel",
+        target,
+        "must be null or a finite number > 0",
+    )
+    _choice("latent", cfg.latent, ("ul", "klvae"))
+    _check(
+        math.isfinite(cfg.klvae.kl_weight) and cfg.klvae.kl_weight >= 0,
+        "klvae.kl_weight",
+        cfg.klvae.kl_weight,
+        "must be finite and >= 0",
     )
     d = cfg.data
     _check(d.resolution >= 8, "data.resolution", d.resolution, "must be >= 8")
