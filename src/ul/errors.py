@@ -7,3 +7,11 @@ class NonFiniteLossError(RuntimeError):
 
 class ExportError(ValueError):
     """An exported model folder is missing, incomplete, corrupt or of another kind; names the path."""
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the user info (`user:password@`) of every URL in it removed: what every
+    message that may carry an endpoint or source URL goes through before it is shown."""
+    import re
+
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]*@", r"\1", text)

@@ -28,6 +28,7 @@ from ul.model import BaseModel, UnifiedLatents
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = "ul-export/1"
+MAX_CONFIG_BYTES = 1 << 20
 CLASSES = {"UnifiedLatents": UnifiedLatents, "KLVAE": KLVAE, "BaseModel": BaseModel}
 STAGE1 = (UnifiedLatents, KLVAE)  # what a stage-1 export may hold
 
@@ -70,10 +71,18 @@ def read_config(folder: str | Path) -> tuple[type, Config]:
     """The class and config of an export, checked like params.yaml."""
     path = Path(folder) / CONFIG
     _require_file(path)
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ExportError(f"{path}: {path.stat().st_size:,} bytes; an export's config is at most {MAX_CONFIG_BYTES:,}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        cls = CLASSES[meta["class"]]
-        return cls, from_dict(meta["config"])
+        kind = meta.get("class") if isinstance(meta, dict) else None
+        if kind not in CLASSES:
+            raise ExportError(
+                f"{path}: unknown model class {kind!r}; this version of ul loads {', '.join(sorted(CLASSES))}"
+            )
+        return CLASSES[kind], from_dict(meta["config"])
+    except ExportError:
+        raise
     except (ValueError, KeyError, TypeError, ConfigError) as err:
         raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
 
@@ -89,6 +98,7 @@ def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -
         raise ExportError(f"{folder}: holds a {cls.__name__}, expected a {names}")
     path = folder / WEIGHTS
     _require_file(path)
+    _check_shapes(cls, cfg, path)  # before anything is allocated: a config may ask for a huge network
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
@@ -99,6 +109,33 @@ def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -
     except RuntimeError as err:
         raise ExportError(f"{path}: weights do not fit {CONFIG} ({str(err).splitlines()[0]})") from None
     return model.to(device).eval().requires_grad_(False), cfg
+
+
+def _check_shapes(cls: type, cfg: Config, path: Path) -> None:
+    """The network `cfg` builds (on the meta device: shapes only, no memory) must have exactly the
+    tensors of the weights file, by name and shape, read from its header (no tensor is loaded)."""
+    import torch
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ExportError(f"{path}: not readable safetensors ({err})".splitlines()[0]) from None
+    with torch.device("meta"):
+        wanted = {k: tuple(v.shape) for k, v in cls(cfg).state_dict().items()}
+    if stored.keys() != wanted.keys():
+        extra, missing = sorted(stored.keys() - wanted.keys()), sorted(wanted.keys() - stored.keys())
+        raise ExportError(
+            f"{path}: tensors do not match {CONFIG} (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "the export is damaged or its files come from different models"
+        )
+    for k, shape in wanted.items():
+        if stored[k] != shape:
+            raise ExportError(
+                f"{path}: tensor {k} has shape {list(stored[k])}, {CONFIG} builds {list(shape)}; "
+                "the export is damaged or its files come from different models"
+            )
 
 
 def identity(folder: str | Path) -> str:

@@ -121,15 +121,33 @@ def train(
     fp, step = fingerprint(config), 0
     ckpt_path = out_dir / CKPT
     if ckpt_path.exists():
-        ck = checkpoint.load(ckpt_path, map_location=device)
-        if ck.get("fingerprint") == fp:
-            model.load_state_dict(ck["model"])
-            ema.load_state_dict(ck["ema"])
-            opt.load_state_dict(ck["optimizer"])
-            _set_rng_state(ck["rng"], gen)
-            step = int(ck["step"])
-        elif dist_.main:
-            warnings.warn(f"{ckpt_path} belongs to another configuration; training from scratch", stacklevel=2)
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        try:
+            ck = checkpoint.load(ckpt_path, map_location=device)
+            if ck.get("fingerprint") == fp:
+                model.load_state_dict(ck["model"])
+                ema.load_state_dict(ck["ema"])
+                opt.load_state_dict(ck["optimizer"])
+                _set_rng_state(ck["rng"], gen)
+                step = int(ck["step"])
+            elif dist_.main:
+                warnings.warn(f"{ckpt_path} belongs to another configuration; training from scratch", stacklevel=2)
+        except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as err:
+            # A corrupt checkpoint (written atomically, so damaged from outside) must not wedge every
+            # later run: it is kept aside for a post-mortem and training starts afresh, exactly as
+            # a run that never had one (weights as initialised, new optimizer, seeds as set above).
+            model.load_state_dict(initial)
+            ema.load_state_dict(initial)
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+            torch.manual_seed(seed + dist_.rank)
+            gen.manual_seed(seed)
+            step = 0
+            aside = checkpoint.move_aside(ckpt_path) if dist_.main and ckpt_path.exists() else ckpt_path
+            if dist_.main:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                warnings.warn(
+                    f"{ckpt_path}: unusable ({reason}); moved to {aside.name}, training from scratch", stacklevel=2
+                )
     log = MetricLog(Path(log_path) if (log_path and dist_.main) else None, step)
     net = model
     if dist_.world > 1:

@@ -15,7 +15,8 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ul.data import DataError
-from ul.storage import StorageError, redact_urls, s3
+from ul.errors import redact_urls
+from ul.storage import StorageError, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
 
 

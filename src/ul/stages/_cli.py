@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 from ul import atomic
 from ul.config import Config, ConfigError, load
 from ul.data import DataError
-from ul.errors import ExportError, NonFiniteLossError
+from ul.errors import ExportError, NonFiniteLossError, redact_urls
 
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:
@@ -33,18 +35,61 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
     atomic.write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
+EXPECTED = (ConfigError, DataError, ExportError, NonFiniteLossError, OSError)
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
+
+
+def error_line(err: BaseException) -> str:
+    """`error: ...` for an expected failure: URL user info removed, control characters escaped,
+    and any further line of the message indented, so that no text in it (a file name, a server's
+    answer) can forge a line of its own in the log that a flow reads."""
+    text = redact_urls(str(err)) or type(err).__name__
+    lines = ["".join(c if c.isprintable() else ascii(c)[1:-1] for c in ln) for ln in text.splitlines()]
+    return "error: " + "\n".join([lines[0]] + [ln if ln[:1].isspace() else "  " + ln for ln in lines[1:]])
+
+
+def refuse_secrets(cfg: Config) -> None:
+    """Secrets come only from the environment: a parameter holding the value of a secret variable
+    (e.g. written into params.yaml by a resolved `${oc.env:...}`) stops the stage before it is
+    used, sent anywhere or recorded in dvc.lock."""
+    from ul.config import to_dict
+
+    secrets = {k: v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}
+    flat = json.dumps(to_dict(cfg))
+    for name, value in secrets.items():
+        if value in flat:
+            raise ConfigError(
+                f"a parameter holds the value of the environment variable {name} (a secret); "
+                "secrets come only from the environment: remove it from params.yaml"
+            )
+
+
 def run(args: argparse.Namespace, body: Callable[[Config], dict]) -> int:
     """Load the config, run `body`, write its metrics; expected failures → stderr + status 1."""
     try:
-        metrics = body(load(args.params))
-    except (ConfigError, DataError, ExportError, FileNotFoundError, NonFiniteLossError) as err:
+        cfg = load(args.params)
+        refuse_secrets(cfg)
+        metrics = body(cfg)
+    except EXPECTED as err:
         if getattr(err, "metrics", None):  # a failed validation still reports what it measured
             write_metrics(args.metrics, err.metrics)
-        print(f"error: {err}", file=sys.stderr)
+        print(error_line(err), file=sys.stderr)
         return 1
     write_metrics(args.metrics, metrics)
     print(json.dumps(metrics, sort_keys=True))
     return 0
+
+
+def read_input(reader: Callable, folder: str | Path, made_by: str):
+    """`reader(folder)` (a shard or latent folder); a damaged folder is a DataError naming it and
+    the stage that writes it, not a traceback."""
+    try:
+        return reader(folder)
+    except EXPECTED:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError) as err:  # a corrupt index.json or .npy
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{folder}: unreadable ({reason}); re-run the {made_by} stage") from None
 
 
 def run_identity(cfg: Config, keys: tuple, data) -> dict:

@@ -28,7 +28,11 @@ def main(argv=None) -> int:
         device = resolve_device(cfg.cache.device)
         model, _ = export.load(args.model, device, expect=export.STAGE1)
         stats = latent_cache.write(
-            model, ShardReader(Path(args.data) / "train"), Path(args.out) / "train", cfg.cache.batch_size, device
+            model,
+            _cli.read_input(ShardReader, Path(args.data) / "train", "decode"),
+            Path(args.out) / "train",
+            cfg.cache.batch_size,
+            device,
         )
         return {"latent_count": stats["count"], "latent_std": stats["std"]}
 

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         device = resolve_device(cfg.eval.device)
         model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
-        test = ShardReader(Path(args.data) / "test")
+        test = _cli.read_input(ShardReader, Path(args.data) / "test", "decode")
         return evaluate(model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid)
 
     return _cli.run(args, body)

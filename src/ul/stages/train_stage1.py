@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def body(cfg):
-        images = ShardReader(Path(args.data) / "train")
+        images = _cli.read_input(ShardReader, Path(args.data) / "train", "decode")
         model = stage1_model(cfg)  # UnifiedLatents, or the KL-VAE baseline (latent: klvae)
         t0 = time.time()
         ema = train(

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def body(cfg):
-        latents = latent_cache.read(Path(args.latents) / "train")
+        latents = _cli.read_input(latent_cache.read, Path(args.latents) / "train", "cache_latents")
         # SD scales its KL-VAE latents to unit variance; UL's are used as they are (docs/method.md).
         scale = 1.0 / latents.index["stats"]["std"] if cfg.latent == "klvae" else 1.0
         model = BaseModel(cfg, latent_scale=scale)

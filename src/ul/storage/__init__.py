@@ -17,11 +17,3 @@ class StorageError(RuntimeError):
     def __init__(self, message: str, transient: bool = False):
         super().__init__(message)
         self.transient = transient
-
-
-def redact_urls(text: str) -> str:
-    """`text` with the user info (`user:password@`) of every URL in it removed: what every
-    message that may carry an endpoint or source URL goes through before it is shown."""
-    import re
-
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]*@", r"\1", text)
