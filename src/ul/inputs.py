@@ -58,7 +58,7 @@ def list_images(args: Iterable[str | Path]) -> list[Path]:
 
 def load_image(path: str | Path, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
     """One image file → uint8 C×resolution×resolution, checked before it is decoded."""
-    reason = imagecheck.quick(path)
+    reason = imagecheck.quick(path, resolution)  # the pixel budget and image policy of the decode stage
     if reason:
         raise InputError(f"{path}: unreadable image ({reason})")
     try:

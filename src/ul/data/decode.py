@@ -144,11 +144,13 @@ def decode(
         raise DataError(f"{raw_dir / manifest.MANIFEST}: no images listed")
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
-    skipped = {}
+    skipped, largest = {}, 1
     for e in tqdm(entries, desc="check", unit="img", mininterval=1.0):
-        reason = imagecheck.quick(raw_dir / e.path)
+        reason, pixels = imagecheck.check(raw_dir / e.path, resolution)
         if reason:
             skipped[e.path] = reason
+        else:
+            largest = max(largest, pixels)
     if skipped and on_error == "fail":
         _refuse(skipped, raw_dir)
     opts = dict(
@@ -156,7 +158,7 @@ def decode(
         channels=channels,
         resize_mode=resize_mode,
         threads=threads,
-        batch_size=batch_size,
+        batch_size=min(batch_size, max(1, imagecheck.BATCH_BYTES // (4 * largest))),  # memory, not output
         device=dev,
     )
     start = time.perf_counter()

@@ -25,7 +25,10 @@ PREFETCH = 2
 def _pipeline(files: list[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
     data, _ = fn.readers.file(files=files, random_shuffle=False, pad_last_batch=True, name="reader")
     images = fn.decoders.image(
-        data, device="mixed" if gpu else "cpu", output_type=types.GRAY if channels == 1 else types.RGB
+        data,
+        device="mixed" if gpu else "cpu",
+        output_type=types.GRAY if channels == 1 else types.RGB,
+        adjust_orientation=True,  # EXIF orientation applied, as decode_pil does (ul.data.imagecheck)
     )
     if resize_mode == "resize":
         images = fn.resize(images, resize_shorter=resolution)  # linear, antialiased when shrinking

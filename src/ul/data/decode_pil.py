@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ul.data.decode_common import BackendError
 
@@ -61,6 +61,7 @@ def transform(im: Image.Image, resolution: int, channels: int, resize_mode: str)
     """An opened image to uint8 C×resolution×resolution: the training-time channel and geometry rules."""
     if channels == 1 and im.format == "JPEG":
         im.draft("L", im.size)  # luminance straight from the decoder, no colour round trip
+    im = ImageOps.exif_transpose(im)  # EXIF orientation applied, as DALI's decoder does
     arr = _to_array(im, channels)
     if resize_mode == "resize":
         arr = resize_shorter(arr, resolution)

@@ -4,6 +4,18 @@ DALI reports a failure per batch, not per file, and stops the pipeline; checking
 what lets `decode` name the bad file and, with `on_error=skip`, leave it out. `quick` is cheap
 (headers, PNG chunk CRCs, the JPEG end marker); `full` decodes every pixel and is used only on
 the files of a batch that DALI rejected although they passed `quick`.
+
+One policy for both decoders (DALI and Pillow), applied here before either sees a file:
+- size: width × height within `pixel_budget(resolution)`, read from the header before any pixel
+  is decoded (a small PNG can declare a huge canvas); the decode stage also sizes its batches so
+  that a batch of the largest images stays within `BATCH_BYTES`.
+- 16-bit PNGs are refused (the decoders would clip or rescale them differently); convert to 8 bits.
+- transparency: an alpha channel (or a transparent palette entry) that is fully opaque is dropped,
+  as both decoders do; an image with any transparent pixel is refused, since dropping its alpha
+  would show whatever colour the transparent pixels happen to hold. Flatten it first.
+- EXIF orientation is applied by both (DALI's `adjust_orientation`, `ImageOps.exif_transpose`).
+- a JPEG must reach its end-of-image marker through its segments and scans; bytes after it are
+  ignored, as every decoder ignores them.
 """
 
 from __future__ import annotations
@@ -13,31 +25,101 @@ from pathlib import Path
 from PIL import Image
 
 FORMATS = ("PNG", "JPEG")
-JPEG_EOI = b"\xff\xd9"
+BUDGET_SCALE = 16  # an image may be up to 16× the training resolution per side ...
+MIN_BUDGET = 4096 * 4096  # ... and always up to 16.8 megapixels
+BATCH_BYTES = 1 << 30  # decoded pixels of one decode batch (4 bytes per pixel, the widest layout)
+
+
+def pixel_budget(resolution: int) -> int:
+    """The most pixels (width × height) an input image may have for a model of this resolution."""
+    return max(MIN_BUDGET, (BUDGET_SCALE * int(resolution)) ** 2)
 
 
 def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
-def quick(path: str | Path) -> str | None:
-    """None if `path` looks like a complete PNG/JPEG, else the reason it does not."""
+def check(path: str | Path, resolution: int | None = None) -> tuple[str | None, int]:
+    """(None if `path` looks like a complete, acceptable PNG/JPEG else the reason, its pixel count)."""
     try:
         with Image.open(path) as im:
-            fmt, (w, h) = im.format, im.size
+            fmt, (w, h), mode, info = im.format, im.size, im.mode, dict(im.info)
+            if resolution and w * h > pixel_budget(resolution):  # before any pixel is decoded
+                return (
+                    f"{w}×{h} = {w * h:,} pixels, over the budget of {pixel_budget(resolution):,} "
+                    f"for resolution {resolution}; downscale it first"
+                ), w * h
             im.verify()  # PNG: walks every chunk and checks its CRC; JPEG: headers only
     except Exception as err:  # Pillow raises many types (SyntaxError, OSError, struct.error, ...)
-        return _describe(err)
+        return _describe(err), 0
     if fmt not in FORMATS:
-        return f"unsupported format {fmt} (only PNG and JPEG)"
+        return f"unsupported format {fmt} (only PNG and JPEG)", w * h
     if w == 0 or h == 0:
-        return f"empty image ({w}x{h})"
+        return f"empty image ({w}x{h})", 0
     if fmt == "JPEG":
-        with open(path, "rb") as f:
-            f.seek(max(0, Path(path).stat().st_size - 64))
-            if JPEG_EOI not in f.read():
-                return "truncated JPEG (no end-of-image marker)"
+        return _jpeg_structure(path), w * h
+    if _png_bit_depth(path) == 16:
+        return "16-bit PNG (the decoders would clip or rescale it differently); convert it to 8 bits", w * h
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info:
+        return _transparency(path), w * h
+    return None, w * h
+
+
+def quick(path: str | Path, resolution: int | None = None) -> str | None:
+    """None if `path` looks like a complete, acceptable PNG/JPEG, else the reason it does not."""
+    return check(path, resolution)[0]
+
+
+def _png_bit_depth(path: str | Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
+
+
+def _transparency(path: str | Path) -> str | None:
+    """None when every pixel is opaque (the alpha can be dropped without changing the image)."""
+    try:
+        with Image.open(path) as im:
+            alpha = im.convert("RGBA").getchannel("A")
+            lo, _ = alpha.getextrema()
+    except Exception as err:
+        return _describe(err)
+    if lo < 255:
+        return "has transparent pixels (alpha); flatten it onto a background first"
     return None
+
+
+def _jpeg_structure(path: str | Path) -> str | None:
+    """Walk the JPEG's segments and entropy-coded scans to its end-of-image marker."""
+    data = Path(path).read_bytes()
+    n, i = len(data), 2
+    while i < n:
+        if data[i] != 0xFF:
+            return "corrupt JPEG (bytes where a marker is due)"
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:
+            return None  # end of image; anything after it is ignored by every decoder
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue
+        if i + 2 > n:
+            break
+        i += int.from_bytes(data[i : i + 2], "big")
+        if marker == 0xDA:  # a scan: entropy-coded data up to the next marker that is not FF00 or RSTn
+            while True:
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= n:
+                    return "truncated JPEG (no end-of-image marker)"
+                nxt = data[i + 1]
+                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
+                    i += 1 if nxt == 0xFF else 2
+                    continue
+                break
+    return "truncated JPEG (no end-of-image marker)"
 
 
 def full(path: str | Path) -> str | None:
