@@ -121,6 +121,20 @@ def retry_if_transient(task, task_run, state) -> bool:
     return False
 
 
+def refuse_interpolations(overrides: list) -> None:
+    """Overrides are data, not code: a `${...}` (an OmegaConf interpolation or resolver such as
+    `${oc.env:SECRET}`, which `dvc exp run -S` would resolve into params.yaml) is refused, naming
+    the key, before any command runs."""
+    from ul.config import ConfigError
+
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        if "${" in value:
+            raise ConfigError(
+                f"{key}={value!r}: interpolations and resolvers are refused in overrides (params are data, not code)"
+            )
+
+
 def subprocess_env() -> dict:
     """The environment for DVC and stage commands: this interpreter's bin first on PATH (DVC's stage
     commands say `python`), analytics off."""

@@ -149,6 +149,8 @@ def ul_sweep(
     grid = grid or {"ul.loss_factor": [1.3, 1.5, 1.7, 1.9, 2.1]}
     prefix = name or f"sweep-{str(runtime.flow_run.id or 'local')[:8]}"
     names = {f"{prefix}-{i:02d}": point for i, point in enumerate(grid_points(grid))}
+    for point in names.values():  # DVC resolves `${...}` itself when it composes params.yaml: refuse first
+        common.refuse_interpolations([*(overrides or []), *point])
     for exp, point in names.items():
         queue_experiment(repo, exp, [*(overrides or []), *point])
     log.info("queued %d experiments: %s", len(names), ", ".join(names))

@@ -113,3 +113,23 @@ def test_a_stage_reports_a_hostile_param_file_in_one_line(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert err.startswith("error: data.source=") and err.count("\n") == 1 and "hunter2" not in err
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_flow_refuses_interpolations_before_dvc_resolves_them():
+    from flows import common
+
+    with pytest.raises(ConfigError, match=r"data.source='\$\{oc.env:AWS_SECRET_ACCESS_KEY\}': interpolations"):
+        common.refuse_interpolations(["preset=ci", "data.source=${oc.env:AWS_SECRET_ACCESS_KEY}"])
+    common.refuse_interpolations(["preset=ci", "ul.loss_factor=1.5"])
+
+
+def test_a_secret_value_in_params_stops_the_stage_naming_the_variable_only(tmp_path, capsys, monkeypatch, ci_params):
+    """What `dvc exp run -S x='${oc.env:...}'` leaves behind (DVC resolves it): the stage refuses it."""
+    from ul.stages import fetch
+
+    monkeypatch.setenv("MY_API_TOKEN", "s3cr3t-value")
+    hostile = {**ci_params, "data": {**ci_params["data"], "source": "https://x.example/s3cr3t-value.tgz"}}
+    assert fetch.main(["--params", str(_write(tmp_path, hostile)), "--out", str(tmp_path / "raw")]) == 1
+    err = capsys.readouterr().err
+    assert "environment variable MY_API_TOKEN (a secret)" in err and "s3cr3t" not in err
+    assert not (tmp_path / "raw").exists()
