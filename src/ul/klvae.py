@@ -16,7 +16,7 @@ from torch import nn
 
 from ul.config import Config
 from ul.losses import sum_per_example
-from ul.networks import ConvDecoder, Encoder, latent_shape
+from ul.networks import ConvDecoder, Encoder, image_shape, latent_shape
 
 
 @dataclass
@@ -36,9 +36,8 @@ class KLVAE(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        c_img, res = cfg.data.channels, cfg.data.resolution
-        self.z_shape = latent_shape(cfg)
-        self.x_shape = (c_img, res, res)
+        self.z_shape, self.x_shape = latent_shape(cfg), image_shape(cfg)
+        c_img = self.x_shape[0]
         self.encoder = Encoder(c_img, replace(cfg.encoder, latent_channels=2 * cfg.encoder.latent_channels))
         self.decoder = ConvDecoder(c_img, cfg.encoder)
         self.logsnr0 = float(cfg.noise.logsnr)  # the base model's config carries it too (ul.model.check_pair)

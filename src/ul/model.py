@@ -16,7 +16,7 @@ from torch import nn
 from ul import samplers
 from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
-from ul.networks import Encoder, UNet, VDenoiser, latent_shape
+from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_shape
 from ul.schedules import CosineLogSNR, LinearLogSNR
 
 
@@ -42,9 +42,8 @@ class UnifiedLatents(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        c_img, res = cfg.data.channels, cfg.data.resolution
-        self.z_shape = latent_shape(cfg)
-        self.x_shape = (c_img, res, res)
+        self.z_shape, self.x_shape = latent_shape(cfg), image_shape(cfg)
+        c_img, res = self.x_shape[:2]
         self.encoder = Encoder(c_img, cfg.encoder)
         self.prior = VDenoiser(UNet(self.z_shape[0], self.z_shape[1], cfg.prior))
         self.decoder = VDenoiser(UNet(c_img, res, cfg.decoder, c_cond=self.z_shape[0], cond_resolution=self.z_shape[1]))

@@ -223,6 +223,11 @@ class ConvDecoder(nn.Module):
         return F.pixel_shuffle(x, self.patch) if self.patch > 1 else x
 
 
+def image_shape(cfg) -> tuple[int, int, int]:
+    """(C, H, W) of the images of a full Config."""
+    return cfg.data.channels, cfg.data.resolution, cfg.data.resolution
+
+
 def latent_shape(cfg) -> tuple[int, int, int]:
     """(C, h, w) of z for a full Config."""
     down = cfg.encoder.patch * 2 ** (len(cfg.encoder.channels) - 1)
