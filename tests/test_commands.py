@@ -142,7 +142,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(run, tmp_path, capsys):
         (["encode", tmp_path / "missing.png", "-o", tmp_path / "a.npz"], "missing.png", "No such file"),
         (["encode", images, broken, "-o", tmp_path / "a.npz"], "broken.png", "unreadable image"),
         (["rate", fifo], "pipe.png", "not a regular file"),
-        (["rate", deep], "deep.png", "unsupported channel layout"),
+        (["rate", deep], "deep.png", "16-bit PNG"),
         (["decode", tmp_path / "other.npz", "-o", tmp_path / "out"], "other.npz", "another model"),
         (["decode", tmp_path / "shape.npz", "-o", tmp_path / "out"], "shape.npz", "shape"),
         (["decode", broken, "-o", tmp_path / "out"], "broken.png", "not a latent file"),
