@@ -1,9 +1,12 @@
-"""Stage-2 training step on cached latents vs encoding each batch with the frozen encoder on the fly.
+"""Stage-2 training step on cached latents vs encoding each batch with the frozen encoder on the
+fly, each in fp32 and in bf16 (ul.precision autocast of the forwards), side by side in one run.
 
-    python bench/stage2.py [--preset cpu] [--steps 20]
+    python bench/stage2.py [--preset cpu] [--steps 10] [--repeats 2]
 
-Both variants run the same base-model step on the same batch size, side by side in one run; the
-printed ratio is what caching saves per step (the encoder forward on every batch).
+All variants run the same base-model step on the same batch size, interleaved for `--repeats`
+rounds (best kept). Printed: ms/step, what caching saves per step (the encoder forward on every
+batch), the bf16/fp32 speed-up, and the cached step's MFU = achieved FLOP/s (FlopCounterMode)
+÷ the 2048² matmul FLOP/s of the precision used, measured in the same run.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _flops import machine_note, matmul_flops
+from torch.utils.flop_counter import FlopCounterMode
 
-from ul import latent_cache
+from ul import latent_cache, precision
 from ul.conf import preset_config
 from ul.images import from_uint8
 from ul.model import BaseModel, UnifiedLatents
@@ -28,8 +33,10 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
+    note = machine_note()
     cfg = preset_config(CONF, args.preset)
     b = cfg.stage2.batch_size
     torch.manual_seed(0)
@@ -46,8 +53,12 @@ def main() -> None:
         latent_cache.write(model, images, Path(tmp) / "lat", batch_size=512)
         latents = ShardReader(Path(tmp) / "lat")
 
+        mode = {"precision": "fp32"}  # the precision of the variant being timed
+
         def step(z):
-            loss = base(z, base.draw_noise(len(z), gen))["loss"].mean()
+            with precision.autocast(mode["precision"], "cpu"):
+                terms = base(z, base.draw_noise(len(z), gen))
+            loss = terms["loss"].mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -56,22 +67,43 @@ def main() -> None:
             step(torch.from_numpy(latents[rng.integers(0, len(latents), b)]))
 
         def on_the_fly():
-            with torch.no_grad():
+            with torch.no_grad(), precision.autocast(mode["precision"], "cpu"):
                 z = model.encode(from_uint8(images[rng.integers(0, len(images), b)]))
             step(z)
 
+        with FlopCounterMode(display=False) as fc:
+            cached()
+        flops = fc.get_total_flops()
+        peak = {q: matmul_flops(q) for q in ("fp32", "bf16")}
         times = {}
-        for name, fn in (("cached", cached), ("on_the_fly", on_the_fly)) * 2:  # interleaved, best of two
+        variants = [
+            (q, name, fn) for q in ("fp32", "bf16") for name, fn in (("cached", cached), ("on_the_fly", on_the_fly))
+        ]
+        for q, _, fn in variants:  # warm-up
+            mode["precision"] = q
             fn()
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                fn()
-            dt = (time.perf_counter() - t) / args.steps
-            times[name] = min(dt, times.get(name, dt))
-    print(f"preset={args.preset} batch={b} threads={torch.get_num_threads()}")
-    for name, dt in times.items():
-        print(f"{name:>11}: {dt * 1000:.1f} ms/step")
-    print(f"on-the-fly / cached step time: {times['on_the_fly'] / times['cached']:.2f}x")
+        for _ in range(args.repeats):  # interleaved, best of `repeats`
+            for q, name, fn in variants:
+                mode["precision"] = q
+                t = time.perf_counter()
+                for _ in range(args.steps):
+                    fn()
+                dt = (time.perf_counter() - t) / args.steps
+                times[q, name] = min(dt, times.get((q, name), dt))
+        peak = {q: max(f, matmul_flops(q)) for q, f in peak.items()}
+    print(f"preset={args.preset} stage-2 batch={b} {note}")
+    print(f"matmul 2048²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
+    for (q, name), dt in times.items():
+        mfu = (
+            f"  {flops / dt / 1e9:5.0f} GFLOP/s  MFU {flops / dt / peak[q]:.2f} of the {q} matmul"
+            if name == "cached"
+            else ""
+        )
+        print(f"{q} {name:>11}: {dt * 1000:7.1f} ms/step {b / dt:7.0f} latents/s{mfu}")
+    for q in ("fp32", "bf16"):
+        print(f"{q}: on-the-fly / cached step time: {times[q, 'on_the_fly'] / times[q, 'cached']:.2f}x")
+    for name in ("cached", "on_the_fly"):
+        print(f"{name}: bf16 / fp32 throughput: {times['fp32', name] / times['bf16', name]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,85 +1,108 @@
-"""Stage-1 training throughput of a preset and its CPU "MFU"; sampling throughput.
+"""Stage-1 training and sampling throughput of a preset in fp32 and bf16, side by side, with CPU "MFU".
 
-    python bench/train.py [--preset cpu] [--steps 10] [--threads 0]
+    python bench/train.py [--preset cpu] [--steps 4] [--repeats 3] [--threads 0]
 
-Measured side by side in one run (these machines are noisy): a float32 matmul's FLOP/s, then
-training steps of the preset's stage-1 model (FLOPs counted by torch's FlopCounterMode), then
-DDIM reconstruction at the configured decoder steps. Prints images/s and the ratio
-achieved FLOP/s ÷ matmul FLOP/s.
+In one process (these machines are noisy): the 2048² matmul FLOP/s in fp32 and in bf16, then
+training steps of the preset's stage-1 model with `precision` fp32 and bf16 (ul.precision: bf16
+autocast of the forward pass, float32 loss, optimizer and EMA) interleaved for `--repeats` rounds
+(best round kept), then decoder sampling (`sample.sampler`, `sample.decoder_steps`) in both.
+FLOPs per step are counted by torch's FlopCounterMode (the same count for both precisions). Prints
+images/s, the bf16/fp32 speed-up, and MFU = achieved FLOP/s ÷ the matmul FLOP/s of the precision used.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
 import torch
+from _flops import machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
+from ul import precision
 from ul.conf import preset_config
 from ul.model import UnifiedLatents
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def matmul_flops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t)
+PRECISIONS = ("fp32", "bf16")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=4, help="training steps per timed round")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best is kept")
+    p.add_argument("--samples", type=int, default=16, help="images decoded per sampling round")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    note = machine_note()
     cfg = preset_config(CONF, args.preset)
     b = cfg.stage1.batch_size
     torch.manual_seed(0)
-    model = UnifiedLatents(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    init = UnifiedLatents(cfg)
+    models = {prec: copy.deepcopy(init) for prec in PRECISIONS}
+    opts = {prec: torch.optim.AdamW(m.parameters(), lr=1e-4) for prec, m in models.items()}
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(b, *model.x_shape) * 2 - 1
+    x = torch.rand(b, *init.x_shape) * 2 - 1
 
-    def step():
-        loss = model(x, model.draw_noise(b, gen))["loss"].mean()
+    def step(prec: str) -> None:
+        model, opt = models[prec], opts[prec]
+        with precision.autocast(prec, "cpu"):
+            terms = model(x, model.draw_noise(b, gen))
+        loss = terms["loss"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     with FlopCounterMode(display=False) as fc:
-        step()
+        step("fp32")
     flops_per_step = fc.get_total_flops()
-    peak_before = matmul_flops()
-    step()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    dt = (time.perf_counter() - t) / args.steps
-    peak_after = matmul_flops()
-    peak = (peak_before + peak_after) / 2
-    achieved = flops_per_step / dt
-    model.eval()
-    n, steps = 32, cfg.sample.decoder_steps
-    t = time.perf_counter()
+    peak = {prec: matmul_flops(prec) for prec in PRECISIONS}
+    train_dt = dict.fromkeys(PRECISIONS, float("inf"))
+    for prec in PRECISIONS:
+        step(prec)  # warm-up: kernel selection, allocator
+    for _ in range(args.repeats):
+        for prec in PRECISIONS:
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                step(prec)
+            train_dt[prec] = min(train_dt[prec], (time.perf_counter() - t) / args.steps)
+    peak = {prec: max(peak[prec], matmul_flops(prec)) for prec in PRECISIONS}  # best of before/after
+
+    n, dsteps = args.samples, cfg.sample.decoder_steps
+    ema = models["fp32"].eval()
     with torch.no_grad():
-        z0 = model.noisy(model.encode(x[:n]), torch.randn((n, *model.z_shape), generator=gen))
-        model.decode(z0, steps, cfg.sample.sampler, gen)
-    sample_rate = n / (time.perf_counter() - t)
-    print(f"preset={args.preset} batch={b} threads={torch.get_num_threads()}")
+        z0 = ema.noisy(ema.encode(x[:n]), torch.randn((n, *ema.z_shape), generator=gen))
+    sample_dt = dict.fromkeys(PRECISIONS, float("inf"))
+    for _ in range(max(1, args.repeats - 1)):
+        for prec in PRECISIONS:
+            t = time.perf_counter()
+            with torch.no_grad(), precision.autocast(prec, "cpu"):
+                ema.decode(z0, dsteps, cfg.sample.sampler, torch.Generator().manual_seed(1))
+            sample_dt[prec] = min(sample_dt[prec], time.perf_counter() - t)
+
+    print(f"preset={args.preset} stage-1 batch={b} {note}")
     print(
-        f"stage-1 train: {dt * 1000:.0f} ms/step, {b / dt:.1f} images/s, {flops_per_step / b / 1e9:.2f} GFLOP/image/step"
+        f"CPU bf16: native={precision.cpu_has_native_bf16()} (precision=auto trains in {precision.name('auto', 'cpu')})"
     )
-    print(f"fp32 matmul 2048²: {peak / 1e9:.0f} GFLOP/s (before {peak_before / 1e9:.0f}, after {peak_after / 1e9:.0f})")
-    print(f"achieved {achieved / 1e9:.0f} GFLOP/s -> MFU ratio {achieved / peak:.2f}")
-    print(f"sampling ({cfg.sample.sampler}, {steps} decoder steps): {sample_rate:.1f} images/s")
+    print(f"matmul 2048²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
+    print(f"stage-1 train, {flops_per_step / b / 1e9:.2f} GFLOP/image/step, best of {args.repeats}x{args.steps} steps:")
+    for prec in PRECISIONS:
+        dt = train_dt[prec]
+        mfu = flops_per_step / dt / peak[prec]
+        print(
+            f"  {prec}: {dt * 1000:6.0f} ms/step {b / dt:7.1f} images/s  "
+            f"{flops_per_step / dt / 1e9:5.0f} GFLOP/s  MFU {mfu:.2f} of the {prec} matmul"
+        )
+    print(f"  bf16 / fp32 training throughput: {train_dt['fp32'] / train_dt['bf16']:.2f}x")
+    print(f"sampling ({cfg.sample.sampler}, {dsteps} decoder steps, {n} images):")
+    for prec in PRECISIONS:
+        print(f"  {prec}: {n / sample_dt[prec]:7.1f} images/s")
+    print(f"  bf16 / fp32 sampling throughput: {sample_dt['fp32'] / sample_dt['bf16']:.2f}x")
 
 
 if __name__ == "__main__":

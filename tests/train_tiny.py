@@ -1,9 +1,11 @@
 """A tiny stage-1 run on synthetic images, for the resume/kill and torchrun tests.
 
     python tests/train_tiny.py OUT_DIR STEPS [CKPT_EVERY]      (also under torchrun)
+The autocast precision (stage1.precision) is $UL_TINY_PRECISION, default fp32.
 Writes OUT_DIR/params.pt (the final raw parameters) on rank 0.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ def main():
     cfg.data.resolution = 16
     cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
     cfg.stage1.steps, cfg.stage1.ckpt_every, cfg.stage1.batch_size, cfg.stage1.threads = steps, ckpt_every, 8, 1
+    cfg.stage1.precision = os.environ.get("UL_TINY_PRECISION", "fp32")
     torch.manual_seed(0)
     model = UnifiedLatents(cfg)
     images = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1

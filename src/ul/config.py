@@ -119,6 +119,7 @@ class TrainConfig:
     ckpt_every: int = 100
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads, 0 = all cores
+    precision: str = "auto"  # auto | fp32 | bf16: autocast dtype (auto = bf16 where the CPU/GPU has it natively)
 
 
 @dataclass
@@ -176,6 +177,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")  # ul.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
 
@@ -188,6 +190,7 @@ def _check_train(name: str, t: TrainConfig) -> None:
     _check(t.grad_clip > 0, f"{name}.grad_clip", t.grad_clip, "must be > 0")
     _check(t.threads >= 0, f"{name}.threads", t.threads, "must be >= 0")
     _choice(f"{name}.device", t.device, DEVICES)
+    _choice(f"{name}.precision", t.precision, PRECISIONS)
 
 
 def validate(cfg: Config) -> Config:

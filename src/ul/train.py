@@ -1,11 +1,12 @@
 """The training loop shared by stage 1 (joint UL) and stage 2 (base model on cached latents).
 
 AdamW with linear warm-up, gradient clipping, EMA weights (evaluation and sampling use EMA),
-bf16 autocast on GPU, one seeded generator for data order and every noise draw (saved in the
-checkpoint, so resuming on CPU is bit-identical to never stopping), torchrun data parallelism
-(the global batch's random numbers are drawn on every rank and sliced, so N processes compute
-what one process computes), atomic checkpoints every `ckpt_every` steps, and a stop on the first
-non-finite loss that keeps the last good checkpoint.
+bf16 autocast of the forward pass where the device computes bf16 natively (`precision`: auto | fp32 |
+bf16, see ul.precision; loss terms, optimizer state and EMA stay float32), one seeded generator for
+data order and every noise draw (saved in the checkpoint, so resuming on CPU is bit-identical to
+never stopping), torchrun data parallelism (the global batch's random numbers are drawn on every
+rank and sliced, so N processes compute what one process computes), atomic checkpoints every
+`ckpt_every` steps, and a stop on the first non-finite loss that keeps the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ul import checkpoint
+from ul import checkpoint, precision
 from ul.config import TrainConfig
 from ul.distributed import barrier, init, resolve_device
 from ul.errors import NonFiniteLossError  # noqa: F401  (re-exported)
@@ -182,7 +183,7 @@ def train(
         rows = dist_.slice(cfg.batch_size)
         batch = data(idx[rows].numpy()).to(device, non_blocking=True)
         noise = noise.rows(rows).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with precision.autocast(cfg.precision, device):
             terms = net(batch, noise)
         loss = terms["loss"].mean()
         means = dist_.mean(torch.stack([t.detach().float().mean() for t in terms.values()]))

@@ -1,0 +1,37 @@
+"""Shared by the benchmarks: the matmul reference figure of a precision, measured in the same run.
+
+A benchmark's "MFU" is its achieved FLOP/s over the FLOP/s of a 2048² matmul in the precision the
+measured code actually computes in (fp32, or bf16 under autocast), measured in the same process
+next to it, so that the load of a shared machine cancels out of the ratio.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def matmul_flops(precision: str = "fp32", n: int = 2048, reps: int = 6, repeats: int = 3) -> float:
+    """Best-of-`repeats` FLOP/s of an n×n matmul in `precision` ("fp32" | "bf16")."""
+    a, b = (torch.randn(n, n).to(DTYPES[precision]) for _ in range(2))
+    a @ b  # warm-up: oneDNN/MKL kernel selection
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
+    return best
+
+
+def machine_note() -> str:
+    """The load average when the benchmark started: ratios are comparable, absolute figures only on a quiet machine."""
+    try:
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
+    except OSError:
+        load = "?"
+    return f"threads={torch.get_num_threads()} load average={load} (ratios are side by side; absolute figures need a quiet machine)"
