@@ -67,8 +67,10 @@ def test_kid_is_unbiased_and_reports_its_standard_error():
     assert err > 0 and abs(same) < 3 * err
     shifted, err2 = metrics.kid(a, b + 0.5)
     assert shifted > 5 * err2
-    with pytest.raises(ValueError, match="at least 20"):
-        metrics.kid(a[:10], b[:10])
+    small, small_err = metrics.kid(a[:16], b[:16])  # a small N (e.g. a cheap sweep) uses fewer blocks
+    assert small_err > 0 and abs(small) < 5 * small_err
+    with pytest.raises(ValueError, match="at least 4"):
+        metrics.kid(a[:3], b[:3])
 
 
 def test_the_reported_decoder_elbo_is_the_loss_at_unit_weight():

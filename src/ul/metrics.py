@@ -320,13 +320,16 @@ def kid(feats_a: np.ndarray, feats_b: np.ndarray, blocks: int = 10) -> tuple[flo
 
     KID is the squared MMD with the cubic polynomial kernel k(a, b) = (a·b/D + 1)³ (Bińkowski et
     al. 2018), estimated without bias (the U-statistic: diagonal terms left out), so, unlike FID,
-    its expectation does not depend on N. The features are split into `blocks` disjoint blocks;
-    KID is the mean of the blocks' estimates and the standard error their spread / √blocks.
+    its expectation does not depend on N. The features are split into `blocks` disjoint blocks
+    (fewer when N is small: each block needs 2 rows, and the error needs 2 blocks); KID is the mean
+    of the blocks' estimates and the standard error their spread / √blocks.
     """
     a, b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
-    m = min(len(a), len(b)) // blocks
-    if m < 2:
-        raise ValueError(f"kid: needs at least {2 * blocks} features per set, got {len(a)} and {len(b)}")
+    n = min(len(a), len(b))
+    if n < 4:
+        raise ValueError(f"kid: needs at least 4 features per set, got {len(a)} and {len(b)}")
+    blocks = min(blocks, n // 2)
+    m = n // blocks
     d = a.shape[1]
     est = []
     for i in range(blocks):
