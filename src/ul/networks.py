@@ -176,6 +176,20 @@ class VDenoiser(nn.Module):
         return alpha * y_t - sigma * v.float()  # losses stay in float32 under bf16 autocast
 
 
+def _res_stages(chs: list[int], blocks: int, between) -> list[nn.Module]:
+    """`blocks` residual blocks per stage of `chs` channels (starting from chs[0]), with the layers
+    `between(c)` (a resampling) after every stage but the last."""
+    layers: list[nn.Module] = []
+    c = chs[0]
+    for i, ch in enumerate(chs):
+        for _ in range(blocks):
+            layers.append(ResBlock(c, ch))
+            c = ch
+        if i < len(chs) - 1:
+            layers += between(c)
+    return layers
+
+
 class Encoder(nn.Module):
     """Deterministic ResNet encoder: z_clean = E(x). Space-to-depth patching (paper: 2×2), then conv
     stages with /2 between them. No predicted variance: the only noise is the fixed one at λ(0)."""
@@ -184,14 +198,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.patch = cfg.patch
         chs = cfg.channels
-        layers: list[nn.Module] = [nn.Conv2d(c_img * cfg.patch**2, chs[0], 3, padding=1)]
-        c = chs[0]
-        for i, ch in enumerate(chs):
-            for _ in range(cfg.blocks):
-                layers.append(ResBlock(c, ch))
-                c = ch
-            if i < len(chs) - 1:
-                layers.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        layers = [nn.Conv2d(c_img * cfg.patch**2, chs[0], 3, padding=1)]
+        layers += _res_stages(chs, cfg.blocks, lambda c: [nn.Conv2d(c, c, 3, stride=2, padding=1)])
+        c = chs[-1]
         layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, cfg.latent_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
@@ -207,14 +216,10 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.patch = cfg.patch
         chs = list(reversed(cfg.channels))
-        layers: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, chs[0], 3, padding=1)]
-        c = chs[0]
-        for i, ch in enumerate(chs):
-            for _ in range(cfg.blocks):
-                layers.append(ResBlock(c, ch))
-                c = ch
-            if i < len(chs) - 1:
-                layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]
+        layers = [nn.Conv2d(cfg.latent_channels, chs[0], 3, padding=1)]
+        up = lambda c: [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]  # noqa: E731
+        layers += _res_stages(chs, cfg.blocks, up)
+        c = chs[-1]
         layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, c_img * cfg.patch**2, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 

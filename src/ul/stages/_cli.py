@@ -100,6 +100,13 @@ def run_identity(cfg: Config, keys: tuple, data) -> dict:
     return {**{k: d[k] for k in keys}, "data_index": data.index}
 
 
+def training_summary(steps: int, t0: float, tsv: str | Path) -> dict:
+    """What both training stages report: steps, wall time and the last logged training metrics."""
+    import time
+
+    return {"steps": steps, "wall_s": round(time.time() - t0, 1), **last_row(tsv)}
+
+
 def last_row(tsv: str | Path) -> dict:
     """The final logged training metrics, prefixed `final_`."""
     import csv

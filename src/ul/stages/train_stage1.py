@@ -49,9 +49,7 @@ def main(argv=None) -> int:
             desc="stage1",
         )
         metrics = {
-            "steps": cfg.stage1.steps,
-            "wall_s": round(time.time() - t0, 1),
-            **_cli.last_row(args.log),
+            **_cli.training_summary(cfg.stage1.steps, t0, args.log),
             **{f"params_{name}": _cli.count(part) for name, part in ema.named_children()},
         }
         export.save(ema, cfg, args.out, metrics)

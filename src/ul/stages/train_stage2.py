@@ -48,9 +48,7 @@ def main(argv=None) -> int:
             desc="stage2",
         )
         metrics = {
-            "steps": cfg.stage2.steps,
-            "wall_s": round(time.time() - t0, 1),
-            **_cli.last_row(args.log),
+            **_cli.training_summary(cfg.stage2.steps, t0, args.log),
             "params_base": _cli.count(ema),
             "parameterisation": BaseModel.parameterisation,
         }

@@ -89,7 +89,7 @@ def release(
         raise StorageError(f"{target}: release to a branch, not to a commit id")
     prov, metrics = provenance(root), model_card.load_metrics(root)
     with tempfile.TemporaryDirectory(prefix="ul-release-") as tmp:
-        names = write_bundle(root, Path(tmp))
+        names = write_bundle(root, Path(tmp), prov, metrics)
         branch = lakefs.Branch(loc.repo, loc.ref, client=lakefs_client or client())
         call(f"create branch {loc.repo}/{loc.ref} from {source_ref}", branch.create, source_ref, exist_ok=True)
         _upload(Path(tmp), names, loc, target, s3)
@@ -98,14 +98,16 @@ def release(
     return {"commit": ref.id, "url": str(loc.at(ref.id)), "files": sorted(names)}
 
 
-def write_bundle(root: Path, out: Path) -> list[str]:
-    """`ul export`: both exports with full model cards, plus metrics, params and dvc.lock."""
+def write_bundle(root: Path, out: Path, prov: dict | None = None, metrics: dict | None = None) -> list[str]:
+    """`ul export`: both exports with full model cards, plus metrics, params and dvc.lock.
+    `prov` and `metrics` are gathered from `root` unless the caller already has them."""
     missing = [p for p in (*MODELS, *EXTRA.values()) if not (root / p).exists()]
     if missing:
         raise StorageError(
             f"nothing to release: {', '.join(missing)} missing in {root.resolve()} (run `dvc repro` first)"
         )
-    prov, metrics = provenance(root), model_card.load_metrics(root)
+    prov = provenance(root) if prov is None else prov
+    metrics = model_card.load_metrics(root) if metrics is None else metrics
     try:
         return export.bundle(
             root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()}
