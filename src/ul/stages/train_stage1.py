@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ul import export
+from ul import export, flops
 from ul.images import from_uint8
 from ul.model import stage1_model
 from ul.shards import ShardReader
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
         )
         metrics = {
             **_cli.training_summary(cfg.stage1.steps, t0, args.log),
+            **flops.training_flops(ema, lambda idx: from_uint8(images[idx]), cfg.stage1),
             **{f"params_{name}": _cli.count(part) for name, part in ema.named_children()},
         }
         export.save(ema, cfg, args.out, metrics)

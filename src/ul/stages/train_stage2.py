@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ul import export, latent_cache
+from ul import export, flops, latent_cache
 from ul.model import BaseModel
 from ul.stages import _cli
 from ul.train import train
@@ -49,6 +49,7 @@ def main(argv=None) -> int:
         )
         metrics = {
             **_cli.training_summary(cfg.stage2.steps, t0, args.log),
+            **flops.training_flops(ema, lambda idx: torch.from_numpy(latents[idx]), cfg.stage2),
             "params_base": _cli.count(ema),
             "parameterisation": BaseModel.parameterisation,
         }
