@@ -11,6 +11,7 @@ Each pipeline stage is a subcommand too (the same code DVC runs as `python -m ul
     ul params [-o params.yaml] [overrides...]     e.g. ul params preset=ci noise.logsnr=3
     ul data pin lakefs://repo/<branch>/path       write data.source = lakefs://repo/<commit>/path
     ul release lakefs://repo/<branch>/path        upload models + model card to lakeFS, commit
+    ul results run | report                       the studies of docs/results (DVC experiments)
 lakeFS endpoint and keys come from LAKEFS_HOST, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY
 (and LAKEFS_ENDPOINT for the S3 gateway when it differs), never from params.
 """
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
             "pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  "
             + "  ".join(commands)
         )
-        print("other:\n  params  data pin  release   (see `ul data --help`, `ul release --help`)")
+        print("other:\n  params  data pin  release  results   (see `ul data --help`, `ul results --help`, ...)")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "params":
@@ -117,6 +118,10 @@ def main(argv=None) -> int:
         return _data(rest)
     if cmd == "release":
         return _release(rest)
+    if cmd == "results":
+        from ul.results import cli
+
+        return cli.main(rest)
     if cmd == "stage" and rest:  # `ul stage decode` is the decode stage; `ul decode` decodes latents
         cmd, rest = rest[0], rest[1:]
     elif cmd in MODEL_COMMANDS:

@@ -1,0 +1,38 @@
+"""Run the studies' DVC experiments that do not exist yet, one at a time, in the workspace."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ul.results import studies
+
+DVC = (sys.executable, "-m", "dvc")
+
+
+def existing(repo: Path) -> set[str]:
+    """Names of the experiments DVC has for any commit."""
+    out = subprocess.run(
+        [*DVC, "exp", "list", "--all-commits", "--name-only"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def run(repo: Path, study: str | None = None, force: bool = False, log=print) -> list[str]:
+    """Run the missing points of `study` (all when None); returns the names that failed."""
+    done = set() if force else existing(repo)
+    failed = []
+    for point in studies.points(study):
+        if point.name in done:
+            log(f"{point.name}: exists, skipped (--force to run again)")
+            continue
+        cmd = [*DVC, *studies.command(point), *(["--force"] if force else [])]
+        log(f"{point.name}: dvc {' '.join(cmd[3:])}")
+        t0 = time.time()
+        rc = subprocess.run(cmd, cwd=repo).returncode
+        log(f"{point.name}: {'done' if rc == 0 else f'failed (exit {rc})'} in {(time.time() - t0) / 60:.1f} min")
+        if rc:
+            failed.append(point.name)
+    return failed

@@ -1,0 +1,70 @@
+"""The studies of docs/results, each point a DVC experiment at the `sweep` preset.
+
+Points are listed in run order: `ul results run` runs them one after another in the workspace, so
+a point that changes only stage-2 or evaluation params after one that trained the same stage 1
+reuses it (DVC re-runs only the stages whose params or deps changed). A point may appear in several
+studies (the default loss factor 2.1, λ(0) = 5 and 500 stage-2 steps is in all of the first three).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRESET = "preset=sweep"
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str  # the DVC experiment name
+    overrides: tuple[str, ...] = ()  # on top of PRESET
+    stop_at: str | None = None  # run the pipeline only up to this stage
+
+
+def _lf(c: float) -> Point:
+    return Point(f"rd-lf{c}", (f"ul.loss_factor={c}",))
+
+
+def _steps(latent: str, steps: int) -> Point:
+    return Point(f"{latent}-s2-{steps}", (f"latent={latent}", f"stage2.steps={steps}"))
+
+
+def _target(bpp: float) -> Point:
+    return Point(f"target-{bpp}", (f"ul.target_bits_per_pixel={bpp}",), stop_at="train_stage1")
+
+
+BUDGETS = (125, 250, 500)  # stage-2 steps of 128 latents
+LOSS_FACTORS = (1.3, 1.5, 1.7, 1.9, 2.1, 2.5, 3.0)
+LOGSNR0 = (3.0, 5.0, 10.0)
+TARGETS = (0.005, 0.01, 0.02)  # bits per pixel
+
+DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
+POINTS: tuple[Point, ...] = (
+    DEFAULT,
+    *(_steps("ul", s) for s in BUDGETS if s != 500),
+    *(_steps("klvae", s) for s in sorted(BUDGETS, reverse=True)),
+    *(_lf(c) for c in LOSS_FACTORS if c != 2.1),
+    *(Point(f"logsnr0-{v}", (f"noise.logsnr={v}",)) for v in LOGSNR0 if v != 5.0),
+    *(_target(t) for t in TARGETS),
+)
+
+STUDIES: dict[str, tuple[str, ...]] = {
+    "rate-distortion": tuple(_lf(c).name for c in LOSS_FACTORS),
+    "logsnr0": tuple(DEFAULT.name if v == 5.0 else f"logsnr0-{v}" for v in LOGSNR0),
+    "ul-vs-klvae": (*(DEFAULT.name if s == 500 else _steps("ul", s).name for s in BUDGETS),)
+    + tuple(_steps("klvae", s).name for s in BUDGETS),
+    "bitrate-targets": tuple(_target(t).name for t in TARGETS),
+}
+
+BY_NAME = {p.name: p for p in POINTS}
+
+
+def points(study: str | None = None) -> list[Point]:
+    """The points of one study (all studies when None), in run order."""
+    wanted = set(STUDIES[study]) if study else set(BY_NAME)
+    return [p for p in POINTS if p.name in wanted]
+
+
+def command(point: Point) -> list[str]:
+    """The `dvc exp run` arguments of a point."""
+    sets = [a for s in (PRESET, *point.overrides) for a in ("-S", s)]
+    return ["exp", "run", "--name", point.name, *sets, *([point.stop_at] if point.stop_at else [])]
