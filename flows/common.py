@@ -28,10 +28,16 @@ TRANSIENT = re.compile(
     r"remote end closed|broken pipe|\b50[234]\b|unable to acquire lock|EndpointConnectionError",
     re.IGNORECASE,
 )
+# A stage's exit status 75 (EX_TEMPFAIL, ul.stages._cli) is its own verdict "worth a retry"; under
+# DVC it reaches us in DVC's line below. Our stages' `error:` lines carry file names, which whoever
+# made the data chose ("connection refused.png"), so they never decide a retry, and only whole lines
+# of DVC's own count as verdicts (a name cannot start a line: names are printed escaped).
+TEMPFAIL = 75
+STAGE_EXIT = re.compile(r"^ERROR: failed to reproduce '[^'\n]+': failed to run: .*, exited with (-?\d+)$", re.M)
 VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
-    ("ran", re.compile(r"Running stage '([^']+)'")),
-    ("restored from run cache", re.compile(r"Stage '([^']+)' is cached - skipping run")),
-    ("up to date", re.compile(r"Stage '([^']+)' didn't change, skipping")),
+    ("ran", re.compile(r"^Running stage '([^'\n]+)':$", re.M)),
+    ("restored from run cache", re.compile(r"^Stage '([^'\n]+)' is cached - skipping run", re.M)),
+    ("up to date", re.compile(r"^Stage '([^'\n]+)' didn't change, skipping$", re.M)),
 )
 
 
@@ -213,9 +219,20 @@ def run(
     reader.join(30)
     output = "\n".join(lines)
     if proc.returncode != 0:
-        cls = TransientFailure if TRANSIENT.search("\n".join(lines[-30:])) else CommandFailed
+        cls = TransientFailure if is_transient(proc.returncode, lines) else CommandFailed
         raise cls(what, proc.returncode, output)
     return output
+
+
+def is_transient(returncode: int, lines: list) -> bool:
+    """Worth a retry: a stage said so (exit 75, directly or as DVC reports it); else, when no stage
+    failed, DVC's own messages (a remote or the network, a held lock) in its last 30 lines."""
+    if returncode == TEMPFAIL:
+        return True
+    stages = STAGE_EXIT.findall("\n".join(lines))
+    if stages:
+        return all(int(code) == TEMPFAIL for code in stages)
+    return any(TRANSIENT.search(ln) for ln in lines[-30:] if not ln.lstrip().startswith("error:"))
 
 
 def _stop_tree(proc: subprocess.Popen, grace_s: float = 10.0) -> None:

@@ -6,7 +6,12 @@ this package only defines the error type they all raise, so that stages can catc
 
 
 class DataError(ValueError):
-    """A data source, archive or image is unusable; the message says which and why (never a secret)."""
+    """A data source, archive or image is unusable; the message says which and why (never a secret).
+    `transient`: the source could not be reached or failed mid-transfer, so trying again may work."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def shown(name: str) -> str:

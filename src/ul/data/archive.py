@@ -123,16 +123,19 @@ def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) ->
                     if got > MAX_DOWNLOAD_BYTES:
                         raise DataError(f"{shown}: more than {MAX_DOWNLOAD_BYTES:,} bytes; over the download budget")
                     bar.update(len(chunk))
-    except urllib.error.HTTPError as err:
-        raise DataError(f"{shown}: HTTP {err.code} {err.reason}") from None
+    except urllib.error.HTTPError as err:  # the server's trouble (5xx, 429) may pass; a 404 will not
+        raise DataError(
+            f"{shown}: HTTP {err.code} {err.reason}", transient=err.code >= 500 or err.code == 429
+        ) from None
     except urllib.error.URLError as err:
-        raise DataError(f"cannot reach {shown}: {err.reason}") from None
+        raise DataError(f"cannot reach {shown}: {err.reason}", transient=True) from None
     except http.client.IncompleteRead as err:
         raise DataError(
-            f"{shown}: download truncated: received {got + len(err.partial)} bytes, the server announced {expected}"
+            f"{shown}: download truncated: received {got + len(err.partial)} bytes, the server announced {expected}",
+            transient=True,
         ) from None
     except (OSError, http.client.HTTPException) as err:
-        raise DataError(f"{shown}: download failed after {got} bytes: {err}") from None
+        raise DataError(f"{shown}: download failed after {got} bytes: {err}", transient=True) from None
     if expected is not None and got != expected:
         raise DataError(f"{shown}: download truncated: received {got} bytes, the server announced {expected}")
     actual = digest.hexdigest()

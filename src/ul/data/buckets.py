@@ -55,7 +55,7 @@ def lakefs_location(url: str) -> Bucket:
     try:
         endpoint, key, secret = gateway_settings()
     except StorageError as err:
-        raise DataError(f"{url}: {err}") from None
+        raise DataError(f"{url}: {err}", err.transient) from None
     return Bucket(url, loc.repo, f"{loc.ref}/" + _as_prefix(loc.path), endpoint, key, secret)
 
 
@@ -102,7 +102,8 @@ def download(loc: Bucket, dest: Path) -> Path:
     except EndpointConnectionError as err:
         raise DataError(
             f"cannot reach the S3 endpoint {redact_urls(str(err.kwargs.get('endpoint_url', loc.endpoint)))} "
-            f"for {loc.url}: is the server running and the URL right?"
+            f"for {loc.url}: is the server running and the URL right?",
+            transient=True,
         ) from None
     except NoCredentialsError:
         raise DataError(
@@ -110,7 +111,10 @@ def download(loc: Bucket, dest: Path) -> Path:
         ) from None
     except ClientError as err:
         e = err.response.get("Error", {})
-        raise DataError(f"{_where(loc)}: {e.get('Code', '?')}: {e.get('Message', err)}") from None
-    except BotoCoreError as err:
-        raise DataError(redact_urls(f"{_where(loc)}: {err}")) from None
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        raise DataError(
+            f"{_where(loc)}: {e.get('Code', '?')}: {e.get('Message', err)}", transient=status >= 500 or status == 429
+        ) from None
+    except BotoCoreError as err:  # connection resets, read timeouts: the transfer may work next time
+        raise DataError(redact_urls(f"{_where(loc)}: {err}"), transient=True) from None
     return dest

@@ -1,5 +1,5 @@
 """What every thin stage entry point shares: `--params`/`--metrics` arguments, the config load,
-the metrics file, and turning expected errors into one `error: ...` line and exit status 1."""
+the metrics file, and turning expected errors into one `error: ...` line and exit status 1 (75 when worth a retry)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,17 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
 
 
 EXPECTED = (ConfigError, DataError, ExportError, NonFiniteLossError, OSError)
+# EX_TEMPFAIL (sysexits.h): the stage's own verdict that trying again later may work (a server or
+# the network failed). Flows read it from the exit status, never from the message, which may carry
+# file names chosen by whoever made the data.
+TEMPFAIL = 75
+
+
+def exit_status(err: BaseException) -> int:
+    transient = getattr(err, "transient", False) or isinstance(err, (ConnectionError, TimeoutError))
+    return TEMPFAIL if transient else 1
+
+
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
 
 
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace, body: Callable[[Config], dict]) -> int:
         if getattr(err, "metrics", None):  # a failed validation still reports what it measured
             write_metrics(args.metrics, err.metrics)
         print(error_line(err), file=sys.stderr)
-        return 1
+        return exit_status(err)
     write_metrics(args.metrics, metrics)
     print(json.dumps(metrics, sort_keys=True))
     return 0
