@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import common
+from ul.results import report
 
 RESULTS_KEY, SUMMARY_KEY = "ul-sweep-results", "ul-sweep-summary"
 METRICS = ("psnr_db", "rfid", "gfid", "latent_bits_per_pixel", "latent_bits_per_dim", "fid_num_samples")
@@ -72,23 +73,16 @@ def exp_show(repo: Path) -> list:
 def collect(show: list, names: dict) -> list:
     """Rows {experiment, <swept params>, <metrics>, state} for the experiments named in `names`
     ({name: [key=value, ...]}) from `dvc exp show --json`."""
-    found = {}
-    for baseline in show:
-        for exp in baseline.get("experiments") or []:
-            for rev in exp.get("revs") or []:
-                name = rev.get("name") or exp.get("name")
-                if name not in names:
-                    continue
-                data = rev.get("data") or {}
-                metrics = ((data.get("metrics") or {}).get("eval/metrics.json") or {}).get("data") or {}
-                state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
-                found[name] = {
-                    "experiment": name,
-                    "state": state,
-                    **{s.split("=", 1)[0]: s.split("=", 1)[1] for s in names[name]},
-                    **{m: metrics.get(m) for m in METRICS},
-                }
-    return [found.get(n, {"experiment": n, "state": "missing"}) for n in names]
+    shown = report.parse_show(show)
+    rows = []
+    for name, point in names.items():
+        e = shown.get(name)
+        if e is None:
+            rows.append({"experiment": name, "state": "missing"})
+            continue
+        swept = {s.split("=", 1)[0]: s.split("=", 1)[1] for s in point}
+        rows.append({"experiment": name, "state": e["state"], **swept, **{m: e["metrics"].get(m) for m in METRICS}})
+    return rows
 
 
 def plot(rows: list, swept: list, path: Path) -> Path | None:

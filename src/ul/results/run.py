@@ -20,7 +20,9 @@ def existing(repo: Path) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def run(repo: Path, study: str | None = None, force: bool = False, log=print) -> list[str]:
+def run(
+    repo: Path, study: str | None = None, force: bool = False, preset: str = studies.PRESET, log=print
+) -> list[str]:
     """Run the missing points of `study` (all when None); returns the names that failed."""
     done = set() if force else existing(repo)
     failed = []
@@ -28,7 +30,7 @@ def run(repo: Path, study: str | None = None, force: bool = False, log=print) ->
         if point.name in done:
             log(f"{point.name}: exists, skipped (--force to run again)")
             continue
-        cmd = [*DVC, *studies.command(point), *(["--force"] if force else [])]
+        cmd = [*DVC, *studies.command(point, preset), *(["--force"] if force else [])]
         log(f"{point.name}: dvc {' '.join(cmd[3:])}")
         t0 = time.time()
         rc = subprocess.run(cmd, cwd=repo).returncode

@@ -64,7 +64,7 @@ def points(study: str | None = None) -> list[Point]:
     return [p for p in POINTS if p.name in wanted]
 
 
-def command(point: Point) -> list[str]:
-    """The `dvc exp run` arguments of a point."""
-    sets = [a for s in (PRESET, *point.overrides) for a in ("-S", s)]
+def command(point: Point, preset: str = PRESET) -> list[str]:
+    """The `dvc exp run` arguments of a point (at another preset for a quick check of the mechanics)."""
+    sets = [a for s in (preset, *point.overrides) for a in ("-S", s)]
     return ["exp", "run", "--name", point.name, *sets, *([point.stop_at] if point.stop_at else [])]

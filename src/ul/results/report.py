@@ -1,0 +1,289 @@
+"""docs/results from DVC's own record: `dvc exp show --json` (params and evaluation metrics of each
+experiment) and, from each experiment's commit, the training stages' summaries and curves (cache:
+false outputs, so git holds them). Writes one markdown table and one plot per study, and
+results.json with every row; the hand-written reading lives beside them in README.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ul.results import studies
+
+DVC = (sys.executable, "-m", "dvc")
+PIXELS = 32 * 32  # the sweep preset's images (Fashion-MNIST padded to 32×32, one channel)
+
+
+@dataclass
+class Experiment:
+    name: str
+    rev: str
+    params: dict  # flattened params.yaml
+    metrics: dict  # eval/metrics.json (empty for a point that stops before evaluation)
+    stage1: dict = field(default_factory=dict)  # metrics/train_stage1.json
+    stage2: dict = field(default_factory=dict)  # metrics/train_stage2.json
+    curve1: list = field(default_factory=list)  # metrics/stage1_train.tsv rows
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def parse_show(show: list) -> dict[str, dict]:
+    """{name: {rev, state, params, metrics}} for every named experiment in `dvc exp show --json`
+    output (`state`: success, failed, or the queue's state of one not finished)."""
+    found = {}
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                name = rev.get("name") or exp.get("name")
+                if not name:
+                    continue
+                data = rev.get("data") or {}
+                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+                metrics = ((data.get("metrics") or {}).get("eval/metrics.json") or {}).get("data") or {}
+                state = (exp.get("executor") or {}).get("state") or ("failed" if rev.get("error") else "success")
+                found[name] = {"rev": data.get("rev"), "state": state, "params": _flatten(params), "metrics": metrics}
+    return found
+
+
+def _git_show(repo: Path, rev: str, path: str) -> str | None:
+    r = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else None
+
+
+def load(repo: Path) -> dict[str, Experiment]:
+    """Every finished experiment of the studies, by name."""
+    raw = subprocess.run(
+        [*DVC, "exp", "show", "--json", "--all-commits"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    wanted = {p.name for p in studies.POINTS}
+    out = {}
+    for name, e in parse_show(json.loads(raw)).items():
+        if name not in wanted or e["state"] != "success" or not e["rev"]:
+            continue
+        x = Experiment(name, e["rev"], e["params"], e["metrics"])
+        for attr, path in (("stage1", "metrics/train_stage1.json"), ("stage2", "metrics/train_stage2.json")):
+            text = _git_show(repo, x.rev, path)
+            setattr(x, attr, json.loads(text) if text else {})
+        tsv = _git_show(repo, x.rev, "metrics/stage1_train.tsv")
+        x.curve1 = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(io.StringIO(tsv or ""), delimiter="\t")]
+        out[name] = x
+    return out
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+def _pm(m: dict, key: str) -> str:
+    v, se = m.get(key), m.get(f"{key}_stderr")
+    return "—" if v is None else f"{v * 1e3:.1f} ± {se * 1e3:.1f}" if se is not None else f"{v * 1e3:.1f}"
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+QUALITY = ["bits/pixel", "bits/image", "PSNR dB", "rFID", "gFID", "gKID ×10³", "FID floor", "latent use (nats)"]
+
+
+def quality(x: Experiment) -> list:
+    m = x.metrics
+    return [
+        m.get("latent_bits_per_pixel"),
+        m.get("latent_bits_per_image"),
+        m.get("psnr_db"),
+        m.get("rfid"),
+        m.get("gfid"),
+        _pm(m, "gkid"),
+        m.get("fid_floor"),
+        m.get("latent_use_elbo_nats"),
+    ]
+
+
+def running_bpp(x: Experiment, last: int = 4) -> float | None:
+    """The prior's rate on the training batches, bits per pixel, over the last `last` logged rows
+    (what the rate controller steers)."""
+    rows = x.curve1[-last:]
+    return sum(r["prior"] for r in rows) / len(rows) / math.log(2) / PIXELS if rows else None
+
+
+def _plot(path: Path, panels: list, title: str) -> Path:
+    """panels: [(xlabel, ylabel, [(label, xs, ys, annotations)], logx)] side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), constrained_layout=True, squeeze=False)
+    for ax, (xlabel, ylabel, series, logx) in zip(axes[0], panels):
+        for label, xs, ys, notes in series:
+            ax.plot(xs, ys, "o-", label=label)
+            for xv, yv, note in zip(xs, ys, notes or []):
+                ax.annotate(note, (xv, yv), fontsize=7, textcoords="offset points", xytext=(4, 4))
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.margins(0.15)
+        if len(series) > 1:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pairs(xs: list[Experiment], key_x, key_y):
+    pts = sorted((key_x(x), key_y(x), x) for x in xs if key_x(x) is not None and key_y(x) is not None)
+    return [p[0] for p in pts], [p[1] for p in pts], pts
+
+
+def rate_distortion(exps: dict, out: Path) -> str:
+    xs = [exps[n] for n in studies.STUDIES["rate-distortion"] if n in exps]
+    rows = [[_fmt(x.params.get("ul.loss_factor")), *quality(x)] for x in xs]
+    bpp = lambda x: x.metrics.get("latent_bits_per_pixel")  # noqa: E731
+    panels = []
+    for key, label in (("psnr_db", "PSNR (dB) ↑"), ("gfid", "gFID ↓"), ("rfid", "rFID ↓")):
+        a, b, pts = _pairs(xs, bpp, lambda x, k=key: x.metrics.get(k))
+        panels.append(
+            ("latent bits per pixel", label, [("UL", a, b, [f"c={p[2].params['ul.loss_factor']}" for p in pts])], False)
+        )
+    _plot(out / "rate-distortion.png", panels, "Rate–distortion over the loss factor c_lf (λ(0) = 5)")
+    return (
+        "## Rate–distortion over the loss factor (the paper's Table 2)\n\n"
+        + table(["loss factor", *QUALITY], rows)
+        + "\n![rate-distortion](rate-distortion.png)\n"
+    )
+
+
+def logsnr0(exps: dict, out: Path) -> str:
+    xs = [exps[n] for n in studies.STUDIES["logsnr0"] if n in exps]
+    rows = [[_fmt(x.params.get("noise.logsnr")), *quality(x)] for x in xs]
+    return "## λ(0) ablation at loss factor 2.1 (the paper's Table 6)\n\n" + table(["λ(0)", *QUALITY], rows)
+
+
+def ul_vs_klvae(exps: dict, out: Path) -> str:
+    xs = [exps[n] for n in studies.STUDIES["ul-vs-klvae"] if n in exps]
+    rows = [
+        [
+            x.params.get("latent"),
+            _fmt(x.params.get("stage2.steps")),
+            x.stage2.get("train_flops", math.nan) / 1e12,
+            *quality(x),
+        ]
+        for x in xs
+    ]
+    series = []
+    for latent in ("ul", "klvae"):
+        a, b, pts = _pairs(
+            [x for x in xs if x.params.get("latent") == latent],
+            lambda x: x.stage2.get("train_flops"),
+            lambda x: x.metrics.get("gfid"),
+        )
+        series.append((latent, a, b, [f"{int(p[2].params['stage2.steps'])} steps" for p in pts]))
+    _plot(
+        out / "ul-vs-klvae.png",
+        [("stage-2 training FLOPs (counted)", "gFID ↓", series, True)],
+        "UL vs KL-VAE latents (8×8×4) at equal stage-2 compute",
+    )
+    header = ["latent", "stage-2 steps", "stage-2 TFLOPs", *QUALITY]
+    return (
+        "## UL vs KL-VAE at equal stage-2 compute (the headline claim)\n\n"
+        + table(header, rows)
+        + "\nThe KL-VAE's bits are its KL to N(0, I) (an upper bound on its information), UL's the "
+        "prior's ELBO.\n\n![ul-vs-klvae](ul-vs-klvae.png)\n"
+    )
+
+
+def targets(exps: dict, out: Path) -> str:
+    xs = [exps[n] for n in studies.STUDIES["bitrate-targets"] if n in exps]
+    rows = []
+    for x in xs:
+        t, reached = x.params.get("ul.target_bits_per_pixel"), running_bpp(x)
+        lf = x.curve1[-1].get("loss_factor") if x.curve1 else None
+        err = (reached / t - 1) * 100 if reached and t else None
+        rows.append(
+            [
+                _fmt(t),
+                reached,
+                f"{err:+.1f}%" if err is not None else "—",
+                "yes" if err is not None and abs(err) <= 10 else "no",
+                lf,
+            ]
+        )
+    steps = lambda x: [r["step"] for r in x.curve1]  # noqa: E731
+    _plot(
+        out / "bitrate-targets.png",
+        [
+            (
+                "stage-1 step",
+                "loss factor c_lf",
+                [(x.name, steps(x), [r.get("loss_factor") for r in x.curve1], None) for x in xs],
+                False,
+            ),
+            (
+                "stage-1 step",
+                "prior rate (bits/pixel, training batches)",
+                [(x.name, steps(x), [r["prior"] / math.log(2) / PIXELS for r in x.curve1], None) for x in xs],
+                False,
+            ),
+        ],
+        "Ask for a bitrate: the loss factor steered by the rate controller",
+    )
+    header = ["target bits/pixel", "reached (last 4 logs)", "error", "within ±10%", "final loss factor"]
+    return (
+        "## Bitrate targets (`ul.target_bits_per_pixel`)\n\n"
+        + table(header, rows)
+        + "\n![bitrate-targets](bitrate-targets.png)\n"
+    )
+
+
+SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets)
+
+
+def write(exps: dict[str, Experiment], out: Path) -> Path:
+    """docs/results/studies.md (+ PNGs) and results.json from the loaded experiments."""
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [p.name for p in studies.POINTS if p.name not in exps]
+    head = (
+        "# Studies: generated tables\n\n"
+        "Written by `ul results report` from `dvc exp show --json`; every row is a DVC experiment at the "
+        "`sweep` preset (`conf/preset/sweep.yaml`) with the params shown, run by `ul results run`. "
+        "Do not edit: the reading is in [README.md](README.md).\n\n"
+        "Columns: bits are the latent rate on the evaluated test images; PSNR is the mean of per-image "
+        "PSNRs on [0, 1]; FIDs and KID use the real Inception network at the N in results.json; the FID "
+        "floor is the FID between two disjoint real sets of that N; latent use is the decoder's ELBO "
+        "with another image's latent minus with its own (nats per image, 0 = collapsed).\n\n"
+        + (f"Not yet run: {', '.join(missing)}\n\n" if missing else "")
+    )
+    body = "\n".join(section(exps, out) for section in SECTIONS)
+    (out / "studies.md").write_text(head + body)
+    rows = {
+        n: {"rev": x.rev, "params": x.params, "metrics": x.metrics, "stage1": x.stage1, "stage2": x.stage2}
+        for n, x in sorted(exps.items())
+    }
+    (out / "results.json").write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    return out / "studies.md"

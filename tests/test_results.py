@@ -1,0 +1,91 @@
+"""`ul results`: the studies' points run as real DVC experiments (the bitrate-target study at the ci
+preset, in a copy of the shared ci run) and the report built back from `dvc exp show --json`; the
+FLOPs the training stages count."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from project import sh
+
+from ul import flops
+from ul.results import report, studies
+
+
+def test_every_study_point_is_run_and_named_once():
+    names = [p.name for p in studies.POINTS]
+    assert len(names) == len(set(names))
+    assert {n for ns in studies.STUDIES.values() for n in ns} == set(names)
+    # the UL budget points come straight after the default point, so they reuse its stage 1
+    order = names.index
+    assert order("ul-s2-125") == 1 and order("ul-s2-250") == 2
+    assert studies.command(studies.BY_NAME["target-0.01"])[-1] == "train_stage1"
+
+
+class Toy(torch.nn.Module):
+    """A model with the training interface: forward(batch, noise) -> {"loss": per example}."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(8, 4, bias=False)
+
+    def draw_noise(self, n, gen):
+        return torch.randn(n, 8, generator=gen)
+
+    def forward(self, x, noise):
+        return {"loss": self.lin(x + noise).square().sum(1)}
+
+
+def test_training_flops_count_forward_and_backward_matmuls():
+    # forward 2·8·4 per example, the weight gradient as much again (the input needs none)
+    cfg = type("C", (), {"batch_size": 3, "steps": 5})
+    got = flops.training_flops(Toy(), lambda idx: torch.zeros(len(idx), 8), cfg)
+    assert got == {"train_flops_per_example": 128.0, "train_flops": 128.0 * 3 * 5}
+
+
+@pytest.fixture(scope="module")
+def targets_run(ci_project, tmp_path_factory):
+    proj = tmp_path_factory.mktemp("results") / "proj"
+    shutil.copytree(ci_project, proj, symlinks=True)
+    run = sh(["ul", "results", "run", "--preset", "ci", "--study", "bitrate-targets"], proj)
+    again = sh(["ul", "results", "run", "--preset", "ci", "--study", "bitrate-targets"], proj)
+    rep = sh(["ul", "results", "report", "--out", "out"], proj)
+    return proj, run, again, rep
+
+
+def test_results_run_names_one_experiment_per_point_and_skips_finished_ones(targets_run):
+    proj, run, again, _ = targets_run
+    for t in studies.TARGETS:
+        assert f"target-{t}: done" in run.stdout
+        assert f"target-{t}: exists, skipped" in again.stdout
+    listed = sh(["dvc", "exp", "list", "--all-commits", "--name-only"], proj).stdout.split()
+    assert {f"target-{t}" for t in studies.TARGETS} <= set(listed)
+
+
+def test_report_is_built_from_dvc_experiments(targets_run):
+    proj, _, _, rep = targets_run
+    out = proj / "out"
+    assert "3 of 17 points" in rep.stdout
+    rows = json.loads((out / "results.json").read_text())
+    assert set(rows) == {f"target-{t}" for t in studies.TARGETS}
+    show = report.parse_show(json.loads(sh(["dvc", "exp", "show", "--json", "--all-commits"], proj).stdout))
+    for name, row in rows.items():
+        assert row["params"]["ul.target_bits_per_pixel"] == float(name.split("-")[1])
+        assert row["params"] == show[name]["params"] and row["rev"] == show[name]["rev"]
+        assert row["stage1"]["train_flops"] > 0 and row["stage1"]["steps"] == 60
+    # the "reached" column is the rate of the experiment's own logged curve, from its git commit
+    exps = report.load(proj)
+    text = (out / "studies.md").read_text()
+    for t in studies.TARGETS:
+        x = exps[f"target-{t}"]
+        tsv = sh(["git", "show", f"{x.rev}:metrics/stage1_train.tsv"], proj).stdout.splitlines()
+        prior = [float(line.split("\t")[tsv[0].split("\t").index("prior")]) for line in tsv[-4:]]
+        reached = sum(prior) / 4 / math.log(2) / 1024
+        assert f"| {t} | {reached:.3g} |" in text
+    assert "Not yet run: rd-lf2.1" in text
+    png = np.asarray(Image.open(out / "bitrate-targets.png").convert("L"))
+    assert png.shape[1] > 600 and png.std() > 10
