@@ -257,6 +257,27 @@ def test_user_info_in_a_source_url_is_refused(tmp_path, url):
     assert "hunter2" not in str(err.value) and not (tmp_path / "raw").exists()
 
 
+@pytest.mark.parametrize(
+    "url,param",
+    [
+        ("https://b.s3.amazonaws.com/d.tgz?X-Amz-Credential=AK%2F1&X-Amz-Signature=hunter2", "X-Amz-Credential"),
+        ("https://example.org/d.zip?dl=1&access_token=hunter2", "access_token"),
+        ("https://acct.blob.core.windows.net/c/d.zip?sv=2024&sig=hunter2", "sig"),
+        ("http://127.0.0.1:1/d.tgz?apikey=hunter2", "apikey"),
+    ],
+)
+def test_a_credential_in_a_source_url_query_is_refused(tmp_path, url, param):
+    with pytest.raises(DataError, match=f"query parameter '{param}' carries a credential.*UL_FETCH_USER") as err:
+        fetch(url, tmp_path / "raw", sha256="0" * 64)
+    assert "hunter2" not in str(err.value) and not (tmp_path / "raw").exists()
+
+
+def test_a_plain_query_is_data(tmp_path):
+    from ul.data import archive
+
+    archive.refuse_credentials("https://example.org/d.zip?dl=1&version=3")  # nothing to refuse
+
+
 def test_environment_credentials_go_to_the_origin_only(tmp_path, server, images, monkeypatch):
     from datahelpers import Server, tar_gz
 

@@ -53,15 +53,31 @@ def redact(url: str) -> str:
 USER_ENV, PASSWORD_ENV = "UL_FETCH_USER", "UL_FETCH_PASSWORD"
 
 
-def refuse_user_info(url: str) -> None:
+# Query parameters that carry a credential: presigned S3/GCS/Azure URLs, API tokens and keys.
+CREDENTIAL_QUERY = re.compile(
+    r"(?i)^(x-amz-(signature|credential|security-token)|x-goog-(signature|credential)|sig|signature|"
+    r".*(token|secret|password|passwd|api[-_]?key|access[-_]?key|credential|auth).*)$"
+)
+
+
+def refuse_credentials(url: str) -> None:
     """Credentials in a source URL would be stored in params.yaml, dvc.lock and the model card:
-    they come from the environment instead."""
+    they come from the environment instead. Both user info (user:password@) and query parameters
+    that carry one (a presigned URL's signature, `?token=`) are refused; other queries are data."""
     p = urllib.parse.urlsplit(url)
     if p.username is not None or p.password is not None:
         raise DataError(
             f"data.source={redact(url)!r}: user info (user:password@) in a source URL is refused, since the "
             f"URL is stored in params.yaml, dvc.lock and the model card; set {USER_ENV} and "
             f"{PASSWORD_ENV} in the environment instead"
+        )
+    secret = [k for k, _ in urllib.parse.parse_qsl(p.query, keep_blank_values=True) if CREDENTIAL_QUERY.match(k)]
+    if secret:
+        raise DataError(
+            f"data.source={redact(url)!r}: the query parameter {secret[0]!r} carries a credential (a signed or "
+            f"tokenised URL), which would be stored in params.yaml, dvc.lock and the model card; serve the "
+            f"archive with Basic auth from {USER_ENV}/{PASSWORD_ENV}, or put it in a bucket (s3:// with AWS_* "
+            f"keys from the environment)"
         )
 
 
@@ -85,7 +101,7 @@ def _request(url: str) -> urllib.request.Request:
     """The request for `url`, with Basic auth from UL_FETCH_USER/UL_FETCH_PASSWORD when set."""
     import os
 
-    refuse_user_info(url)
+    refuse_credentials(url)
     req = urllib.request.Request(url, headers={"User-Agent": "ul-fetch"})
     user = os.environ.get(USER_ENV)
     if user:

@@ -61,7 +61,7 @@ def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int 
     if not source.startswith(SCHEMES):
         raise DataError(f"data.source={archive.redact(source)!r}: unsupported; use one of {', '.join(SCHEMES)}")
     if "://" in source:
-        archive.refuse_user_info(source)
+        archive.refuse_credentials(source)
     if max_train < 0 or max_test < 0:
         raise DataError(f"max_train={max_train}, max_test={max_test}: must be >= 0")
     if sha256 and not source.startswith(("https://", "http://")):
