@@ -15,7 +15,11 @@ One policy for both decoders (DALI and Pillow), applied here before either sees 
   would show whatever colour the transparent pixels happen to hold. Flatten it first.
 - EXIF orientation is applied by both (DALI's `adjust_orientation`, `ImageOps.exif_transpose`).
 - a JPEG must reach its end-of-image marker through its segments and scans; bytes after it are
-  ignored, as every decoder ignores them.
+  ignored, as every decoder ignores them. Its entropy-coded data must also hold every block of the
+  image: libjpeg (under DALI and Pillow alike) fills the blocks of a scan that ends early with flat
+  grey and only warns, so a cut file with an end marker appended would pass as an image. The check
+  decodes it with libjpeg-turbo in strict mode (simplejpeg), where that warning is an error, at 1/8
+  scale: the whole entropy decode, little of the rest.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def check(path: str | Path, resolution: int | None = None) -> tuple[str | None, 
     if w == 0 or h == 0:
         return f"empty image ({w}x{h})", 0
     if fmt == "JPEG":
-        return _jpeg_structure(path), w * h
+        return _jpeg_structure(path) or _jpeg_entropy(path), w * h
     if _png_bit_depth(path) == 16:
         return "16-bit PNG (the decoders would clip or rescale it differently); convert it to 8 bits", w * h
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info:
@@ -120,6 +124,20 @@ def _jpeg_structure(path: str | Path) -> str | None:
                     continue
                 break
     return "truncated JPEG (no end-of-image marker)"
+
+
+def _jpeg_entropy(path: str | Path) -> str | None:
+    """Decode every block in strict mode (see the module docstring); None when all are there."""
+    import simplejpeg
+
+    data = Path(path).read_bytes()
+    try:
+        space = simplejpeg.decode_jpeg_header(data)[2]
+        out = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(space, "RGB")
+        simplejpeg.decode_jpeg(data, colorspace=out, strict=True, min_height=1, min_width=1)
+    except ValueError as err:
+        return f"corrupt JPEG ({str(err).strip().rstrip('.')})"
+    return None
 
 
 def full(path: str | Path) -> str | None:
