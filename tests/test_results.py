@@ -89,3 +89,19 @@ def test_report_is_built_from_dvc_experiments(targets_run):
     assert "Not yet run: rd-lf2.1" in text
     png = np.asarray(Image.open(out / "bitrate-targets.png").convert("L"))
     assert png.shape[1] > 600 and png.std() > 10
+
+
+def test_fid_noise_shrinks_with_n_and_separates_a_shifted_set():
+    from ul.results import fid_noise
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(2000, 16))
+    fake = rng.normal(size=(1000, 16)) + 0.5  # a visibly different "generated" set: |Δμ|² = 4
+    rows = {(r["what"], r["n"]): r for r in fid_noise.measure(real, fake, [100, 400], k=8)}
+    floor_small, floor_big = rows["floor", 100], rows["floor", 400]
+    assert (
+        floor_big["mean"] < floor_small["mean"] and floor_big["std"] < floor_small["std"]
+    )  # bias ∝ 1/N, spread ∝ 1/√N
+    assert rows["gfid", 400]["mean"] > 5 * floor_big["mean"]
+    assert rows["gfid", 400]["detect_10pct"] and rows["gfid", 400]["pool"] == 1000
+    assert ("floor", 1500) not in {(r["what"], r["n"]) for r in fid_noise.measure(real, None, [1500], k=2)}

@@ -32,6 +32,15 @@ def main(argv=None) -> int:
     )
     w = sub.add_parser("report", help="write the tables and plots from the finished experiments")
     w.add_argument("--out", default="docs/results", help="output folder (default: %(default)s)")
+    f = sub.add_parser("fid-noise", help="measure FID's spread over draws at several N (to size eval.fid_num_samples)")
+    f.add_argument("--data", default="data/decoded/test", help="real test image shards (default: %(default)s)")
+    f.add_argument("--models", help="folder with stage1/ and stage2/ exports: add gFID (default: the floor only)")
+    f.add_argument("--pool", type=int, default=4000, help="real images with features (default: %(default)s)")
+    f.add_argument("--generated", type=int, default=1000, help="samples with --models (default: %(default)s)")
+    f.add_argument("--n", type=int, nargs="+", default=[250, 500, 1000], help="set sizes (default: %(default)s)")
+    f.add_argument("--draws", type=int, default=10, help="draws per N (default: %(default)s)")
+    f.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="Inception (default: %(default)s)")
+    f.add_argument("--out", default="docs/results/fid-noise.md", help="markdown table (default: %(default)s)")
     args = p.parse_args(argv)
     repo = Path(args.repo)
     try:
@@ -43,6 +52,8 @@ def main(argv=None) -> int:
                 print(f"error: experiments failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
             return 0
+        if args.cmd == "fid-noise":
+            return _fid_noise(args)
         from ul.results import report
 
         exps = report.load(repo)
@@ -52,3 +63,34 @@ def main(argv=None) -> int:
         last = (err.stderr or "").strip().splitlines()[-1:] or [f"exit {err.returncode}"]
         print(f"error: {' '.join(err.cmd[2:4])}: {last[0]}", file=sys.stderr)
         return 1
+
+
+def _fid_noise(args) -> int:
+    import json
+
+    import numpy as np
+    import torch
+
+    from ul import metrics
+    from ul.results import fid_noise
+    from ul.shards import ShardReader
+
+    test = ShardReader(args.data)
+    rows = np.sort(np.random.default_rng(0).permutation(len(test))[: args.pool])
+    feats = metrics.InceptionFeatures(precision=args.precision)
+    real, fake, note = feats(test[rows]), None, f"Real: {len(rows)} test images of {args.data}"
+    if args.models:
+        from ul import Generator
+
+        g = Generator.load(Path(args.models) / "stage1", Path(args.models) / "stage2")
+        images = g.sample(args.generated, generator=torch.Generator().manual_seed(1), progress=True)
+        fake = feats(images.add(1).div(2).clamp(0, 1))
+        note += f"; generated: {args.generated} samples of {args.models} (dpm2m, 50 + 50 steps)"
+    note += f"; Inception in {args.precision} (the spread, not the level, is the point)."
+    table = fid_noise.measure(real, fake, args.n, args.draws)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(fid_noise.markdown(table, note))
+    out.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
+    print(out.read_text())
+    return 0
