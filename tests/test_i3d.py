@@ -99,7 +99,13 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path, capsys):
     out = tmp_path / "w.safetensors"
     assert i3d.main(["convert", "--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: refused to load global") and err.count("\n") == 1 and not out.exists()
+    assert err.startswith("error: ") and "evil.ckpt: refused to load global" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+    truncated = tmp_path / "truncated.ckpt"  # a damaged real checkpoint: also one line
+    truncated.write_bytes(i3d.reference_checkpoint().read_bytes()[:100_000])
+    assert i3d.main(["convert", "--ckpt", str(truncated), "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {truncated}: pickle data was truncated\n" and not out.exists()
 
     good = {"params": {"a": {"b": np.arange(3, dtype=np.float32)}}}  # what the checkpoint holds
     np.testing.assert_array_equal(i3d.restricted_load(pickle.dumps(good))["params"]["a"]["b"], np.arange(3))

