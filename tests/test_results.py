@@ -103,5 +103,6 @@ def test_fid_noise_shrinks_with_n_and_separates_a_shifted_set():
         floor_big["mean"] < floor_small["mean"] and floor_big["std"] < floor_small["std"]
     )  # bias ∝ 1/N, spread ∝ 1/√N
     assert rows["gfid", 400]["mean"] > 5 * floor_big["mean"]
-    assert rows["gfid", 400]["detect_10pct"] and rows["gfid", 400]["pool"] == 1000
+    g = rows["gfid", 400]
+    assert g["pool"] == 1000 and g["detect_10pct"] is (0.1 * g["mean"] > 2 * math.sqrt(2) * g["std"])
     assert ("floor", 1500) not in {(r["what"], r["n"]) for r in fid_noise.measure(real, None, [1500], k=2)}

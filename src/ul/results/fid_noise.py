@@ -52,7 +52,7 @@ def measure(real: np.ndarray, fake: np.ndarray | None, ns: list[int], k: int, se
                     "rel_std": std / mean,
                     "pool": pool,
                     "draws": k,
-                    "detect_10pct": 0.1 * mean > 2 * np.sqrt(2) * std,
+                    "detect_10pct": bool(0.1 * mean > 2 * np.sqrt(2) * std),
                 }
             )
     return rows
