@@ -38,18 +38,21 @@ LOGSNR0 = (3.0, 5.0, 10.0)
 TARGETS = (0.005, 0.01, 0.02)  # bits per pixel
 
 DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
+# Cheap and headline points first (a study cut short still answers the main questions), then the
+# loss factors from the ends of the range inwards.
 POINTS: tuple[Point, ...] = (
     DEFAULT,
     *(_steps("ul", s) for s in BUDGETS if s != 500),
-    *(_steps("klvae", s) for s in sorted(BUDGETS, reverse=True)),
-    *(_lf(c) for c in LOSS_FACTORS if c != 2.1),
-    *(Point(f"logsnr0-{v}", (f"noise.logsnr={v}",)) for v in LOGSNR0 if v != 5.0),
     *(_target(t) for t in TARGETS),
+    *(_steps("klvae", s) for s in sorted(BUDGETS, reverse=True)),
+    Point("logsnr0-10.0", ("noise.logsnr=10.0",)),
+    *(_lf(c) for c in (1.3, 3.0, 1.7, 2.5, 1.5, 1.9)),
+    Point("logsnr0-3.0", ("noise.logsnr=3.0",)),
 )
 
 STUDIES: dict[str, tuple[str, ...]] = {
     "rate-distortion": tuple(_lf(c).name for c in LOSS_FACTORS),
-    "logsnr0": tuple(DEFAULT.name if v == 5.0 else f"logsnr0-{v}" for v in LOGSNR0),
+    "logsnr0": tuple(DEFAULT.name if v == 5.0 else f"logsnr0-{v}" for v in LOGSNR0),  # in the order of LOGSNR0
     "ul-vs-klvae": (*(DEFAULT.name if s == 500 else _steps("ul", s).name for s in BUDGETS),)
     + tuple(_steps("klvae", s).name for s in BUDGETS),
     "bitrate-targets": tuple(_target(t).name for t in TARGETS),
