@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -34,16 +35,27 @@ def save_atomic(obj, path: str | Path) -> Path:
     try:
         with atomic.replacing(path) as tmp:
             torch.save(obj, tmp)
-    except OSError as err:
-        what = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    except (OSError, RuntimeError) as err:  # torch wraps a failed write in a RuntimeError ("unexpected pos ...")
+        code = getattr(err, "errno", None) or errno.EIO
+        if code == errno.ENOSPC or _disk_full(path):
+            what, code = "the disk is full", errno.ENOSPC
+        else:
+            what = getattr(err, "strerror", None) or str(err).splitlines()[0]
         raise CheckpointWriteError(
-            err.errno or errno.EIO,
+            code,
             f"{path}: checkpoint not written ({what}); "
             + ("the previous checkpoint is kept" if path.exists() else "there is no earlier checkpoint"),
         ) from None
-    except RuntimeError as err:  # torch wraps a failed write in "PytorchStreamWriter failed ..."
-        raise CheckpointWriteError(errno.EIO, f"{path}: checkpoint not written ({str(err).splitlines()[0]})") from None
     return path
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether `path`'s disk has no room left for a checkpoint of the size of the one there (1 MiB if none)."""
+    try:
+        need = path.stat().st_size if path.exists() else 1 << 20
+        return shutil.disk_usage(path.parent).free < need
+    except OSError:
+        return False
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

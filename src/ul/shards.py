@@ -8,7 +8,10 @@ a folder without `index.json` is incomplete and is refused by the reader.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -49,7 +52,14 @@ class ShardWriter:
         data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         head, rest = data[:n], data[n:]
         name = f"{self.prefix}-{len(self.shards):05d}.npy"
-        np.save(self.folder / name, head)
+        try:
+            np.save(self.folder / name, head)
+        except OSError as err:  # numpy's tofile says only "N requested and M written": name the cause
+            if shutil.disk_usage(self.folder).free >= head.nbytes:
+                raise
+            raise OSError(
+                errno.ENOSPC, f"{self.folder / name}: cannot write {head.nbytes:,} bytes ({os.strerror(errno.ENOSPC)})"
+            ) from err
         self.shards.append({"file": name, "count": int(len(head))})
         self._buf = [rest] if len(rest) else []
         self._buffered = len(rest)
