@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ul import atomic, model_card
@@ -39,12 +40,28 @@ def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> P
     folder = Path(folder)
     kind = type(model).__name__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic.replacing(folder / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": FORMAT, "class": kind})
+    atomic.write_bytes(
+        folder / WEIGHTS, canonical(safetensors_bytes(state, metadata={"format": FORMAT, "class": kind}))
+    )
     meta = {"format": FORMAT, "class": kind, "config": to_dict(cfg), "training": training}
     atomic.write_text(folder / CONFIG, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     atomic.write_text(folder / CARD, model_card.card(kind, cfg, training, folder=str(folder)))
     return folder
+
+
+def canonical(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header in one fixed order (metadata keys sorted,
+    tensors by offset): the writer keeps the metadata in a Rust HashMap, whose order changes from
+    process to process, so equal weights would get a different sha256 on every run."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}
+    ordered |= dict(sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    if len(text) > n:  # cannot happen (the same content, reordered); keep the writer's bytes then
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
 
 
 def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, extra: dict) -> list[str]:

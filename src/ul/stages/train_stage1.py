@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from ul import export, flops
 from ul.images import from_uint8
 from ul.model import stage1_model
@@ -35,6 +37,7 @@ def main(argv=None) -> int:
 
     def body(cfg):
         images = _cli.read_input(ShardReader, Path(args.data) / "train", "decode")
+        torch.manual_seed(cfg.seed)  # the initial weights are part of the run: `seed` fixes them too
         model = stage1_model(cfg)  # UnifiedLatents, or the KL-VAE baseline (latent: klvae)
         t0 = time.time()
         ema = train(

@@ -1,0 +1,40 @@
+"""Exports are byte-for-byte reproducible: equal weights give an equal model.safetensors (and so an
+equal sha256, which latent files record) in every process."""
+
+import hashlib
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load, save
+
+from ul.export import canonical
+
+SAVE = """
+import sys, torch
+from ul.conf import preset_config
+from pathlib import Path
+from ul import export
+from ul.model import BaseModel
+cfg = preset_config(Path(sys.argv[2]), "ci")
+torch.manual_seed(0)
+export.save(BaseModel(cfg), cfg, sys.argv[1], {"steps": 1})
+"""
+
+
+def test_the_same_weights_export_to_the_same_bytes_in_every_process(tmp_path):
+    from conftest import ROOT
+
+    digests = set()
+    for k in range(4):  # the writer's header order changes with each process's hash seed
+        subprocess.run([sys.executable, "-c", SAVE, str(tmp_path / f"m{k}"), str(ROOT / "conf")], check=True)
+        digests.add(hashlib.sha256((tmp_path / f"m{k}" / "model.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+
+
+def test_canonical_keeps_every_tensor_and_the_metadata():
+    state = {"b.weight": torch.randn(3, 3), "a.bias": torch.zeros(3), "n": torch.arange(4)}
+    data = canonical(save(state, metadata={"format": "f", "class": "c"}))
+    back = load(data)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], v) for k, v in state.items())
+    assert data[8:].startswith(b'{"__metadata__":{"class":"c","format":"f"}')
