@@ -128,19 +128,23 @@ def running_bpp(x: Experiment, last: int = 4) -> float | None:
     return sum(r["prior"] for r in rows) / len(rows) / math.log(2) / PIXELS if rows else None
 
 
-def _plot(path: Path, panels: list, title: str) -> Path:
-    """panels: [(xlabel, ylabel, [(label, xs, ys, annotations)], logx)] side by side."""
+def _plot(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
+    """panels: [(xlabel, ylabel, [(label, xs, ys, annotations)], logx)] side by side; `hlines`:
+    {panel index: [(y, label)]} dashed reference lines in the series' colours (log y there)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), constrained_layout=True, squeeze=False)
-    for ax, (xlabel, ylabel, series, logx) in zip(axes[0], panels):
-        for label, xs, ys, notes in series:
-            ax.plot(xs, ys, "o-", label=label)
+    for i, (ax, (xlabel, ylabel, series, logx)) in enumerate(zip(axes[0], panels)):
+        for k, (label, xs, ys, notes) in enumerate(series):
+            ax.plot(xs, ys, "o-", label=label, color=f"C{k}")
             for xv, yv, note in zip(xs, ys, notes or []):
                 ax.annotate(note, (xv, yv), fontsize=7, textcoords="offset points", xytext=(4, 4))
+        for k, (y, label) in enumerate((hlines or {}).get(i, [])):
+            ax.axhline(y, ls="--", lw=1, color=f"C{k}", label=label)
+            ax.set_yscale("log")
         if logx:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
@@ -252,6 +256,7 @@ def targets(exps: dict, out: Path) -> str:
             ),
         ],
         "Ask for a bitrate: the loss factor steered by the rate controller",
+        hlines={1: [(x.params["ul.target_bits_per_pixel"], "target") for x in xs]},
     )
     header = ["target bits/pixel", "reached (last 4 logs)", "error", "within ±10%", "final loss factor"]
     return (
