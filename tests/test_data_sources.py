@@ -162,7 +162,9 @@ def test_archive_checksum_truncation_and_http_errors(tmp_path, server, image_fil
     with pytest.raises(DataError, match="HTTP 404"):
         fetch(server.url("/absent.tgz"), out, sha256=_sha(tgz))
     with pytest.raises(DataError, match="cannot reach http://127.0.0.1:1/x.tgz: .*refused") as err:
-        fetch("http://127.0.0.1:1/x.tgz?token=abc", out, sha256=_sha(tgz))
+        fetch(
+            "http://127.0.0.1:1/x.tgz?dl=abc", out, sha256=_sha(tgz)
+        )  # a plain query, still not shown (a credential in one is refused: tests/hostile)
     assert "abc" not in str(err.value)
     assert not out.exists() and _no_leftovers(tmp_path)
 
