@@ -27,6 +27,18 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class MovingMNISTConfig:
+    """`builtin:moving-mnist`: `digits` MNIST digits (28×28) bouncing in `size`×`size` frames, clips of
+    `data.frames` frames; training clips from train-split digits, held-out clips from test-split ones."""
+
+    train_clips: int = 2000
+    test_clips: int = 500
+    size: int = 64
+    digits: int = 2
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     source: str = (
         "builtin:fashion-mnist"  # builtin:NAME | file:///dir | https://...archive | s3://b/p | lakefs://repo/ref/p
@@ -37,6 +49,11 @@ class DataConfig:
     resize_mode: str = "pad"  # pad: centre-pad/crop without resampling; resize: shorter side, then centre crop
     max_train: int = 0  # 0 = all
     max_test: int = 0
+    # Video: clips of `frames` frames (0 = still images). Decoded clips are uint8 N×C×T×H×W, each
+    # file's first `frames` frames at `fps` frames per second (0 = the file's own rate).
+    frames: int = 0
+    fps: float = 0.0
+    moving_mnist: MovingMNISTConfig = field(default_factory=lambda: MovingMNISTConfig())
 
 
 @dataclass
@@ -244,6 +261,13 @@ def validate(cfg: Config) -> Config:
     _choice("decode.device", cfg.decode.device, DEVICES)
     _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
     _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")
+    _check(0 <= d.frames <= 1024, "data.frames", d.frames, "must be in [0, 1024] (0 = still images)")
+    _check(math.isfinite(d.fps) and 0 <= d.fps <= 1000, "data.fps", d.fps, "must be in [0, 1000] (0 = native)")
+    m = d.moving_mnist
+    _check(m.train_clips > 0 and m.test_clips > 0, "data.moving_mnist.train_clips", m.train_clips, "clips must be > 0")
+    _check(28 <= m.size <= 1024, "data.moving_mnist.size", m.size, "must be in [28, 1024] (digits are 28×28)")
+    _check(1 <= m.digits <= 8, "data.moving_mnist.digits", m.digits, "must be in [1, 8]")
+    _check(0 <= m.seed <= MAX_SEED, "data.moving_mnist.seed", m.seed, f"must be in [0, {MAX_SEED}]")
     e = cfg.encoder
     _check(
         len(e.channels) > 0 and e.latent_channels > 0 and e.patch > 0,
@@ -328,6 +352,8 @@ def to_dict(cfg: Config) -> dict:
 MAX_PARAMS_BYTES = 1 << 20
 LIMITS = {  # upper bounds, named with the key: beyond them a run cannot be meant
     "data.resolution": 4096,
+    "data.moving_mnist.train_clips": 10_000_000,
+    "data.moving_mnist.test_clips": 10_000_000,
     "decode.threads": 256,
     "decode.batch_size": 65536,
     "stage1.threads": 1024,
