@@ -75,7 +75,8 @@ def encode_png(image: np.ndarray) -> bytes:
 def write(name: str, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
     """Write the PNGs of builtin dataset `name` into `out_dir`; `limits[split]` > 0 keeps a prefix."""
     if name not in DATASETS:
-        raise DataError(f"builtin:{name}: unknown dataset; choose one of {', '.join(sorted(DATASETS))}")
+        names = ", ".join(sorted([*DATASETS, "moving-mnist"]))  # moving-mnist: ul.data.moving_mnist
+        raise DataError(f"builtin:{name}: unknown dataset; choose one of {names}")
     locate, classes = DATASETS[name]
     folder = locate()
     entries: list[Entry] = []

@@ -7,6 +7,9 @@ decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one 
 the CPU; Pillow is used only when DALI cannot be imported, and the metrics say which ran.
 Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and `paths.txt`, the
 manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
+
+With `frames` > 0 (data.frames) the files are videos and ul.data.decode_video decodes them into
+N×C×T×H×W clips instead (PyAV on the CPU), with the same error handling and output layout.
 """
 
 from __future__ import annotations
@@ -85,11 +88,12 @@ def _check_args(
             raise DataError(what)
 
 
-def _refuse(bad: dict[str, str], raw_dir: Path) -> None:
+def refuse(bad: dict[str, str], raw_dir: Path, noun: str = "image") -> None:
+    """Stop with one DataError naming the unreadable files (`noun`: what they are) and why."""
     listed = "; ".join(f"{shown(p)} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
     more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
     raise DataError(
-        f"{len(bad)} unreadable image(s) in {raw_dir}: {listed}{more}. "
+        f"{len(bad)} unreadable {noun}(s) in {raw_dir}: {listed}{more}. "
         "Fix or remove them, or set decode.on_error=skip to leave them out"
     )
 
@@ -132,16 +136,26 @@ def decode(
     threads: int = 2,
     batch_size: int = 256,
     backend: str = "auto",
+    frames: int = 0,
+    fps: float = 0.0,
 ) -> dict:
     """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
 
     `backend` ("auto" | "dali" | "pillow") exists for tests and benchmarks; "auto" = DALI if importable.
+    `frames` > 0: the files are videos, decoded to clips of `frames` frames at `fps` (0 = native).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     _check_args(resolution, channels, resize_mode, device, on_error, threads, batch_size)
+    if frames < 0 or not 0 <= fps < float("inf"):
+        raise DataError(f"frames={frames}, fps={fps}: frames must be >= 0 and fps a finite number >= 0")
     entries = manifest.read(raw_dir)
     if not entries:
         raise DataError(f"{raw_dir / manifest.MANIFEST}: no images listed")
+    if frames > 0:
+        from ul.data import decode_video
+
+        opts = dict(frames=frames, fps=fps, resolution=resolution, channels=channels, resize_mode=resize_mode)
+        return decode_video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
     skipped, largest = {}, 1
@@ -152,7 +166,7 @@ def decode(
         else:
             largest = max(largest, pixels)
     if skipped and on_error == "fail":
-        _refuse(skipped, raw_dir)
+        refuse(skipped, raw_dir)
     opts = dict(
         resolution=resolution,
         channels=channels,
@@ -173,7 +187,7 @@ def decode(
                 if not late:
                     raise DataError(f"decoding {raw_dir} failed and no single file could be blamed: {err}") from None
                 if on_error == "fail":
-                    _refuse(late, raw_dir)
+                    refuse(late, raw_dir)
                 skipped.update(late)
         seconds = time.perf_counter() - start
         (out / SKIPPED).write_text(

@@ -1,4 +1,8 @@
-"""Turn a folder of JPEG/PNG files into manifest entries, copying the files byte for byte.
+"""Turn a folder of JPEG/PNG files (or of videos) into manifest entries, copying the files byte for byte.
+
+Which files count is a `Kind`: IMAGES (.png .jpg .jpeg) or, when data.frames > 0, VIDEO (.mp4
+.webm .avi .mkv .mov .gif and APNG .png). Only the name is checked here; the content is checked
+when the decode stage opens each file, which names any file that is not what its name says.
 
 Layout rules (every source other than `builtin:` ends up here):
 - `train/` and `test/` at the top give the split; otherwise a file's split follows from its
@@ -8,7 +12,7 @@ Layout rules (every source other than `builtin:` ends up here):
   the sorted class names. Files directly in the split root are unlabelled; mixing both is refused.
 - a root holding nothing but one folder (an archive's `dataset/`) is unwrapped first, so a
   single-class folder comes out unlabelled.
-- hidden names (`.DS_Store`, `.git/`) and `__MACOSX/` are ignored, as is any non-image file.
+- hidden names (`.DS_Store`, `.git/`) and `__MACOSX/` are ignored, as is any file of another kind.
 - `max_train`/`max_test` keep the first N of a split ordered by content hash: a deterministic
   sample that keeps the class mix (path order would keep only the first classes).
 
@@ -27,6 +31,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -34,6 +39,19 @@ from ul.data import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".png")  # .png: APNG
+
+
+class Kind(NamedTuple):
+    """The files a source holds: their suffixes and the words that name them in messages."""
+
+    suffixes: tuple[str, ...]
+    noun: str  # one file: "image"
+    formats: str  # the accepted formats: "JPEG/PNG"
+
+
+IMAGES = Kind(IMAGE_SUFFIXES, "image", "JPEG/PNG")
+VIDEO = Kind(VIDEO_SUFFIXES, "video", "video")
 TEST_PERCENT = 10
 MAX_ENTRIES = 2_000_000  # files and folders walked, before any is hashed
 MAX_TOTAL_BYTES = 64 << 30  # image bytes found, before any is hashed
@@ -57,8 +75,9 @@ def _hidden(name: str) -> bool:
 class Walk:
     """A bounded walk that never follows a link or opens a special file; `skipped` = {path: reason}."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, kind: Kind = IMAGES):
         self.root = root
+        self.kind = kind
         self.entries = 0
         self.bytes = 0
         self.skipped: dict[str, str] = {}
@@ -67,7 +86,7 @@ class Walk:
         self.skipped[rel] = reason
 
     def files(self, top: Path) -> list[str]:
-        """Sorted POSIX paths, relative to `top`, of the regular, visible image files under `top`."""
+        """Sorted POSIX paths, relative to `top`, of the regular, visible files of the kind under `top`."""
         found: list[str] = []
         stack = [(top, "")]
         while stack:
@@ -87,7 +106,7 @@ class Walk:
                     continue
                 rel = f"{rel_dir}{e.name}"
                 where = (top.relative_to(self.root) / rel).as_posix() if top != self.root else rel
-                is_image = e.name.lower().endswith(IMAGE_SUFFIXES)
+                is_image = e.name.lower().endswith(self.kind.suffixes)
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
                     if is_image or e.is_dir():  # a link to a file or folder, maybe outside the root
@@ -106,12 +125,13 @@ class Walk:
                 elif reason := bad_name(e.name):
                     self._skip(where, reason)
                 elif st.st_size > MAX_FILE_BYTES:
-                    self._skip(where, f"{st.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit per image")
+                    limit = f"{MAX_FILE_BYTES:,}-byte limit per {self.kind.noun}"
+                    self._skip(where, f"{st.st_size:,} bytes, over the {limit}")
                 else:
                     self.bytes += st.st_size
                     if self.bytes > MAX_TOTAL_BYTES:
                         raise DataError(
-                            f"{shown(str(self.root))}: more than {MAX_TOTAL_BYTES:,} bytes of images; "
+                            f"{shown(str(self.root))}: more than {MAX_TOTAL_BYTES:,} bytes of {self.kind.noun}s; "
                             "refusing to read further (is this the right folder?)"
                         )
                     found.append(rel)
@@ -155,12 +175,16 @@ def _scan(root: Path, walk: Walk) -> list[_Item]:
         return [_Item(root / rel, rel, None) for rel in walk.files(root)]
     stray = [f for f in walk.files(root) if f.split("/", 1)[0] not in SPLITS]
     if stray:
-        raise DataError(f"{root}: has train/ or test/ folders but also images outside them, e.g. {shown(stray[0])}")
+        raise DataError(
+            f"{root}: has train/ or test/ folders but also {walk.kind.noun}s outside them, e.g. {shown(stray[0])}"
+        )
     items = []
     for split in SPLITS:
         files = walk.files(root / split) if _real_dir(root / split) else []
         if not files:
-            raise DataError(f"{root}: {split}/ is missing or has no JPEG/PNG files (both train/ and test/ are needed)")
+            raise DataError(
+                f"{root}: {split}/ is missing or has no {walk.kind.formats} files (both train/ and test/ are needed)"
+            )
         items += [_Item(root / split / rel, rel, split) for rel in files]
     return items
 
@@ -208,17 +232,20 @@ def _labels(items: list[_Item]) -> tuple[dict[str, int], list[int | None]]:
 
 
 def copy(
-    root: Path, out_dir: Path, limits: dict[str, int], skipped: dict[str, str] | None = None
+    root: Path, out_dir: Path, limits: dict[str, int], skipped: dict[str, str] | None = None, kind: Kind = IMAGES
 ) -> tuple[list[Entry], list[str]]:
-    """Copy the images of `root` into `out_dir/<split>/...` and return their manifest entries;
-    entries that are not read (links, special files, bad names, oversized files) go in `skipped`."""
+    """Copy the images (the files of `kind`) of `root` into `out_dir/<split>/...` and return their
+    manifest entries; entries that are not read (links, special files, bad names, oversized files)
+    go in `skipped`."""
     root = unwrap(Path(root))
-    walk = Walk(root)
+    walk = Walk(root, kind)
     items = _scan(root, walk)
     if skipped is not None:
         skipped.update(walk.skipped)
     if len(items) < 2:
-        raise DataError(f"{root}: found {len(items)} JPEG/PNG file(s); need at least 2 (a train and a test image)")
+        raise DataError(
+            f"{root}: found {len(items)} {kind.formats} file(s); need at least 2 (a train and a test {kind.noun})"
+        )
     for it in tqdm(items, desc="hashing", unit="file", mininterval=1.0):
         it.sha256 = _hash(it.src)
     if items[0].split is None:

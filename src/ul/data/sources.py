@@ -2,7 +2,11 @@
 
 Sources (`data.source`):
     builtin:fashion-mnist | builtin:mnist   packaged IDX files, written as PNGs
-    file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.folder for the layout)
+    builtin:moving-mnist                     video clips of bouncing MNIST digits, written as APNGs
+                                             (data.frames > 0; ul.data.moving_mnist)
+    file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.folder for the layout);
+                                             with data.frames > 0, of videos (.mp4 .webm .avi .mkv .mov .gif,
+                                             APNG .png), as are the archive, S3 and lakeFS sources
     https://host/x.tar.gz | .tgz | .tar | .zip   an archive, verified with the REQUIRED data.sha256
     s3://bucket/prefix                       endpoint AWS_ENDPOINT_URL or S3_ENDPOINT_URL, keys AWS_*
     lakefs://repo/ref/path                   via the lakeFS S3 gateway (LAKEFS_* variables: see ul.storage)
@@ -21,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from ul.atomic import scratch_dir, staged_dir
-from ul.data import DataError, archive, buckets, builtin, folder, manifest, shown
+from ul.data import DataError, archive, buckets, builtin, folder, manifest, moving_mnist, shown
 from ul.data.manifest import Entry
 
 MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
@@ -38,24 +42,64 @@ def _file_root(source: str) -> Path:
     return folder.check_root(root)
 
 
+def _builtin(name: str, out: Path, limits: dict[str, int], frames: int, mm) -> tuple[list[Entry], list[str]]:
+    """A packaged dataset: Moving MNIST clips, or the still images of the IDX datasets."""
+    if name == "moving-mnist":
+        return moving_mnist.write(out, frames, mm, limits)
+    if frames > 0 and name in builtin.DATASETS:
+        raise DataError(
+            f"builtin:{name} holds still images but data.frames={frames}: "
+            "set data.frames=0, or use builtin:moving-mnist for video"
+        )
+    return builtin.write(name, out, limits)
+
+
 def _collect(
-    source: str, sha256: str | None, out: Path, scratch: Path, limits: dict[str, int], skipped: dict[str, str]
+    source: str,
+    sha256: str | None,
+    out: Path,
+    scratch: Path,
+    limits: dict[str, int],
+    skipped: dict[str, str],
+    frames: int = 0,
+    mm=None,
 ) -> tuple[list[Entry], list[str]]:
     if source.startswith("builtin:"):
-        return builtin.write(source[len("builtin:") :], out, limits)
+        return _builtin(source[len("builtin:") :], out, limits, frames, mm)
+    kind = folder.VIDEO if frames > 0 else folder.IMAGES
     if source.startswith("file://"):
-        return folder.copy(_file_root(source), out, limits, skipped)
+        return folder.copy(_file_root(source), out, limits, skipped, kind)
     if source.startswith(("https://", "http://")):
         path = archive.download(source, sha256, scratch / "archive")
-        return folder.copy(archive.extract(path, scratch / "extracted", archive.redact(source)), out, limits, skipped)
+        root = archive.extract(path, scratch / "extracted", archive.redact(source))
+        return folder.copy(root, out, limits, skipped, kind)
     loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
-    return folder.copy(buckets.download(loc, scratch / "objects"), out, limits, skipped)
+    return folder.copy(buckets.download(loc, scratch / "objects"), out, limits, skipped, kind)
 
 
-def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int = 0, max_test: int = 0) -> dict:
+def _mm(cfg):
+    """data.moving_mnist, or its defaults when the caller has none."""
+    if cfg is not None:
+        return cfg
+    from ul.config import MovingMNISTConfig
+
+    return MovingMNISTConfig()
+
+
+def fetch(
+    source: str,
+    out_dir: Path,
+    sha256: str | None = None,
+    max_train: int = 0,
+    max_test: int = 0,
+    frames: int = 0,
+    moving_mnist=None,
+) -> dict:
     """Write `out_dir/` = the source's images + `manifest.csv` + `classes.json`; return metrics.
 
-    `max_train`/`max_test` > 0 keep that many images of the split (0 = all). Raises DataError.
+    `max_train`/`max_test` > 0 keep that many images (or clips) of the split (0 = all). `frames` > 0
+    (data.frames) fetches videos instead of images; `moving_mnist` (data.moving_mnist, a
+    ul.config.MovingMNISTConfig; None = its defaults) sets builtin:moving-mnist. Raises DataError.
     """
     out_dir = Path(out_dir)
     if not source.startswith(SCHEMES):
@@ -64,6 +108,8 @@ def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int 
         archive.refuse_credentials(source)
     if max_train < 0 or max_test < 0:
         raise DataError(f"max_train={max_train}, max_test={max_test}: must be >= 0")
+    if frames < 0:
+        raise DataError(f"data.frames={frames}: must be >= 0 (0 = still images)")
     if sha256 and not source.startswith(("https://", "http://")):
         print(
             f"warning: data.sha256 is only checked for https:// archives; ignored for {source.split(':')[0]}",
@@ -72,7 +118,7 @@ def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int 
     limits = {"train": max_train, "test": max_test}
     skipped: dict[str, str] = {}
     with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
-        entries, classes = _collect(source, sha256, out, scratch, limits, skipped)
+        entries, classes = _collect(source, sha256, out, scratch, limits, skipped, frames, _mm(moving_mnist))
         path = manifest.write(out, entries, classes)
         manifest_sha = manifest.sha256_file(path)
     for rel, reason in list(skipped.items())[:MAX_LISTED]:
@@ -83,7 +129,7 @@ def fetch(source: str, out_dir: Path, sha256: str | None = None, max_train: int 
     extra = {"skipped": {shown(k): v for k, v in sorted(skipped.items())}} if skipped else {}
     return {
         "source": archive.redact(source) if "://" in source else source,
-        "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
+        "clips" if frames > 0 else "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
         "classes": len(classes),
         "bytes": sum(e.bytes for e in entries),
         "manifest_sha256": manifest_sha,

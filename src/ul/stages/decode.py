@@ -1,10 +1,12 @@
-"""Decode stage: turn the raw images into uint8 N×C×H×W shards per split with NVIDIA DALI.
+"""Decode stage: turn the raw images into uint8 N×C×H×W shards per split with NVIDIA DALI
+(videos, when data.frames > 0, into N×C×T×H×W clips with PyAV on the CPU).
 
     python -m ul.stages.decode [--params params.yaml] [--raw data/raw] [--out data/decoded] [--metrics metrics/decode.json]
 
 Reads data.resolution, data.channels, data.resize_mode (pad: centre pad/crop, no resampling;
 resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|cuda,
-on_error fail|skip, threads, batch_size). A corrupt image stops the stage naming its path, or
+on_error fail|skip, threads, batch_size), and data.frames and data.fps (clip length; frames per
+second, 0 = the file's own rate). A corrupt image or video stops the stage naming its path, or
 with decode.on_error=skip is left out and listed in <out>/skipped.json.
 """
 
@@ -34,9 +36,12 @@ def main(argv=None) -> int:
             cfg.decode.on_error,
             cfg.decode.threads,
             cfg.decode.batch_size,
+            frames=cfg.data.frames,
+            fps=cfg.data.fps,
         )
         # Throughput varies run to run; printed, not stored, so the stage's DVC hash is reproducible.
-        print(f"decode: {metrics.pop('images_per_s')} images/s", file=sys.stderr)
+        unit = "clips" if cfg.data.frames > 0 else "images"
+        print(f"decode: {metrics.pop(f'{unit}_per_s')} {unit}/s", file=sys.stderr)
         return metrics
 
     return _cli.run(args, body)

@@ -2,8 +2,9 @@
 
     python -m ul.stages.fetch [--params params.yaml] [--out data/raw] [--metrics metrics/fetch.json]
 
-Reads data.source, data.sha256 (required for https archives), data.max_train and data.max_test.
-Sources: builtin:fashion-mnist | builtin:mnist | file:///dir | https://…/x.tar.gz (.tgz .tar .zip)
+Reads data.source, data.sha256 (required for https archives), data.max_train, data.max_test,
+data.frames (> 0: videos, not images) and data.moving_mnist (builtin:moving-mnist).
+Sources: builtin:fashion-mnist | builtin:mnist | builtin:moving-mnist | file:///dir | https://…/x.tar.gz (.tgz .tar .zip)
 | s3://bucket/prefix (AWS_ENDPOINT_URL or S3_ENDPOINT_URL, AWS_* keys) | lakefs://repo/ref/path
 (the S3 gateway at LAKEFS_ENDPOINT, else LAKEFS_HOST; LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY).
 The output is written all-or-nothing; errors print `error: ...` and exit with status 1.
@@ -23,7 +24,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="data/raw", help="raw output folder (default: %(default)s)")
     args = p.parse_args(argv)
     return _cli.run(
-        args, lambda cfg: fetch(cfg.data.source, Path(args.out), cfg.data.sha256, cfg.data.max_train, cfg.data.max_test)
+        args,
+        lambda cfg: fetch(
+            cfg.data.source,
+            Path(args.out),
+            cfg.data.sha256,
+            cfg.data.max_train,
+            cfg.data.max_test,
+            frames=cfg.data.frames,
+            moving_mnist=cfg.data.moving_mnist,
+        ),
     )
 
 
