@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 
 .PHONY: setup run test bench lock params image tools
 
-setup: $(STAMP) /usr/share/datasets/fashion-mnist tools /usr/bin/chromium
+setup: $(STAMP) /usr/share/datasets/fashion-mnist tools /usr/bin/chromium /usr/share/doc/opencv-doc/examples/data/tree.avi
 
 $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,14 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: chromium could not be installed; tests/test_offline_html.py will be skipped"; \
 	else echo "note: run 'sudo apt-get install chromium' for the offline-rendering tests"; fi
+
+# Real AVI clips for tests/test_data_video.py (Debian opencv-doc), installed when we are root on Debian.
+/usr/share/doc/opencv-doc/examples/data/tree.avi:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq opencv-doc >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq opencv-doc >/dev/null; } || \
+	  echo "note: opencv-doc could not be installed; its AVI tests in tests/test_data_video.py will be skipped"; \
+	else echo "note: run 'sudo apt-get install opencv-doc' for the real-AVI tests"; fi
 
 # Node packages (tools/package.json): the web libraries that `dvc plots show` (tools/dvc-plots.html,
 # DVC's plots.html_template) and the validate stage's Data Docs use offline, and prism (the lakeFS API

@@ -4,7 +4,9 @@ Three tables, one suite each:
 - manifest: one row per fetched file, plus the sha256 of the file on disk now;
 - counts: per split, manifest rows, skipped files and decoded rows;
 - images: one row per decoded image with its shape, dtype and pixel statistics (a blank or
-  saturated image has std 0 or a mean outside [1, 254]).
+  saturated image has std 0 or a mean outside [1, 254]); for video (data.frames > 0) `clips`
+  instead, one row per decoded clip (ul.data.validate_video: frame count, stills, duplicates),
+  and the manifest's width and height come from each video's header.
 GX runs offline (GX_ANALYTICS_ENABLED=false) in a throw-away File context, because only a File
 context renders HTML Data Docs; the docs and the JSON results are copied to `out_dir` and written
 even when an expectation fails, and only then is ValidationError raised, naming every failed
@@ -57,10 +59,11 @@ def _int_or_text(value: str):
         return value
 
 
-def manifest_table(raw_dir: Path, skipped: set[str] = frozenset()) -> pd.DataFrame:
+def manifest_table(raw_dir: Path, skipped: set[str] = frozenset(), size_of=None) -> pd.DataFrame:
     """The manifest as written (not parsed by ul.data.manifest, so bad values reach GX), plus
     `file_sha256`, the hash of the file on disk now, and the header's width and height (empty
-    for the files decode skipped: they are counted, not measured)."""
+    for the files decode skipped: they are counted, not measured). `size_of(path)` reads them
+    (default: the image header)."""
     path = raw_dir / manifest.MANIFEST
     if not path.exists():
         raise DataError(f"{path}: no manifest; run the fetch stage first")
@@ -77,7 +80,8 @@ def manifest_table(raw_dir: Path, skipped: set[str] = frozenset()) -> pd.DataFra
     df["label"] = pd.Series([_int_or_text(v) for v in df["label"]], index=df.index, dtype=object)
     df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
     df["file_sha256"] = [_file_sha(raw_dir / p) for p in df["path"]]
-    sizes = [(None, None) if p in skipped else _size(raw_dir / p) for p in df["path"]]
+    size_of = size_of or _size
+    sizes = [(None, None) if p in skipped else size_of(raw_dir / p) for p in df["path"]]
     df["width"] = pd.Series([w for w, _ in sizes], index=df.index, dtype="Int64")
     df["height"] = pd.Series([h for _, h in sizes], index=df.index, dtype="Int64")
     return df
@@ -350,7 +354,7 @@ def offline_docs(docs_dir: Path, sidecar_name: str, modules: Path | None = None)
         html.write_text(text[:at] + note + "\n" + text[at:], encoding="utf-8")
 
 
-INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path"}
+INDEX_COLUMN = {"manifest": "path", "counts": "split", "images": "path", "clips": "path"}
 
 
 def run_suites(
@@ -453,19 +457,47 @@ def _record_run_time(sidecar: Path, started: datetime, out_dir: Path, metrics: d
     )
 
 
+def _tables(
+    raw_dir: Path, decoded_dir: Path, resolution: int, channels: int, resize_mode: str, frames: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, list]]:
+    """The tables and their expectations: images, or with `frames` > 0 video clips."""
+    expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels, resize_mode)
+    skipped = set(skipped_paths(decoded_dir))
+    if frames <= 0:
+        raw = manifest_table(raw_dir, skipped)
+        tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
+        return tables, expectations
+    from ul.data import decode_pyav, validate_video
+
+    raw = manifest_table(raw_dir, skipped, decode_pyav.probe)
+    tables = {
+        "manifest": raw,
+        "counts": counts_table(raw, decoded_dir),
+        "clips": validate_video.clip_table(decoded_dir),
+    }
+    expectations.pop("images")
+    expectations["clips"] = validate_video.clip_expectations(resolution, channels, frames)
+    return tables, expectations
+
+
 def validate(
-    raw_dir: Path, decoded_dir: Path, out_dir: Path, resolution: int, channels: int, resize_mode: str = "pad"
+    raw_dir: Path,
+    decoded_dir: Path,
+    out_dir: Path,
+    resolution: int,
+    channels: int,
+    resize_mode: str = "pad",
+    frames: int = 0,
 ) -> dict:
     """Validate fetched + decoded data; write `out_dir/result.json` and `out_dir/docs/`.
+    `frames` > 0 (data.frames): the data are video clips of that many frames.
 
     Returns metrics; raises ValidationError (after writing) naming each failed expectation.
     """
     started = datetime.now(UTC)
     raw_dir, decoded_dir, out_dir = Path(raw_dir), Path(decoded_dir), Path(out_dir)
     sidecar = out_dir.parent / (out_dir.name + RUN_SUFFIX)
-    raw = manifest_table(raw_dir, set(skipped_paths(decoded_dir)))
-    tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
-    expectations = suites(len(manifest.read_classes(raw_dir)), resolution, channels, resize_mode)
+    tables, expectations = _tables(raw_dir, decoded_dir, resolution, channels, resize_mode, frames)
     with staged_dir(out_dir) as out:
         results = run_suites(tables, expectations, out / "docs", sidecar.name)
         doc = {
@@ -478,7 +510,7 @@ def validate(
         "success": not failures,
         "expectations": sum(len(v) for v in expectations.values()),
         "failed": len(failures),
-        "images": len(tables["images"]),
+        **({"clips": len(tables["clips"])} if frames > 0 else {"images": len(tables["images"])}),
         "rows": {name: len(df) for name, df in tables.items()},
     }
     _record_run_time(sidecar, started, out_dir, metrics)

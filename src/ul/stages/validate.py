@@ -3,7 +3,8 @@
     python -m ul.stages.validate [--params params.yaml] [--raw data/raw] [--decoded data/decoded] [--out data/validation] [--metrics metrics/validate.json]
 
 Reads data.resolution, data.channels and data.resize_mode (pad: sources must not exceed the
-resolution; resize: not be up-sampled more than 2x). Writes <out>/result.json and HTML Data Docs in
+resolution; resize: not be up-sampled more than 2x), and data.frames (> 0: the video suite, per
+clip: frame count, size, dtype, statistics, stills and duplicates). Writes <out>/result.json and HTML Data Docs in
 <out>/docs/index.html, also when an expectation fails; then prints `error: ...` naming each
 failed expectation with a few failing rows and exits with status 1.
 """
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
             cfg.data.resolution,
             cfg.data.channels,
             cfg.data.resize_mode,
+            frames=cfg.data.frames,
         ),
     )
 
