@@ -23,7 +23,7 @@ def ci_cfg() -> Config:
 
 @pytest.fixture(scope="session")
 def ci_project(tmp_path_factory):
-    """The ci preset run once by `dvc exp run -S preset=ci` (all 7 stages) in a throw-away copy of
+    """The ci preset run once by `dvc exp run -S preset=ci` (all 8 stages) in a throw-away copy of
     the project; shared by the pipeline and command tests (the command tests only read it)."""
     from project import ALL, copy_project, ran_stages, sh
 

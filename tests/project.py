@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ALL = {"fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"}
+ALL = {"fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "i3d_weights", "evaluate"}
 
 
 def env(**extra) -> dict:

@@ -54,7 +54,7 @@ def test_committed_params_are_the_default_composition():
     assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose_params(ROOT / "conf")
 
 
-@pytest.mark.parametrize("preset", ["ci", "cpu", "gpu", "sweep"])
+@pytest.mark.parametrize("preset", ["ci", "cpu", "gpu", "sweep", "video", "video-ci"])
 def test_presets_compose_and_validate(preset):
     d = compose_params(ROOT / "conf", [f"preset={preset}"])
     assert d["preset"] == preset

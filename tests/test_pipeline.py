@@ -8,7 +8,7 @@ import pytest
 import yaml
 from project import ALL, ran_stages, sh
 
-DATA = {"fetch", "decode", "validate"}
+DATA = {"fetch", "decode", "validate", "i3d_weights"}  # never re-run by a model parameter
 
 pytestmark = pytest.mark.slow
 

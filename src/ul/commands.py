@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -157,7 +158,12 @@ def read_latents(path: Path, ae: Autoencoder) -> tuple[list[str], torch.Tensor]:
             f"{path}: made by another model (weights {str(data['model_sha256'])[:12]}…, this model {ae.identity[:12]}…)"
         )
     z = data["z_clean"]
-    if z.dtype != np.float32 or z.ndim != 4 or tuple(z.shape[1:]) != ae.latent_shape or len(data["names"]) != len(z):
+    if (
+        z.dtype != np.float32
+        or z.ndim != 1 + len(ae.latent_shape)
+        or tuple(z.shape[1:]) != ae.latent_shape
+        or len(data["names"]) != len(z)
+    ):
         raise CommandError(
             f"{path}: latents of shape {z.shape} ({z.dtype}), this model's are N×{'×'.join(map(str, ae.latent_shape))}"
         )
@@ -228,7 +234,7 @@ def rate(argv) -> int:
     files, x = _read_images(ae, args.images)
     gen = torch.Generator().manual_seed(args.seed)
     bits = _batched(lambda xb: ae.rate(xb, args.draws, generator=gen), x, args.batch_size, "rate")
-    pixels = ae.image_shape[1] * ae.image_shape[2]
+    pixels = math.prod(ae.image_shape[1:])
     rows = [
         {"file": str(f), "bits_per_image": float(b), "bits_per_pixel": float(b) / pixels} for f, b in zip(files, bits)
     ]

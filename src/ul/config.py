@@ -99,6 +99,7 @@ class EncoderConfig:
     blocks: int = 1  # residual blocks per stage
     patch: int = 1  # space-to-depth patching before the first stage (paper: 2)
     latent_channels: int = 4
+    time_downsample: int = 0  # video: how many of the /2 steps also halve time (latent T / 2^this)
 
 
 @dataclass
@@ -276,6 +277,14 @@ def validate(cfg: Config) -> Config:
         "needs channels, latent_channels, patch > 0",
     )
     down = e.patch * 2 ** (len(e.channels) - 1)
+    if d.frames:
+        _check(e.patch == 1, "encoder.patch", e.patch, "must be 1 for video (data.frames > 0)")
+        steps = len(e.channels) - 1
+        _check(
+            0 <= e.time_downsample <= steps, "encoder.time_downsample", e.time_downsample, f"must be in [0, {steps}]"
+        )
+        t_down = 2**e.time_downsample
+        _check(d.frames % t_down == 0, "data.frames", d.frames, f"must be divisible by 2^time_downsample = {t_down}")
     _check(
         d.resolution % down == 0,
         "data.resolution",

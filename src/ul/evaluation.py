@@ -13,6 +13,11 @@
   and KID with its standard error (unbiased at small N). Reference features are cached;
 - a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG, enlarged.
 
+Video (clips N×C×T×H×W): PSNR, rFID and gFID are frame-level (every frame of every clip is an
+image), the rate is also given per frame, the grids are animated PNGs, and rFVD / gFVD (ul.fvd, the
+Kinetics-400 I3D) compare whole clips with the same held-out ones (`fvd_frames` says whether the
+clips have the protocol's 16 frames).
+
 Every subset is a seeded random sample of the split (whose files are ordered by class): one seeded
 permutation, whose first n rows are evaluated, first n_fid rows are the FID reference and next
 n_fid rows the disjoint real set of the FID floor.
@@ -31,7 +36,7 @@ from tqdm import tqdm
 from ul import metrics as M
 from ul import samplers
 from ul.config import Config
-from ul.images import display_scale, from_uint8, save_grid, save_pairs_grid
+from ul.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
 from ul.model import UnifiedLatents, check_pair
 from ul.schedules import bits
 from ul.shards import ShardReader
@@ -113,25 +118,31 @@ def generate_all(base, model, n: int, cfg: Config, gen, device) -> torch.Tensor:
     return torch.cat(out)
 
 
-def _features(feats_fn, images: np.ndarray, cache_dir: Path, key: str) -> np.ndarray:
-    """Inception features of real held-out images, computed once per (data, rows) and cached."""
-    path = cache_dir / f"inception-{key}-n{len(images)}.npz"
+def _features(feats_fn, images: np.ndarray, cache_dir: Path, key: str, net: str = "inception") -> np.ndarray:
+    """Features (`net`) of real held-out images, computed once per (data, rows) and cached."""
+    path = cache_dir / f"{net}-{key}-n{len(images)}.npz"
     if path.exists():
         return M.load_features(path)
     return M.save_features(path, feats_fn(images))
 
 
+def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
+    return hashlib.sha256(json.dumps([test.index, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
+
+
 def fid(test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device) -> dict:
-    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both."""
-    feats = M.InceptionFeatures(device=device)
+    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both (of frames, for video)."""
+    inception = M.InceptionFeatures(device=device)
+
+    def feats(x):
+        return inception(frames_of(x))
 
     def real(name: str) -> np.ndarray:
-        key = hashlib.sha256(json.dumps([test.index, rows[name].tolist()], sort_keys=True).encode()).hexdigest()[:12]
-        return _features(feats, test[rows[name]], cache, key)
+        return _features(feats, test[rows[name]], cache, _rows_key(test, rows[name]))
 
     ref = real("fid_ref")
     out = {}
-    for name, images in (("r", recon[: len(ref)]), ("g", samples)):
+    for name, images in (("r", recon[: len(rows["fid_ref"])]), ("g", samples)):
         f = feats(images.add(1).div(2))
         out[f"{name}fid"] = M.fid_from_features(ref, f)
         out[f"{name}kid"], out[f"{name}kid_stderr"] = M.kid(ref, f)
@@ -142,14 +153,43 @@ def fid(test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tenso
     return out
 
 
+def fvd(
+    test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, weights, device
+) -> dict:
+    """rFVD (reconstructions vs the same clips) and gFVD (samples vs held-out clips), I3D logits."""
+    from ul import fvd as V
+    from ul import i3d
+
+    net = i3d.load(weights, device)
+    frames = V.CLIP_FRAMES if recon.shape[2] == V.CLIP_FRAMES else None  # else: any length >= 9, said below
+
+    def feats(x):
+        return V.features(x, net, frames=frames)
+
+    ref = _features(feats, test[rows["fid_ref"]], cache, _rows_key(test, rows["fid_ref"]), net="i3d")
+    return {
+        "rfvd": V.fvd(ref, feats(recon[: len(ref)].add(1).div(2))),
+        "gfvd": V.fvd(ref, feats(samples.add(1).div(2))),
+        "fvd_num_clips": len(ref),
+        "fvd_frames": int(recon.shape[2]),
+        "fvd_protocol": "I3D Kinetics-400 logits, frames resized to 224x224 (TF1 bilinear)"
+        + ("" if frames else f"; {recon.shape[2]} frames, not the standard 16"),
+    }
+
+
 def save_grids(
-    samples: torch.Tensor, originals: np.ndarray, recon: torch.Tensor, out_dir: Path, grid_size: int
+    samples: torch.Tensor, originals: np.ndarray, recon: torch.Tensor, out_dir: Path, grid_size: int, fps: float = 8.0
 ) -> None:
-    """grid_size × grid_size images each, enlarged for the eye (nearest neighbour)."""
+    """grid_size × grid_size images each, enlarged for the eye (nearest neighbour); clips animate."""
     k, scale = grid_size**2, display_scale(originals.shape[-1])
-    save_grid(samples[:k], out_dir / "samples.png", nrow=grid_size, scale=scale)
+    save_grid(samples[:k], out_dir / "samples.png", nrow=grid_size, scale=scale, fps=fps)
     save_pairs_grid(
-        originals[: k // 2], recon[: k // 2], out_dir / "reconstructions.png", nrow=max(1, grid_size // 2), scale=scale
+        originals[: k // 2],
+        recon[: k // 2],
+        out_dir / "reconstructions.png",
+        nrow=max(1, grid_size // 2),
+        scale=scale,
+        fps=fps,
     )
 
 
@@ -162,7 +202,10 @@ def evaluate(
     fid_cache: str | Path,
     device="cpu",
     with_fid: bool = True,
+    i3d_weights: str | Path | None = None,
 ) -> dict:
+    """Every metric of the module doc, on `test`; grids into `out_dir`. FVD (video only) needs
+    `i3d_weights` (`python -m ul.i3d convert`) and `with_fid`."""
     check_pair(model, base)
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,13 +217,14 @@ def evaluate(
     rows = subsets(test, n, n_fid, cfg.seed)
     originals = test[rows["eval"]]
     recon, terms = reconstruct_all(model, originals, cfg, gen, device)
-    psnr = M.psnr_db(from_uint8(originals).add(1).div(2), recon.add(1).div(2))
+    psnr = M.psnr_db(frames_of(from_uint8(originals)).add(1).div(2), frames_of(recon).add(1).div(2))
     rate = bits(terms["rate"], latent_shape=model.z_shape, image_shape=model.x_shape)
     samples = generate_all(base, model, n_fid, cfg, gen, device)
-    save_grids(samples, originals, recon, out_dir, e.grid_size)
+    save_grids(samples, originals, recon, out_dir, e.grid_size, cfg.data.fps or 8.0)
+    video = originals.ndim == 5
     result = {
         "psnr_db": float(psnr.mean()),
-        "psnr_reduction": "mean of per-image PSNRs, images in [0, 1]",
+        "psnr_reduction": f"mean of per-{'frame' if video else 'image'} PSNRs, images in [0, 1]",
         "latent_bits_per_image": rate["bits_per_image"],
         "latent_bits_per_dim": rate["bits_per_dim"],
         "latent_bits_per_pixel": rate["bits_per_pixel"],
@@ -198,6 +242,10 @@ def evaluate(
             latent_use_elbo_nats=float((terms["decoder_elbo_other"] - terms["decoder_elbo"]).mean()),
             latent_use_weighted_nats=float((terms["decoder_other"] - terms["decoder"]).mean()),
         )
+    if video:
+        result["latent_bits_per_frame"] = rate["bits_per_frame"]
     if with_fid:
         result.update(fid(test, rows, recon, samples, fid_cache, device))
+        if video and i3d_weights is not None:
+            result.update(fvd(test, rows, recon, samples, fid_cache, i3d_weights, device))
     return result

@@ -29,6 +29,13 @@ def from_uint8(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
+def frames_of(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Clips N×C×T×H×W → their frames (N·T)×C×H×W as a tensor (frame-level metrics); images unchanged."""
+    if isinstance(x, np.ndarray):  # copy: the array may be a read-only memory map
+        x = torch.from_numpy(np.array(x))
+    return x.transpose(1, 2).flatten(0, 1) if x.dim() == 5 else x
+
+
 def _as_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Accept uint8 or [-1, 1] float, numpy or tensor; return a uint8 tensor on the CPU."""
     if isinstance(images, np.ndarray):
@@ -44,6 +51,7 @@ def save_grid(
     pad: int = 2,
     pad_value: int = 255,
     scale: int = 1,
+    fps: float = 8.0,
 ) -> Path:
     """Write N×C×H×W images as one PNG grid, `nrow` images per row, and return the path.
 
@@ -53,10 +61,25 @@ def save_grid(
     `scale` enlarges each tile by pixel repetition (nearest neighbour) so that small images can be
     judged by eye; the metrics never see the enlarged copy.
     Size: width = ncol·(scale·W + pad) + pad, height = nrows·(scale·H + pad) + pad (torchvision's layout).
+    Video clips (N×C×T×H×W) become an animated PNG (APNG, `fps` frames per second, looping): one
+    such grid per frame, which browsers, GitHub and `dvc plots` show as it plays.
     """
     x = _as_uint8(images)
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"save_grid expects N×C×H×W with C in (1, 3), got {tuple(x.shape)}")
+    if x.dim() not in (4, 5) or x.shape[1] not in (1, 3):
+        raise ValueError(f"save_grid expects N×C×H×W or N×C×T×H×W with C in (1, 3), got {tuple(x.shape)}")
+    clips = x.unbind(2) if x.dim() == 5 else [x]
+    frames = [Image.fromarray(_grid(f, nrow, pad, pad_value, scale)) for f in clips]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(frames) == 1:
+        frames[0].save(path, format="PNG")
+    else:
+        frames[0].save(path, format="PNG", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    return path
+
+
+def _grid(x: torch.Tensor, nrow: int, pad: int, pad_value: int, scale: int) -> np.ndarray:
+    """uint8 N×C×H×W → one H'×W' (grey) or H'×W'×3 (RGB) grid array."""
     if scale > 1:
         x = x.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     n, c, h, w = x.shape
@@ -68,11 +91,7 @@ def save_grid(
         top, left = pad + r * (h + pad), pad + q * (w + pad)
         grid[:, top : top + h, left : left + w] = x[i]
     array = grid.permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[:, :, 0] if c == 1 else array)  # uint8 2-D → "L", H×W×3 → "RGB"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
-    return path
+    return array[:, :, 0] if c == 1 else array  # uint8 2-D → "L", H×W×3 → "RGB"
 
 
 def save_pairs_grid(
@@ -82,8 +101,9 @@ def save_pairs_grid(
     nrow: int = 8,
     pad: int = 2,
     scale: int = 1,
+    fps: float = 8.0,
 ) -> Path:
-    """Reconstruction grid: each original immediately left of its reconstruction.
+    """Reconstruction grid: each original immediately left of its reconstruction (clips: animated).
 
     Columns alternate original, reconstruction, original, ...; `nrow` is the number of PAIRS per
     row, so the grid has 2·nrow image columns. Inputs may mix uint8 and [-1, 1] floats.
@@ -92,7 +112,7 @@ def save_pairs_grid(
     if a.shape != b.shape:
         raise ValueError(f"save_pairs_grid: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     interleaved = torch.stack([a, b], dim=1).flatten(0, 1)  # o0, r0, o1, r1, ...
-    return save_grid(interleaved, path, nrow=2 * nrow, pad=pad, scale=scale)
+    return save_grid(interleaved, path, nrow=2 * nrow, pad=pad, scale=scale, fps=fps)
 
 
 def display_scale(size: int, target: int = 96) -> int:

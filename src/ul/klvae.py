@@ -38,8 +38,9 @@ class KLVAE(nn.Module):
         self.cfg = cfg
         self.z_shape, self.x_shape = latent_shape(cfg), image_shape(cfg)
         c_img = self.x_shape[0]
-        self.encoder = Encoder(c_img, replace(cfg.encoder, latent_channels=2 * cfg.encoder.latent_channels))
-        self.decoder = ConvDecoder(c_img, cfg.encoder)
+        frames = cfg.data.frames
+        self.encoder = Encoder(c_img, replace(cfg.encoder, latent_channels=2 * cfg.encoder.latent_channels), frames)
+        self.decoder = ConvDecoder(c_img, cfg.encoder, frames)
         self.logsnr0 = float(cfg.noise.logsnr)  # the base model's config carries it too (ul.model.check_pair)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,9 +24,10 @@ def write(model, images: ShardReader, out_dir: str | Path, batch_size: int = 256
     ):
         z = model.encode(from_uint8(batch).to(device)).cpu()
         writer.add(z.numpy().astype(np.float32))
-        s1 = s1 + z.double().sum((0, 2, 3))
-        s2 = s2 + z.double().pow(2).sum((0, 2, 3))
-        n += z.shape[0] * z.shape[2] * z.shape[3]
+        rest = (0, *range(2, z.dim()))  # every axis but the channel's (images and video)
+        s1 = s1 + z.double().sum(rest)
+        s2 = s2 + z.double().pow(2).sum(rest)
+        n += z.numel() // z.shape[1]
     mean = s1 / n
     std = (s2 / n - mean**2).clamp_min(0).sqrt()
     stats = {

@@ -16,7 +16,7 @@ from torch import nn
 from ul import samplers
 from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
-from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_shape
+from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
 from ul.schedules import CosineLogSNR, LinearLogSNR
 
 
@@ -43,10 +43,16 @@ class UnifiedLatents(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.z_shape, self.x_shape = latent_shape(cfg), image_shape(cfg)
-        c_img, res = self.x_shape[:2]
-        self.encoder = Encoder(c_img, cfg.encoder)
-        self.prior = VDenoiser(UNet(self.z_shape[0], self.z_shape[1], cfg.prior))
-        self.decoder = VDenoiser(UNet(c_img, res, cfg.decoder, c_cond=self.z_shape[0], cond_resolution=self.z_shape[1]))
+        c_img, res, c_z, r_z, frames = (
+            self.x_shape[0],
+            self.x_shape[-1],
+            self.z_shape[0],
+            self.z_shape[-1],
+            cfg.data.frames,
+        )
+        self.encoder = Encoder(c_img, cfg.encoder, frames)
+        self.prior = VDenoiser(UNet(c_z, r_z, cfg.prior, frames=latent_frames(self.z_shape)))
+        self.decoder = VDenoiser(UNet(c_img, res, cfg.decoder, c_cond=c_z, cond_resolution=r_z, frames=frames))
         self.logsnr0 = float(cfg.noise.logsnr)
         self.prior_schedule = LinearLogSNR(cfg.noise.logsnr_min, self.logsnr0)
         self.decoder_schedule = CosineLogSNR(
@@ -65,7 +71,7 @@ class UnifiedLatents(nn.Module):
     def after_step(self, means: dict) -> None:
         """Called by the training loop after each optimizer step with the batch-mean terms."""
         if self.controller is not None:
-            bpp = means["prior"] / math.log(2) / (self.x_shape[1] * self.x_shape[2])
+            bpp = means["prior"] / math.log(2) / math.prod(self.x_shape[1:])  # pixels: T·H·W for video
             self.controller.update(self.log_loss_factor, self.rate_ema, bpp)
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> StepNoise:
@@ -157,7 +163,9 @@ class BaseModel(nn.Module):
         self.cfg = cfg
         self.z_shape = latent_shape(cfg)
         self.logsnr0 = float(cfg.noise.logsnr)
-        self.denoiser = VDenoiser(UNet(self.z_shape[0], self.z_shape[1], cfg.base.net))
+        self.denoiser = VDenoiser(
+            UNet(self.z_shape[0], self.z_shape[-1], cfg.base.net, frames=latent_frames(self.z_shape))
+        )
         # UL: the schedule tops out at λ(0) and samples end there, noisy (Algorithm 2). The KL-VAE
         # baseline's decoder wants clean latents: its base model runs to λ_max = −λ_min and ends clean.
         self.end_noisy = cfg.latent == "ul"

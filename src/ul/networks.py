@@ -1,6 +1,11 @@
 """Networks, all sized by config: the encoder, and one UNet/UViT denoiser family used for the
 latent prior, the pixel decoder and the stage-2 base model.
 
+Every network works on images (N×C×H×W, `frames` = 0) and on video (N×C×T×H×W, `frames` = T):
+for video each k×k conv becomes a factorised space-time one (k×k over each frame, then k over
+time: about 1.3× a 2-D conv's cost where a full k×k×k conv costs k×). The UNets keep the number
+of frames at every level; only the encoder down-samples time (`encoder.time_downsample`).
+
 Denoisers predict v (v = α·ε − σ·y) and `VDenoiser` turns that into the x-prediction ŷ = α·y_t − σ·v
 that the losses use: v-prediction keeps the network's target at unit scale at every λ.
 """
@@ -21,6 +26,37 @@ def _groups(ch: int) -> int:
     return math.gcd(ch, 32) if ch >= 8 else 1
 
 
+def conv(dims: int, c_in: int, c_out: int, k: int = 3, stride: int = 1, time_stride: int = 1) -> nn.Module:
+    """A k×k convolution ('same' padding, `stride` in space) for dims = 2; for dims = 3 (video) the
+    factorised k×k-then-k space-time one, `time_stride` in time."""
+    if dims == 2:
+        return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
+    if k == 1:
+        return nn.Conv3d(c_in, c_out, 1, stride=(time_stride, stride, stride))
+    return nn.Sequential(
+        nn.Conv3d(c_in, c_out, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2)),
+        nn.Conv3d(c_out, c_out, (k, 1, 1), stride=(time_stride, 1, 1), padding=(k // 2, 0, 0)),
+    )
+
+
+def zero_init(m: nn.Module) -> nn.Module:
+    """Zero the last convolution of `m`, so that a residual branch or an output starts at 0."""
+    last = m[-1] if isinstance(m, nn.Sequential) else m
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return m
+
+
+def upsample2(h: torch.Tensor) -> torch.Tensor:
+    """Nearest ×2 in space (not in time)."""
+    return F.interpolate(h, scale_factor=(1.0, 2.0, 2.0) if h.dim() == 5 else 2.0, mode="nearest")
+
+
+def per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-example (B,) or per-channel (B, C) tensor shaped to broadcast against `like`."""
+    return v.view(*v.shape, *([1] * (like.dim() - v.dim())))
+
+
 class LogSNREmbedding(nn.Module):
     """Fourier features of λ (not of t: the networks never need to know the schedule), then an MLP."""
 
@@ -39,21 +75,19 @@ class LogSNREmbedding(nn.Module):
 class ResBlock(nn.Module):
     """GroupNorm–SiLU–conv twice, with a FiLM scale/shift from the λ embedding (if any)."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int = 0, dropout: float = 0.0):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int = 0, dropout: float = 0.0, dims: int = 2):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(_groups(c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(c_in), c_in), conv(dims, c_in, c_out)
         self.film = nn.Linear(emb_dim, 2 * c_out) if emb_dim else None
-        self.norm2, self.conv2 = nn.GroupNorm(_groups(c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.dropout = nn.Dropout(dropout)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
-        nn.init.zeros_(self.conv2.bias)
+        self.norm2, self.conv2 = nn.GroupNorm(_groups(c_out), c_out), zero_init(conv(dims, c_out, c_out))
+        self.dropout = nn.Dropout(dropout)  # conv2 starts at 0: each block starts as the identity
+        self.skip = conv(dims, c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x, emb=None):
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.norm2(h)
         if self.film is not None:
-            scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+            scale, shift = per_example(self.film(emb), h).chunk(2, dim=1)
             h = h * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
@@ -82,18 +116,22 @@ class TransformerBlock(nn.Module):
 
 class UNet(nn.Module):
     """A UNet (conv stages, /2 between them), optionally a UViT: `transformer_blocks` run on the
-    tokens of one more /2 down-sampling below the last conv stage.
+    tokens of one more /2 down-sampling below the last conv stage (for video: of every frame).
 
     Conditioning (the decoder's z0): `cond` is up-sampled (nearest) to the input resolution and
     concatenated with y_t, and projected (1×1 conv) and added again to the features of the stage
     whose resolution equals the condition's. The noisy z0 is all the decoder ever sees of the latent.
+    For video (`frames` > 0) the condition is also up-sampled in time (its T may be smaller).
     """
 
-    def __init__(self, c_in: int, resolution: int, cfg: UNetConfig, c_cond: int = 0, cond_resolution: int = 0):
+    def __init__(
+        self, c_in: int, resolution: int, cfg: UNetConfig, c_cond: int = 0, cond_resolution: int = 0, frames: int = 0
+    ):
         super().__init__()
         chs, emb_dim = cfg.channels, 4 * cfg.channels[0]
+        dims = 3 if frames else 2
         self.embed = LogSNREmbedding(emb_dim)
-        self.stem = nn.Conv2d(c_in + c_cond, chs[0], 3, padding=1)
+        self.stem = conv(dims, c_in + c_cond, chs[0])
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         self.cond_level = None
         skips, c = [], chs[0]
@@ -101,65 +139,64 @@ class UNet(nn.Module):
         for i, ch in enumerate(chs):
             level = nn.ModuleList()
             for _ in range(cfg.blocks):
-                level.append(ResBlock(c, ch, emb_dim, cfg.dropout))
+                level.append(ResBlock(c, ch, emb_dim, cfg.dropout, dims))
                 c = ch
                 skips.append(c)
             self.down.append(level)
             if c_cond and res == cond_resolution:
-                self.cond_level, self.cond_proj = i, nn.Conv2d(c_cond, ch, 1)
+                self.cond_level, self.cond_proj = i, conv(dims, c_cond, ch, 1)
             if i < len(chs) - 1:
-                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                self.downsample.append(conv(dims, c, c, stride=2))
                 res //= 2
-        self.mid = ResBlock(c, c, emb_dim, cfg.dropout)
+        self.mid = ResBlock(c, c, emb_dim, cfg.dropout, dims)
         self.transformer = None
         if cfg.transformer_blocks:
-            width, tokens = cfg.transformer_width or c, (res // 2) ** 2
-            self.to_tokens = nn.Conv2d(c, width, 2, stride=2)
+            width, tokens = cfg.transformer_width or c, max(frames, 1) * (res // 2) ** 2
+            patch = (1, 2, 2) if frames else 2
+            self.to_tokens = (nn.Conv3d if frames else nn.Conv2d)(c, width, patch, stride=patch)
             self.pos = nn.Parameter(torch.randn(1, tokens, width) * 0.02)
             self.emb_to_tokens = nn.Linear(emb_dim, width)
             self.transformer = nn.Sequential(
                 *[TransformerBlock(width, cfg.heads, cfg.dropout) for _ in range(cfg.transformer_blocks)]
             )
-            self.from_tokens = nn.ConvTranspose2d(width, c, 2, stride=2)
+            self.from_tokens = (nn.ConvTranspose3d if frames else nn.ConvTranspose2d)(width, c, patch, stride=patch)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, ch in reversed(list(enumerate(chs))):
             level = nn.ModuleList()
             for _ in range(cfg.blocks):
-                level.append(ResBlock(c + skips.pop(), ch, emb_dim, cfg.dropout))
+                level.append(ResBlock(c + skips.pop(), ch, emb_dim, cfg.dropout, dims))
                 c = ch
             self.up.append(level)
             if i > 0:  # up-sample, then a conv that already narrows to the next stage's width
-                self.upsample.append(nn.Conv2d(c, chs[i - 1], 3, padding=1))
+                self.upsample.append(conv(dims, c, chs[i - 1]))
                 c = chs[i - 1]
-        self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, c_in, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), zero_init(conv(dims, c, c_in)))
 
     def forward(self, y_t, logsnr, cond=None):
         emb = self.embed(logsnr)
         if cond is not None:
-            y_t = torch.cat([y_t, F.interpolate(cond, size=y_t.shape[-2:], mode="nearest")], dim=1)
+            y_t = torch.cat([y_t, F.interpolate(cond, size=y_t.shape[2:], mode="nearest")], dim=1)
         h, hs = self.stem(y_t), []
         for i, level in enumerate(self.down):
             for block in level:
                 h = block(h, emb)
                 hs.append(h)
             if i == self.cond_level:
-                h = h + self.cond_proj(cond)
+                h = h + self.cond_proj(F.interpolate(cond, size=h.shape[2:], mode="nearest"))
             if i < len(self.downsample):
                 h = self.downsample[i](h)
         h = self.mid(h, emb)
         if self.transformer is not None:
             t = self.to_tokens(h)
-            b, w, gh, gw = t.shape
+            grid = t.shape
             t = t.flatten(2).transpose(1, 2) + self.pos + self.emb_to_tokens(emb)[:, None]
-            t = self.transformer(t).transpose(1, 2).reshape(b, w, gh, gw)
+            t = self.transformer(t).transpose(1, 2).reshape(grid)
             h = h + self.from_tokens(t)
         for j, level in enumerate(self.up):
             for block in level:
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
             if j < len(self.upsample):
-                h = self.upsample[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = self.upsample[j](upsample2(h))
         return self.out(h)
 
 
@@ -171,37 +208,42 @@ class VDenoiser(nn.Module):
         self.net = net
 
     def forward(self, y_t, logsnr, cond=None):
-        alpha, sigma = alpha_sigma(logsnr.view(-1, 1, 1, 1))
+        alpha, sigma = alpha_sigma(per_example(logsnr, y_t))
         v = self.net(y_t, logsnr) if cond is None else self.net(y_t, logsnr, cond)
         return alpha * y_t - sigma * v.float()  # losses stay in float32 under bf16 autocast
 
 
-def _res_stages(chs: list[int], blocks: int, between) -> list[nn.Module]:
+def _res_stages(chs: list[int], blocks: int, between, dims: int = 2) -> list[nn.Module]:
     """`blocks` residual blocks per stage of `chs` channels (starting from chs[0]), with the layers
-    `between(c)` (a resampling) after every stage but the last."""
+    `between(c, i)` (a resampling) after every stage i but the last."""
     layers: list[nn.Module] = []
     c = chs[0]
     for i, ch in enumerate(chs):
         for _ in range(blocks):
-            layers.append(ResBlock(c, ch))
+            layers.append(ResBlock(c, ch, dims=dims))
             c = ch
         if i < len(chs) - 1:
-            layers += between(c)
+            layers += between(c, i)
     return layers
 
 
 class Encoder(nn.Module):
     """Deterministic ResNet encoder: z_clean = E(x). Space-to-depth patching (paper: 2×2), then conv
-    stages with /2 between them. No predicted variance: the only noise is the fixed one at λ(0)."""
+    stages with /2 between them (for video, the first `time_downsample` of them also /2 in time).
+    No predicted variance: the only noise is the fixed one at λ(0)."""
 
-    def __init__(self, c_img: int, cfg: EncoderConfig):
+    def __init__(self, c_img: int, cfg: EncoderConfig, frames: int = 0):
         super().__init__()
         self.patch = cfg.patch
-        chs = cfg.channels
-        layers = [nn.Conv2d(c_img * cfg.patch**2, chs[0], 3, padding=1)]
-        layers += _res_stages(chs, cfg.blocks, lambda c: [nn.Conv2d(c, c, 3, stride=2, padding=1)])
+        chs, dims = cfg.channels, 3 if frames else 2
+
+        def down(c: int, i: int) -> list[nn.Module]:
+            return [conv(dims, c, c, stride=2, time_stride=2 if i < cfg.time_downsample else 1)]
+
+        layers = [conv(dims, c_img * cfg.patch**2, chs[0])]
+        layers += _res_stages(chs, cfg.blocks, down, dims)
         c = chs[-1]
-        layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, cfg.latent_channels, 3, padding=1)]
+        layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), conv(dims, c, cfg.latent_channels)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -212,15 +254,20 @@ class ConvDecoder(nn.Module):
     """The encoder's mirror, x̂ = D(z) in one pass: a deterministic decoder (the KL-VAE baseline's).
     Nearest ×2 up-sampling + conv between stages, then depth-to-space un-patching."""
 
-    def __init__(self, c_img: int, cfg: EncoderConfig):
+    def __init__(self, c_img: int, cfg: EncoderConfig, frames: int = 0):
         super().__init__()
         self.patch = cfg.patch
-        chs = list(reversed(cfg.channels))
-        layers = [nn.Conv2d(cfg.latent_channels, chs[0], 3, padding=1)]
-        up = lambda c: [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]  # noqa: E731
-        layers += _res_stages(chs, cfg.blocks, up)
+        chs, dims = list(reversed(cfg.channels)), 3 if frames else 2
+        steps = len(chs) - 1
+
+        def up(c: int, i: int) -> list[nn.Module]:  # the encoder's time down-sampling, undone last
+            scale = 2.0 if dims == 2 else (2.0 if steps - 1 - i < cfg.time_downsample else 1.0, 2.0, 2.0)
+            return [nn.Upsample(scale_factor=scale, mode="nearest"), conv(dims, c, c)]
+
+        layers = [conv(dims, cfg.latent_channels, chs[0])]
+        layers += _res_stages(chs, cfg.blocks, up, dims)
         c = chs[-1]
-        layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, c_img * cfg.patch**2, 3, padding=1)]
+        layers += [nn.GroupNorm(_groups(c), c), nn.SiLU(), conv(dims, c, c_img * cfg.patch**2)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z):
@@ -228,13 +275,20 @@ class ConvDecoder(nn.Module):
         return F.pixel_shuffle(x, self.patch) if self.patch > 1 else x
 
 
-def image_shape(cfg) -> tuple[int, int, int]:
-    """(C, H, W) of the images of a full Config."""
-    return cfg.data.channels, cfg.data.resolution, cfg.data.resolution
+def image_shape(cfg) -> tuple[int, ...]:
+    """(C, H, W) of the images of a full Config; (C, T, H, W) of its clips for video."""
+    d = cfg.data
+    return (d.channels, *((d.frames,) if d.frames else ()), d.resolution, d.resolution)
 
 
-def latent_shape(cfg) -> tuple[int, int, int]:
-    """(C, h, w) of z for a full Config."""
+def latent_shape(cfg) -> tuple[int, ...]:
+    """(C, h, w) of z for a full Config; (C, t, h, w) for video."""
     down = cfg.encoder.patch * 2 ** (len(cfg.encoder.channels) - 1)
     r = cfg.data.resolution // down
-    return cfg.encoder.latent_channels, r, r
+    t = (cfg.data.frames // 2**cfg.encoder.time_downsample,) if cfg.data.frames else ()
+    return (cfg.encoder.latent_channels, *t, r, r)
+
+
+def latent_frames(z_shape: tuple[int, ...]) -> int:
+    """t of a (C, t, h, w) video latent; 0 for an image latent (C, h, w)."""
+    return z_shape[1] if len(z_shape) == 4 else 0

@@ -84,14 +84,16 @@ def bits(nats: torch.Tensor | float, *, latent_shape=None, image_shape=None) -> 
 
     latent_shape = (C, h, w) gives bits per latent dim; image_shape = (C_img, H, W) gives bits per
     pixel (/H·W) and per sub-pixel (/C_img·H·W). docs/method.md: the paper's normaliser is not
-    stated, so all are reported, each key naming its unit.
+    stated, so all are reported, each key naming its unit. For video (image_shape = (C, T, H, W))
+    an "image" is a clip: bits per clip, per frame (/T), per pixel (/T·H·W) and per sub-pixel.
     """
     per_image = float(torch.as_tensor(nats, dtype=torch.float64).mean()) / LN2
     out = {"bits_per_image": per_image}
     if latent_shape is not None:
         out["bits_per_dim"] = per_image / math.prod(latent_shape)
     if image_shape is not None:
-        c, h, w = image_shape
-        out["bits_per_pixel"] = per_image / (h * w)
-        out["bits_per_subpixel"] = per_image / (c * h * w)
+        if len(image_shape) == 4:
+            out["bits_per_frame"] = per_image / image_shape[1]
+        out["bits_per_pixel"] = per_image / math.prod(image_shape[1:])
+        out["bits_per_subpixel"] = per_image / math.prod(image_shape)
     return out

@@ -4,7 +4,9 @@
 
 Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
 latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
-eval/reconstructions.png; Inception reference statistics are cached in data/fid_stats.
+eval/reconstructions.png; Inception reference features are cached in data/fid_stats. For video
+(data.frames > 0) the metrics are per frame, plus rFVD/gFVD with the I3D weights of --i3d, and the
+grids are animated PNGs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ul.evaluation import evaluate
 from ul.model import BaseModel
 from ul.shards import ShardReader
 from ul.stages import _cli
+from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
 
 
 def main(argv=None) -> int:
@@ -30,7 +33,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--fid-cache", default="data/fid_stats", help="Inception reference statistics (default: %(default)s)"
     )
-    p.add_argument("--no-fid", action="store_true", help="skip rFID/gFID (the slow part on CPU)")
+    p.add_argument("--i3d", default=I3D_WEIGHTS, help="I3D weights for FVD, video only (default: %(default)s)")
+    p.add_argument("--no-fid", action="store_true", help="skip rFID/gFID and FVD (the slow part on CPU)")
     args = p.parse_args(argv)
 
     def body(cfg):
@@ -38,7 +42,10 @@ def main(argv=None) -> int:
         model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
         test = _cli.read_input(ShardReader, Path(args.data) / "test", "decode")
-        return evaluate(model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid)
+        weights = args.i3d if cfg.data.frames else None
+        return evaluate(
+            model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid, i3d_weights=weights
+        )
 
     return _cli.run(args, body)
 
