@@ -256,3 +256,14 @@ def test_video_suite_names_blank_still_and_duplicate_clips(tmp_path):
     assert "train/a.png" in dup and "train/copy.png" in dup
     assert "column='sha256'" not in failed  # the files differ; only their clips are the same
     assert err.value.metrics["clips"] == 6 and (tmp_path / "val" / "result.json").exists()
+
+
+def test_moving_mnist_keeps_every_frame_when_digits_do_not_move(tmp_path):
+    """size 28 leaves no room to move: identical frames stay T frames (the APNG carries no delay,
+    which would make Pillow merge them), and the validate suite would flag such clips as stills."""
+    cfg = MovingMNISTConfig(train_clips=1, test_clips=1, size=28, digits=1, seed=0)
+    fetch("builtin:moving-mnist", tmp_path / "raw", frames=5, moving_mnist=cfg)
+    frames = _frames_of(tmp_path / "raw" / "train" / "00000.png")
+    assert frames.shape == (5, 28, 28) and all(np.array_equal(f, frames[0]) for f in frames)
+    m = decode(tmp_path / "raw", tmp_path / "dec", 28, 1, device="cpu", frames=5)
+    assert m["clips"] == {"train": 1, "test": 1}
