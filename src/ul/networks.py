@@ -26,22 +26,49 @@ def _groups(ch: int) -> int:
     return math.gcd(ch, 32) if ch >= 8 else 1
 
 
+class PerFrame(nn.Module):
+    """A 2-D layer applied to every frame of N×C×T×H×W clips."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        n, t = x.shape[0], x.shape[2]
+        y = self.layer(x.transpose(1, 2).flatten(0, 1))
+        return y.view(n, t, *y.shape[1:]).transpose(1, 2)
+
+
+class SpaceTimeConv(nn.Module):
+    """The factorised space-time convolution: k×k over every frame, then k over time at every pixel.
+    Written as Conv2d + Conv1d on reshaped tensors: PyTorch's CPU Conv3d has no fast kernel for
+    these shapes (a video-ci step took minutes with it)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, time_stride: int = 1):
+        super().__init__()
+        self.space = PerFrame(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2))
+        self.time = nn.Conv1d(c_out, c_out, k, stride=time_stride, padding=k // 2)
+
+    def forward(self, x):
+        y = self.space(x)
+        n, c, t, h, w = y.shape
+        z = self.time(y.permute(0, 3, 4, 1, 2).reshape(n * h * w, c, t))
+        return z.view(n, h, w, c, -1).permute(0, 3, 4, 1, 2)
+
+
 def conv(dims: int, c_in: int, c_out: int, k: int = 3, stride: int = 1, time_stride: int = 1) -> nn.Module:
     """A k×k convolution ('same' padding, `stride` in space) for dims = 2; for dims = 3 (video) the
-    factorised k×k-then-k space-time one, `time_stride` in time."""
+    factorised k×k-then-k space-time one, `time_stride` in time (a 1×1 one per frame)."""
     if dims == 2:
         return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
-    if k == 1:
-        return nn.Conv3d(c_in, c_out, 1, stride=(time_stride, stride, stride))
-    return nn.Sequential(
-        nn.Conv3d(c_in, c_out, (1, k, k), stride=(1, stride, stride), padding=(0, k // 2, k // 2)),
-        nn.Conv3d(c_out, c_out, (k, 1, 1), stride=(time_stride, 1, 1), padding=(k // 2, 0, 0)),
-    )
+    if k == 1 and time_stride == 1:
+        return PerFrame(nn.Conv2d(c_in, c_out, 1, stride=stride))
+    return SpaceTimeConv(c_in, c_out, k, stride, time_stride)
 
 
 def zero_init(m: nn.Module) -> nn.Module:
     """Zero the last convolution of `m`, so that a residual branch or an output starts at 0."""
-    last = m[-1] if isinstance(m, nn.Sequential) else m
+    last = [c for c in m.modules() if isinstance(c, nn.Conv1d | nn.Conv2d)][-1]
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     return m
@@ -152,14 +179,14 @@ class UNet(nn.Module):
         self.transformer = None
         if cfg.transformer_blocks:
             width, tokens = cfg.transformer_width or c, max(frames, 1) * (res // 2) ** 2
-            patch = (1, 2, 2) if frames else 2
-            self.to_tokens = (nn.Conv3d if frames else nn.Conv2d)(c, width, patch, stride=patch)
+            wrap = PerFrame if frames else (lambda layer: layer)
+            self.to_tokens = wrap(nn.Conv2d(c, width, 2, stride=2))
             self.pos = nn.Parameter(torch.randn(1, tokens, width) * 0.02)
             self.emb_to_tokens = nn.Linear(emb_dim, width)
             self.transformer = nn.Sequential(
                 *[TransformerBlock(width, cfg.heads, cfg.dropout) for _ in range(cfg.transformer_blocks)]
             )
-            self.from_tokens = (nn.ConvTranspose3d if frames else nn.ConvTranspose2d)(width, c, patch, stride=patch)
+            self.from_tokens = wrap(nn.ConvTranspose2d(width, c, 2, stride=2))
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, ch in reversed(list(enumerate(chs))):
             level = nn.ModuleList()

@@ -1,4 +1,5 @@
-"""The studies of docs/results, each point a DVC experiment at the `sweep` preset.
+"""The studies of docs/results, each point a DVC experiment at the `sweep` preset (the video
+study's at the `video` preset).
 
 Points are listed in run order: `ul results run` runs them one after another in the workspace, so
 a point that changes only stage-2 or evaluation params after one that trained the same stage 1
@@ -18,6 +19,7 @@ class Point:
     name: str  # the DVC experiment name
     overrides: tuple[str, ...] = ()  # on top of PRESET
     stop_at: str | None = None  # run the pipeline only up to this stage
+    preset: str | None = None  # instead of PRESET
 
 
 def _lf(c: float) -> Point:
@@ -34,6 +36,7 @@ def _target(bpp: float) -> Point:
 
 BUDGETS = (125, 250, 500)  # stage-2 steps of 128 latents
 LOSS_FACTORS = (1.3, 1.5, 1.7, 1.9, 2.1, 2.5, 3.0)
+VIDEO_LOSS_FACTORS = (2.1, 1.5)  # Moving MNIST at the video preset: FVD and bits per pixel
 LOGSNR0 = (3.0, 5.0, 10.0)
 TARGETS = (0.005, 0.01, 0.02)  # bits per pixel
 
@@ -48,6 +51,7 @@ POINTS: tuple[Point, ...] = (
     Point("logsnr0-10.0", ("noise.logsnr=10.0",)),
     *(_lf(c) for c in (1.3, 3.0, 1.7, 2.5, 1.5, 1.9)),
     Point("logsnr0-3.0", ("noise.logsnr=3.0",)),
+    *(Point(f"video-lf{c}", (f"ul.loss_factor={c}",), preset="preset=video") for c in VIDEO_LOSS_FACTORS),
 )
 
 STUDIES: dict[str, tuple[str, ...]] = {
@@ -56,6 +60,7 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "ul-vs-klvae": (*(DEFAULT.name if s == 500 else _steps("ul", s).name for s in BUDGETS),)
     + tuple(_steps("klvae", s).name for s in BUDGETS),
     "bitrate-targets": tuple(_target(t).name for t in TARGETS),
+    "video": tuple(f"video-lf{c}" for c in sorted(VIDEO_LOSS_FACTORS)),
 }
 
 BY_NAME = {p.name: p for p in POINTS}
@@ -68,6 +73,7 @@ def points(study: str | None = None) -> list[Point]:
 
 
 def command(point: Point, preset: str = PRESET) -> list[str]:
-    """The `dvc exp run` arguments of a point (at another preset for a quick check of the mechanics)."""
-    sets = [a for s in (preset, *point.overrides) for a in ("-S", s)]
+    """The `dvc exp run` arguments of a point (at another preset for a quick check of the mechanics;
+    a point with its own preset keeps it)."""
+    sets = [a for s in (point.preset or preset, *point.overrides) for a in ("-S", s)]
     return ["exp", "run", "--name", point.name, *sets, *([point.stop_at] if point.stop_at else [])]
