@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import io
 import struct
 import tarfile
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+# A real video: H.264 in MP4, 30 fps (PyPI mvtb-data, pinned in the lock).
+TRAFFIC = importlib.resources.files("mvtbdata") / "images" / "traffic_sequence.mp4"
 
 
 def png(arr: np.ndarray) -> bytes:

@@ -8,7 +8,6 @@ Everything is kept tiny (a few clips of a few frames at 16-32 pixels) so each te
 
 from __future__ import annotations
 
-import importlib.resources
 import io
 import json
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datahelpers import tree_hashes, write_folder
+from datahelpers import TRAFFIC, tree_hashes, write_folder
 from PIL import Image
 
 from ul.config import MovingMNISTConfig
@@ -27,7 +26,6 @@ from ul.data.idx import read_idx
 from ul.data.sources import fetch
 from ul.shards import ShardReader
 
-TRAFFIC = importlib.resources.files("mvtbdata") / "images" / "traffic_sequence.mp4"
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 TREE = OPENCV_DATA / "tree.avi"
 MM = MovingMNISTConfig(train_clips=4, test_clips=2, size=48, digits=2, seed=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -28,7 +29,7 @@ def test_clips_flow_through_every_stage_with_their_shapes(video_project):
     assert _json(p / "data/latents/train/index.json")["shape"] == [4, 4, 8, 8]  # T/4, H/4, W/4
     assert _json(p / "metrics/validate.json")["success"] is True
     card = (p / "models/stage1/README.md").read_text(encoding="utf-8")
-    assert "16" in card
+    assert "video clips: 1×16×32×32 (C×T×H×W)" in card
 
 
 def test_video_metrics_fvd_per_frame_rate_and_animated_grids(video_project):
@@ -45,3 +46,47 @@ def test_video_metrics_fvd_per_frame_rate_and_animated_grids(video_project):
             assert im.n_frames == 16, name
     shown = sh(["dvc", "metrics", "show", "--json"], video_project).stdout
     assert "gfvd" in shown
+
+
+def test_the_video_study_runs_and_reports_fvd_with_animated_grids(video_project):
+    """`ul results run --study video` at video-ci: both loss factors as DVC experiments, then the
+    report's video table and the animated grids taken from DVC's cache."""
+    sh(["ul", "results", "run", "--study", "video", "--preset", "video-ci"], video_project)
+    sh(["ul", "results", "report", "--out", "report"], video_project)
+    text = (video_project / "report/studies.md").read_text(encoding="utf-8")
+    section = text[text.index("## Video") :]
+    rows = [line for line in section.splitlines() if line.startswith("| 1.5 |") or line.startswith("| 2.1 |")]
+    assert len(rows) == 2, section
+    got = _json(video_project / "report/results.json")
+    for name in ("video-lf1.5", "video-lf2.1"):
+        assert math.isfinite(got[name]["metrics"]["gfvd"]), name
+        with Image.open(video_project / f"report/{name}-samples.png") as im:
+            assert im.n_frames == 16
+    assert got["video-lf1.5"]["params"]["ul.loss_factor"] == 1.5
+
+
+def test_the_ul_command_reads_and_writes_clips(video_project, tmp_path):
+    """`ul rate` / `ul reconstruct` on a video model read video files (here a real MP4 and
+    held-out Moving MNIST clips) and write each reconstruction as an animated PNG."""
+    import shutil
+
+    from datahelpers import TRAFFIC
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(TRAFFIC, clips / "traffic.mp4")
+    for name in ("00000.png", "00001.png"):
+        shutil.copy(video_project / "data/raw/test" / name, clips / name)
+    r = sh(["ul", "rate", "--json", "--draws", "1", str(clips)], video_project)
+    rows = json.loads(r.stdout)
+    assert [Path(x["file"]).name for x in rows] == ["00000.png", "00001.png", "traffic.mp4"]
+    assert all(x["bits_per_image"] > 0 for x in rows)
+    sh(["ul", "reconstruct", "--steps", "2", "-o", str(tmp_path / "rec"), str(clips)], video_project)
+    for name in ("00000.png", "traffic.png"):
+        with Image.open(tmp_path / "rec" / name) as im:
+            assert im.n_frames == 16 and im.size == (32, 32), name
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cut.mp4").write_bytes((clips / "traffic.mp4").read_bytes()[:5000])
+    r = sh(["ul", "rate", str(bad)], video_project, check=False)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and "cut.mp4" in r.stderr

@@ -8,7 +8,6 @@ as one `error:` line naming the input and the reason, with exit status 1.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import re
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from ul import atomic, inputs, samplers
@@ -25,7 +23,7 @@ from ul.api import Autoencoder, Generator
 from ul.atomic import staged_dir
 from ul.distributed import resolve_device
 from ul.export import ExportError
-from ul.images import display_scale, save_grid, save_pairs_grid, to_uint8
+from ul.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 
 LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
 
@@ -45,7 +43,12 @@ def _parser(name: str, doc: str) -> argparse.ArgumentParser:
 
 
 def _images(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", help="image files (.png/.jpg) and/or folders of them (their regular files)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files (.png/.jpg) and/or folders of them (their regular files); for a video model, video "
+        "files (.mp4 .webm .avi .mkv .mov .gif, animated .png), each read as its first data.frames frames",
+    )
 
 
 def _sampling(p: argparse.ArgumentParser) -> None:
@@ -60,8 +63,13 @@ def _autoencoder(args) -> Autoencoder:
 
 def _read_images(ae: Autoencoder, paths: list[str]) -> tuple[list[Path], torch.Tensor]:
     """Every input decoded (all checked before any model work) → names and [-1, 1] images."""
-    files = inputs.list_images(paths)
     d = ae.config.data
+    if d.frames:  # a video model reads video files, each as its first data.frames frames
+        files = inputs.list_images(paths, inputs.VIDEO_SUFFIXES)
+        with tqdm(files, desc="read", unit="clip", leave=False) as bar:
+            clips = [inputs.load_clip(f, d.frames, d.fps, d.resolution, d.channels, d.resize_mode) for f in bar]
+        return files, from_uint8(np.stack(clips))
+    files = inputs.list_images(paths)
     with tqdm(files, desc="read", unit="img", leave=False) as bar:  # closed before an error is printed
         arrays = [inputs.load_image(f, d.resolution, d.channels, d.resize_mode) for f in bar]
     return files, inputs.from_arrays(np.stack(arrays), d.channels)
@@ -89,10 +97,8 @@ def safe_names(names: list[str], suffix: str = ".png") -> list[str]:
 
 
 def _png(image: torch.Tensor) -> bytes:
-    a = to_uint8(image).permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).save(buf, format="PNG")
-    return buf.getvalue()
+    """One C×H×W image as PNG bytes; one C×T×H×W clip as an animated PNG."""
+    return png_bytes(image[None], nrow=1, pad=0)
 
 
 def _check_new_folder(out: Path) -> None:

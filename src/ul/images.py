@@ -7,6 +7,7 @@ PNG and read back is the same tensor the metrics saw. No torchvision: it is not 
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -64,18 +65,28 @@ def save_grid(
     Video clips (N×C×T×H×W) become an animated PNG (APNG, `fps` frames per second, looping): one
     such grid per frame, which browsers, GitHub and `dvc plots` show as it plays.
     """
+    path = Path(path)
+    data = png_bytes(images, nrow, pad, pad_value, scale, fps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def png_bytes(
+    images: np.ndarray | torch.Tensor, nrow: int = 8, pad: int = 2, pad_value: int = 255, scale: int = 1, fps=8.0
+) -> bytes:
+    """The PNG (APNG for clips) that `save_grid` writes, as bytes."""
     x = _as_uint8(images)
     if x.dim() not in (4, 5) or x.shape[1] not in (1, 3):
         raise ValueError(f"save_grid expects N×C×H×W or N×C×T×H×W with C in (1, 3), got {tuple(x.shape)}")
     clips = x.unbind(2) if x.dim() == 5 else [x]
     frames = [Image.fromarray(_grid(f, nrow, pad, pad_value, scale)) for f in clips]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
     if len(frames) == 1:
-        frames[0].save(path, format="PNG")
+        frames[0].save(buf, format="PNG")
     else:
-        frames[0].save(path, format="PNG", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
-    return path
+        frames[0].save(buf, format="PNG", save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
+    return buf.getvalue()
 
 
 def _grid(x: torch.Tensor, nrow: int, pad: int, pad_value: int, scale: int) -> np.ndarray:

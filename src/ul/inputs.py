@@ -1,7 +1,8 @@
 """A user's images → model input, exactly as the decode stage prepares training data.
 
 Files go through the decode stage's Pillow path (`ul.data.decode_pil.transform`: the same channel
-conversion and the same centre pad/crop or resize as DALI), then `images.from_uint8` to [-1, 1].
+conversion and the same centre pad/crop or resize as DALI), then `images.from_uint8` to [-1, 1];
+for a video model, video files go through the decode stage's PyAV path (`ul.data.decode_pyav`).
 Every failure is an `InputError` that names the input and the reason.
 """
 
@@ -20,6 +21,7 @@ from ul.data import decode_pil, imagecheck
 from ul.images import from_uint8
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".png")  # .png: APNG
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
 MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")  # 8-bit layouts the decode stage reads the same way
 
@@ -28,9 +30,9 @@ class InputError(ValueError):
     """An input file or array is unusable; the message names it and says why."""
 
 
-def list_images(args: Iterable[str | Path]) -> list[Path]:
+def list_images(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
     """Files named on a command line: each argument is an image file or a folder, whose regular
-    image files (not links, not sub-folders) are taken in name order."""
+    image files (`suffixes`; not links, not sub-folders) are taken in name order."""
     found: list[Path] = []
     for arg in args:
         path = Path(arg)
@@ -42,10 +44,10 @@ def list_images(args: Iterable[str | Path]) -> list[Path]:
             files = sorted(
                 Path(e.path)
                 for e in os.scandir(path)
-                if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in SUFFIXES
+                if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in suffixes
             )
             if not files:
-                raise InputError(f"{arg}: no {'/'.join(SUFFIXES)} files in this folder")
+                raise InputError(f"{arg}: no {'/'.join(suffixes)} files in this folder")
             found += files
         elif stat.S_ISREG(st.st_mode):
             found.append(path)
@@ -69,6 +71,16 @@ def load_image(path: str | Path, resolution: int, channels: int, resize_mode: st
         raise
     except Exception as err:  # Pillow raises many types for a damaged file
         raise InputError(f"{path}: unreadable image ({type(err).__name__}: {err})".splitlines()[0]) from None
+
+
+def load_clip(path: str | Path, frames: int, fps: float, resolution: int, channels: int, resize_mode: str):
+    """A video file → uint8 C×T×H×W, exactly as the decode stage reads it; InputError names the file."""
+    from ul.data import decode_pyav
+
+    try:
+        return decode_pyav.load(str(path), frames, fps, resolution, channels, resize_mode)
+    except decode_pyav.ClipError as err:
+        raise InputError(f"{path}: {err}") from None
 
 
 def from_pil(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> torch.Tensor:

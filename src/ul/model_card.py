@@ -111,7 +111,8 @@ def card(
     """The README.md of an export folder: what it is, how to load it, how good it is, where it came
     from. Without `metrics`/`prov` (at training time) it says how to get the full card."""
     title, what = WHAT[kind]
-    res, ch = cfg.data.resolution, cfg.data.channels
+    res, ch, frames = cfg.data.resolution, cfg.data.channels, cfg.data.frames
+    shape = f"video clips: {ch}×{frames}×{res}×{res} (C×T×H×W)" if frames else f"images: {ch}×{res}×{res}"
     usage = USAGE[kind].format(folder=folder, stage1=stage1)
     train_rows = "".join(f"| {k} | {_fmt(v)} |\n" for k, v in training.items())
     if metrics:
@@ -124,7 +125,7 @@ def card(
     params = yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip()
     return (
         f"# {title}\n\n{what}\n\n"
-        f"- images: {ch}×{res}×{res}, values in [-1, 1]\n"
+        f"- {shape}, values in [-1, 1]\n"
         f"- λ(0) = noise.logsnr = {cfg.noise.logsnr:g} (the log-SNR of the noisy latent z0)\n"
         f"- files: `model.safetensors` (weights, no pickle), `config.json` (class + config), this card\n\n"
         f"## Load it\n\n```python\n{usage}```\n\nor on files: `ul reconstruct IMAGES -o OUT`, `ul rate IMAGES`, "

@@ -1,11 +1,12 @@
-"""`ul results`: the studies of docs/results (rate-distortion, λ(0), UL vs KL-VAE, bitrate targets).
+"""`ul results`: the studies of docs/results (rate-distortion, λ(0), UL vs KL-VAE, bitrate targets, video).
 
     ul results run [--study NAME] [--force]    run the missing DVC experiments, one at a time
     ul results report [--out docs/results]     write the tables and plots from `dvc exp show --json`
 
-Each point is a DVC experiment at the `sweep` preset (`dvc exp show` lists them; `dvc exp apply
-<name>` restores one). `run` works in the current DVC workspace and leaves the last point applied
-there; run it on a quiet machine (about 8 minutes a point on 2 cores, 17 points).
+Each point is a DVC experiment at the `sweep` preset, the video study's at `video` (`dvc exp show`
+lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
+leaves the last point applied there; run it on a quiet machine (about 8 minutes a point on 2 cores,
+17 points; a video point about 30 minutes).
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="ul results", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--repo", default=".", help="DVC repository (default: %(default)s)")
+    p.add_argument(
+        "--repo",
+        action="append",
+        help="DVC repository (default: .); report reads the experiments of every --repo given, "
+        "and writes into the first",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the studies' missing DVC experiments")
     r.add_argument("--study", choices=sorted(studies.STUDIES), help="one study only (default: all)")
     r.add_argument("--force", action="store_true", help="run every point again, replacing experiments of the same name")
     r.add_argument(
-        "--preset", default="sweep", help="preset of every point (default: %(default)s; ci checks the mechanics)"
+        "--preset",
+        help="preset of every point (default: sweep, video for the video study; ci or video-ci check the mechanics)",
     )
     w = sub.add_parser("report", help="write the tables and plots from the finished experiments")
     w.add_argument("--out", default="docs/results", help="output folder (default: %(default)s)")
@@ -42,12 +49,13 @@ def main(argv=None) -> int:
     f.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="Inception (default: %(default)s)")
     f.add_argument("--out", default="docs/results/fid-noise.md", help="markdown table (default: %(default)s)")
     args = p.parse_args(argv)
-    repo = Path(args.repo)
+    repos = [Path(r) for r in args.repo or ["."]]
+    repo = repos[0]
     try:
         if args.cmd == "run":
             from ul.results import run
 
-            failed = run.run(repo, args.study, args.force, f"preset={args.preset}")
+            failed = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}")
             if failed:
                 print(f"error: experiments failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
@@ -56,7 +64,7 @@ def main(argv=None) -> int:
             return _fid_noise(args)
         from ul.results import report
 
-        exps = report.load(repo)
+        exps = {name: x for r in repos for name, x in report.load(r).items()}
         print(f"wrote {report.write(exps, repo / args.out)} ({len(exps)} of {len(studies.POINTS)} points)")
         return 0
     except subprocess.CalledProcessError as err:

@@ -18,7 +18,6 @@ from pathlib import Path
 from ul.results import studies
 
 DVC = (sys.executable, "-m", "dvc")
-PIXELS = 32 * 32  # the sweep preset's images (Fashion-MNIST padded to 32×32, one channel)
 
 
 @dataclass
@@ -30,6 +29,12 @@ class Experiment:
     stage1: dict = field(default_factory=dict)  # metrics/train_stage1.json
     stage2: dict = field(default_factory=dict)  # metrics/train_stage2.json
     curve1: list = field(default_factory=list)  # metrics/stage1_train.tsv rows
+    repo: Path = Path(".")  # where it lives (its outputs are in that repository's DVC cache)
+
+    @property
+    def pixels(self) -> int:
+        """Pixels per example: H·W of an image, T·H·W of a clip."""
+        return (self.params.get("data.frames") or 1) * self.params["data.resolution"] ** 2
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -75,7 +80,7 @@ def load(repo: Path) -> dict[str, Experiment]:
     for name, e in parse_show(json.loads(raw)).items():
         if name not in wanted or e["state"] != "success" or not e["rev"]:
             continue
-        x = Experiment(name, e["rev"], e["params"], e["metrics"])
+        x = Experiment(name, e["rev"], e["params"], e["metrics"], repo=repo)
         for attr, path in (("stage1", "metrics/train_stage1.json"), ("stage2", "metrics/train_stage2.json")):
             text = _git_show(repo, x.rev, path)
             setattr(x, attr, json.loads(text) if text else {})
@@ -125,7 +130,7 @@ def running_bpp(x: Experiment, last: int = 4) -> float | None:
     """The prior's rate on the training batches, bits per pixel, over the last `last` logged rows
     (what the rate controller steers)."""
     rows = x.curve1[-last:]
-    return sum(r["prior"] for r in rows) / len(rows) / math.log(2) / PIXELS if rows else None
+    return sum(r["prior"] for r in rows) / len(rows) / math.log(2) / x.pixels if rows else None
 
 
 def _plot(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
@@ -251,7 +256,7 @@ def targets(exps: dict, out: Path) -> str:
             (
                 "stage-1 step",
                 "prior rate (bits/pixel, training batches)",
-                [(x.name, steps(x), [r["prior"] / math.log(2) / PIXELS for r in x.curve1], None) for x in xs],
+                [(x.name, steps(x), [r["prior"] / math.log(2) / x.pixels for r in x.curve1], None) for x in xs],
                 False,
             ),
         ],
@@ -266,7 +271,53 @@ def targets(exps: dict, out: Path) -> str:
     )
 
 
-SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets)
+def cached_output(x: Experiment, path: str) -> Path | None:
+    """The file `path` (a cached DVC output) of experiment `x`, found in its repository's DVC cache
+    by the md5 that the experiment's dvc.lock records; None when it is not there."""
+    import yaml
+
+    lock = yaml.safe_load(_git_show(x.repo, x.rev, "dvc.lock") or "{}") or {}
+    md5 = next(
+        (o.get("md5") for st in (lock.get("stages") or {}).values() for o in st.get("outs", []) if o["path"] == path),
+        None,
+    )
+    if not md5:
+        return None
+    cache = subprocess.run([*DVC, "cache", "dir"], cwd=x.repo, capture_output=True, text=True).stdout.strip()
+    found = Path(cache) / "files" / "md5" / md5[:2] / md5[2:]
+    return found if found.is_file() else None
+
+
+def video(exps: dict, out: Path) -> str:
+    xs = [exps[n] for n in studies.STUDIES["video"] if n in exps]
+    if not xs:
+        return ""
+    header = ["loss factor", "bits/clip", "bits/frame", "bits/pixel", "PSNR dB (per frame)", "rFID", "gFID"]
+    header += ["rFVD", "gFVD", "N clips", "latent use (nats)"]
+    rows = []
+    for x in xs:
+        m = x.metrics
+        keys = ("latent_bits_per_image", "latent_bits_per_frame", "latent_bits_per_pixel", "psnr_db", "rfid", "gfid")
+        keys += ("rfvd", "gfvd", "fvd_num_clips", "latent_use_elbo_nats")
+        rows.append([_fmt(x.params.get("ul.loss_factor")), *(m.get(k) for k in keys)])
+    grids = []
+    for x in xs:
+        for name in ("samples", "reconstructions"):
+            if (src := cached_output(x, f"eval/{name}.png")) is not None:
+                (out / f"{x.name}-{name}.png").write_bytes(src.read_bytes())
+                grids.append(f"![{x.name} {name}]({x.name}-{name}.png)")
+    p = xs[0].params
+    size = p.get("data.resolution")
+    intro = (
+        "## Video: Moving MNIST at two loss factors (the `video` preset)\n\n"
+        f"Clips of {p.get('data.frames')} frames at {size}×{size}; FIDs are frame-level, FVD uses the "
+        "Kinetics-400 I3D on whole clips (16 frames, 224×224).\n\n"
+    )
+    shown = "\nSamples and reconstructions (animated PNGs; each original left of its reconstruction):\n\n"
+    return intro + table(header, rows) + (shown + "\n".join(grids) + "\n" if grids else "")
+
+
+SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video)
 
 
 def write(exps: dict[str, Experiment], out: Path) -> Path:
@@ -276,7 +327,8 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
     head = (
         "# Studies: generated tables\n\n"
         "Written by `ul results report` from `dvc exp show --json`; every row is a DVC experiment at the "
-        "`sweep` preset (`conf/preset/sweep.yaml`) with the params shown, run by `ul results run`. "
+        "`sweep` preset (`conf/preset/sweep.yaml`; the video study's at `video`) with the params shown, run by "
+        "`ul results run`. "
         "Do not edit: the reading is in [README.md](README.md).\n\n"
         "Columns: bits are the latent rate on the evaluated test images; PSNR is the mean of per-image "
         "PSNRs on [0, 1]; FIDs and KID use the real Inception network at the N in results.json; the FID "
@@ -284,7 +336,7 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
         "with another image's latent minus with its own (nats per image, 0 = collapsed).\n\n"
         + (f"Not yet run: {', '.join(missing)}\n\n" if missing else "")
     )
-    body = "\n".join(section(exps, out) for section in SECTIONS)
+    body = "\n".join(text for section in SECTIONS if (text := section(exps, out)))
     (out / "studies.md").write_text(head + body)
     rows = {
         n: {"rev": x.rev, "params": x.params, "metrics": x.metrics, "stage1": x.stage1, "stage2": x.stage2}

@@ -20,9 +20,7 @@ def existing(repo: Path) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def run(
-    repo: Path, study: str | None = None, force: bool = False, preset: str = studies.PRESET, log=print
-) -> list[str]:
+def run(repo: Path, study: str | None = None, force: bool = False, preset: str | None = None, log=print) -> list[str]:
     """Run the missing points of `study` (all when None); returns the names that failed."""
     done = set() if force else existing(repo)
     failed = []

@@ -72,8 +72,8 @@ def points(study: str | None = None) -> list[Point]:
     return [p for p in POINTS if p.name in wanted]
 
 
-def command(point: Point, preset: str = PRESET) -> list[str]:
-    """The `dvc exp run` arguments of a point (at another preset for a quick check of the mechanics;
-    a point with its own preset keeps it)."""
-    sets = [a for s in (point.preset or preset, *point.overrides) for a in ("-S", s)]
+def command(point: Point, preset: str | None = None) -> list[str]:
+    """The `dvc exp run` arguments of a point: at its study's preset, or at `preset` for a quick
+    check of the mechanics (`preset=ci`, `preset=video-ci`)."""
+    sets = [a for s in (preset or point.preset or PRESET, *point.overrides) for a in ("-S", s)]
     return ["exp", "run", "--name", point.name, *sets, *([point.stop_at] if point.stop_at else [])]
