@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 
 from ul.data import decode_pil, imagecheck
+from ul.data.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
 from ul.images import from_uint8
 
-SUFFIXES = (".png", ".jpg", ".jpeg")
-VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".png")  # .png: APNG
+SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
 MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")  # 8-bit layouts the decode stage reads the same way
 
