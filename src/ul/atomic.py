@@ -115,3 +115,12 @@ def scratch_dir(near: str | Path, tag: str) -> Iterator[Path]:
     clean_stale(near.parent, f".{near.name}.{tag}-")
     with tempfile.TemporaryDirectory(prefix=f".{near.name}.{tag}-{os.getpid()}-", dir=near.parent) as tmp:
         yield Path(tmp)
+
+
+def no_room(folder: str | Path, need: int) -> bool:
+    """Whether `folder`'s disk has fewer than `need` bytes free: the cause to name when a write
+    fails with a message that does not say it (numpy's and torch's do not)."""
+    try:
+        return shutil.disk_usage(folder).free < need
+    except OSError:
+        return False

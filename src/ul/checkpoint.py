@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +36,8 @@ def save_atomic(obj, path: str | Path) -> Path:
             torch.save(obj, tmp)
     except (OSError, RuntimeError) as err:  # torch wraps a failed write in a RuntimeError ("unexpected pos ...")
         code = getattr(err, "errno", None) or errno.EIO
-        if code == errno.ENOSPC or _disk_full(path):
+        need = path.stat().st_size if path.exists() else 1 << 20  # the last checkpoint's size (1 MiB if none)
+        if code == errno.ENOSPC or atomic.no_room(path.parent, need):
             what, code = "the disk is full", errno.ENOSPC
         else:
             what = getattr(err, "strerror", None) or str(err).splitlines()[0]
@@ -47,15 +47,6 @@ def save_atomic(obj, path: str | Path) -> Path:
             + ("the previous checkpoint is kept" if path.exists() else "there is no earlier checkpoint"),
         ) from None
     return path
-
-
-def _disk_full(path: Path) -> bool:
-    """Whether `path`'s disk has no room left for a checkpoint of the size of the one there (1 MiB if none)."""
-    try:
-        need = path.stat().st_size if path.exists() else 1 << 20
-        return shutil.disk_usage(path.parent).free < need
-    except OSError:
-        return False
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,7 +54,7 @@ class ShardWriter:
         try:
             np.save(self.folder / name, head)
         except OSError as err:  # numpy's tofile says only "N requested and M written": name the cause
-            if shutil.disk_usage(self.folder).free >= head.nbytes:
+            if not atomic.no_room(self.folder, head.nbytes):
                 raise
             raise OSError(
                 errno.ENOSPC, f"{self.folder / name}: cannot write {head.nbytes:,} bytes ({os.strerror(errno.ENOSPC)})"

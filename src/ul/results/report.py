@@ -11,13 +11,11 @@ import io
 import json
 import math
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ul.results import studies
-
-DVC = (sys.executable, "-m", "dvc")
+from ul.results.run import DVC
 
 
 @dataclass
