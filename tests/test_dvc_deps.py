@@ -225,7 +225,7 @@ def test_changing_an_imported_file_makes_dvc_status_list_exactly_its_stages(tmp_
         f: {n for n, s in stages().items() if f in stage_closure(s)}
         for f in ("src/ul/shards.py", "src/ul/stages/_cli.py")
     }
-    assert importers["src/ul/stages/_cli.py"] == set(stages())
+    assert importers["src/ul/stages/_cli.py"] == set(stages()) - {"i3d_weights"}  # it reads no params
     assert "fetch" not in importers["src/ul/shards.py"] and "decode" in importers["src/ul/shards.py"]
     for rel, expected in importers.items():
         with open(proj / rel, "a") as f:

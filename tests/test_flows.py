@@ -55,7 +55,7 @@ from flows import common  # noqa: E402
 from ul.model_card import HEADLINE  # noqa: E402
 from ul.storage import StorageError  # noqa: E402
 
-STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate"]
+STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "i3d_weights", "evaluate"]
 KEYS = {"LAKEFS_ACCESS_KEY_ID": "AKIAUL-TEST", "LAKEFS_SECRET_ACCESS_KEY": "ul-test-secret-do-not-log"}
 
 

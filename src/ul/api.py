@@ -118,7 +118,7 @@ class Autoencoder:
 def _check_shape(name: str, t: torch.Tensor, shape: tuple) -> None:
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         raise TypeError(f"{name}: expected a float tensor, got {type(t).__name__} {getattr(t, 'dtype', '')}".rstrip())
-    if t.dim() != 4 or tuple(t.shape[1:]) != tuple(shape):
+    if t.dim() != 1 + len(shape) or tuple(t.shape[1:]) != tuple(shape):  # images or clips
         raise ValueError(f"{name}: shape {tuple(t.shape)}, the model takes N×{'×'.join(map(str, shape))}")
 
 
