@@ -212,18 +212,28 @@ def suites(n_classes: int, resolution: int, channels: int, resize_mode: str = "p
             gxe.ExpectColumnValuesToBeBetween(column="decoded", min_value=1),
             gxe.ExpectColumnPairValuesToBeEqual(column_A="decoded", column_B="expected_decoded"),
         ],
-        "images": [
-            gxe.ExpectTableRowCountToBeBetween(min_value=1),
-            gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[channels]),
-            gxe.ExpectColumnValuesToBeInSet(column="height", value_set=[resolution]),
-            gxe.ExpectColumnValuesToBeInSet(column="width", value_set=[resolution]),
-            gxe.ExpectColumnValuesToBeInSet(column="dtype", value_set=["uint8"]),
-            gxe.ExpectColumnValuesToBeBetween(column="min", min_value=0, max_value=255),
-            gxe.ExpectColumnValuesToBeBetween(column="max", min_value=0, max_value=255),
-            gxe.ExpectColumnValuesToBeBetween(column="std", min_value=0, strict_min=True),
-            gxe.ExpectColumnValuesToBeBetween(column="mean", min_value=1, max_value=254),
-        ],
+        "images": [gxe.ExpectTableRowCountToBeBetween(min_value=1), *pixel_expectations(resolution, channels)],
     }
+
+
+def pixel_expectations(resolution: int, channels: int, frames: int | None = None) -> list:
+    """The layout and pixel statistics of a decoded image's (or clip's, with `frames`) row: the
+    configured shape in uint8, and not blank (std 0, or a mean outside [1, 254])."""
+    import great_expectations.expectations as gxe
+
+    in_set = gxe.ExpectColumnValuesToBeInSet
+    time = [in_set(column="frames", value_set=[frames])] if frames is not None else []
+    return [
+        in_set(column="channels", value_set=[channels]),
+        *time,
+        in_set(column="height", value_set=[resolution]),
+        in_set(column="width", value_set=[resolution]),
+        in_set(column="dtype", value_set=["uint8"]),
+        gxe.ExpectColumnValuesToBeBetween(column="min", min_value=0, max_value=255),
+        gxe.ExpectColumnValuesToBeBetween(column="max", min_value=0, max_value=255),
+        gxe.ExpectColumnValuesToBeBetween(column="std", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToBeBetween(column="mean", min_value=1, max_value=254),
+    ]
 
 
 # A fixed run identity and no build stamps make result.json and the Data Docs byte-for-byte

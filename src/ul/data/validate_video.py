@@ -3,7 +3,7 @@
 A clip's row holds its layout (channels, frames, height, width, dtype), its pixel statistics
 (min, max, mean, std over all frames), `motion` (the mean absolute change between consecutive
 frames) and `clip_sha256` (the hash of its decoded bytes). The expectations flag a wrong layout,
-a blank clip (std 0, or a mean outside [1, 254], as for images), a still (every frame the same:
+a blank clip (as for images: ul.data.validate.pixel_expectations), a still (every frame the same:
 motion 0; a video decoded from one repeated frame teaches nothing about time) and duplicates
 (two clips with the same decoded bytes, e.g. one video fetched under two names).
 """
@@ -18,6 +18,7 @@ import pandas as pd
 
 from ul.data.decode import PATHS
 from ul.data.manifest import SPLITS
+from ul.data.validate import pixel_expectations
 from ul.shards import ShardReader
 
 COLUMNS = ["split", "row", "path", "channels", "frames", "height", "width", "dtype"]
@@ -80,15 +81,7 @@ def clip_expectations(resolution: int, channels: int, frames: int) -> list:
     still = [gxe.ExpectColumnValuesToBeBetween(column="motion", min_value=0, strict_min=True)] if frames > 1 else []
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[channels]),
-        gxe.ExpectColumnValuesToBeInSet(column="frames", value_set=[frames]),
-        gxe.ExpectColumnValuesToBeInSet(column="height", value_set=[resolution]),
-        gxe.ExpectColumnValuesToBeInSet(column="width", value_set=[resolution]),
-        gxe.ExpectColumnValuesToBeInSet(column="dtype", value_set=["uint8"]),
-        gxe.ExpectColumnValuesToBeBetween(column="min", min_value=0, max_value=255),
-        gxe.ExpectColumnValuesToBeBetween(column="max", min_value=0, max_value=255),
-        gxe.ExpectColumnValuesToBeBetween(column="std", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToBeBetween(column="mean", min_value=1, max_value=254),
+        *pixel_expectations(resolution, channels, frames),
         *still,
         gxe.ExpectColumnValuesToBeUnique(column="clip_sha256"),
     ]
