@@ -1,5 +1,6 @@
 """Loopback servers for the flow and lakeFS tests: a Prefect server, its workers and `serve`
-processes, prism (the lakeFS REST API, mocked from its OpenAPI document) and moto (S3).
+processes, prism (the lakeFS REST API, mocked from its OpenAPI document), moto (S3) and a TCP
+link that can be cut (a remote going away).
 
 Every process is started in a session of its own and stopped by its process id (SIGTERM to the
 group it leads, then SIGKILL); moto runs in a thread of the test process. Nothing listens on
@@ -14,8 +15,10 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -322,6 +325,57 @@ class Moto:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+class Link:
+    """A TCP link on 127.0.0.1 to a server's port that can be cut and mended, as a network (or a
+    server that died) would: `cut()` resets every open connection and closes the port (new ones are
+    refused); `mend()` listens again on the same port. The server behind it keeps its state, so a
+    remote reached through it goes away and comes back with what it had."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.listener: socket.socket | None = None
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def mend(self) -> Link:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for s in self.open:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                    s.close()
+                except OSError:  # already closed by its peer
+                    pass
+            self.open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # cut
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.open |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:  # the other side, or a cut, closed it
+            pass
 
 
 # ---- reading runs back through the Prefect client -----------------------------------------------

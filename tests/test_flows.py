@@ -34,6 +34,7 @@ from servers import (
     COMMIT,
     FINAL,
     ROOT,
+    Link,
     Moto,
     PrefectServer,
     Prism,
@@ -413,10 +414,7 @@ def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, 
     if not (repo / "eval" / "metrics.json").exists():
         pytest.fail("precondition: the end-to-end test above leaves the clone's pipeline up to date")
     remote = Moto()  # port chosen, server not started: the first push attempt finds nothing there
-    sh([*common.DVC, "remote", "add", "-d", "moto", "s3://ul-dvc/cache"], repo)
-    sh([*common.DVC, "remote", "modify", "moto", "endpointurl", remote.url], repo)
-    sh([*common.DVC, "remote", "modify", "--local", "moto", "access_key_id", "testing"], repo)
-    sh([*common.DVC, "remote", "modify", "--local", "moto", "secret_access_key", "testing"], repo)
+    add_remote(repo, "moto", "s3://ul-dvc/cache", remote.url)
     try:
         with server.client() as c:
             run = run_deployment(
@@ -445,8 +443,75 @@ def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, 
         assert f"cache/files/md5/{model_md5[:2]}/{model_md5[2:]}" in keys, sorted(keys)[:5]
     finally:
         remote.stop()
-        (repo / ".dvc" / "config.local").unlink(missing_ok=True)
-        sh(["git", "checkout", "--", ".dvc/config"], repo)
+        remove_remotes(repo)
+
+
+def add_remote(repo: Path, name: str, url: str, endpoint: str) -> None:
+    """The default DVC remote: S3 at `endpoint`, moto's keys in the git-ignored local config."""
+    sh([*common.DVC, "remote", "add", "-d", name, url], repo)
+    sh([*common.DVC, "remote", "modify", name, "endpointurl", endpoint], repo)
+    sh([*common.DVC, "remote", "modify", "--local", name, "access_key_id", "testing"], repo)
+    sh([*common.DVC, "remote", "modify", "--local", name, "secret_access_key", "testing"], repo)
+
+
+def remove_remotes(repo: Path) -> None:
+    (repo / ".dvc" / "config.local").unlink(missing_ok=True)
+    sh(["git", "checkout", "--", ".dvc/config"], repo)
+
+
+def tree_digest(folder: Path) -> dict:
+    """{relative path: sha256} of every file under `folder`."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# How long the remote stays away: longer than botocore's retries of one file (at most 15 s of
+# back-off), so some files fail, and far shorter than the whole push's remaining retries would take.
+CUT_S = 30.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, deployed):
+    """The remote goes away mid-transfer (every connection reset, the port refusing) and comes back
+    with what it had: the flow retries the push, the cache and workspace are untouched, and the
+    retried push completes the remote."""
+    repo = deployed.repo
+    if not (repo / "eval" / "metrics.json").exists():
+        pytest.fail("precondition: the end-to-end test above leaves the clone's pipeline up to date")
+    moto = Moto().start()
+    moto.s3().create_bucket(Bucket="ul-dvc-cut")
+    link = Link(moto.port).mend()
+    add_remote(repo, "flaky", "s3://ul-dvc-cut/cache", link.url)
+    cache, workspace = tree_digest(repo / ".dvc" / "cache"), sh(["git", "status", "--porcelain"], repo)
+    try:
+        with server.client() as c:
+            run = run_deployment(
+                "ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0}
+            )
+            at_cut = wait_until(lambda: len(moto.keys("ul-dvc-cut")), 240, "push uploading", 0.02, deployed.worker)
+            link.cut()
+            time.sleep(CUT_S)
+            link.mend()
+            run = wait_final(c, run.id, 300, alive=deployed.worker)
+            logs = wait_logs(c, run.id, "files failed to upload", "stages run: none")
+            assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
+            push = task_runs(c, run.id)["dvc-push"]
+            assert push.state.type.value == "COMPLETED" and push.run_count >= 2, logs[-3000:]
+            assert "- DVC remote: pushed" in artifacts(c, run.id)["ul-pipeline-summary"]
+        assert 0 < at_cut < len(moto.keys("ul-dvc-cut"))  # the cut came mid-push
+        assert tree_digest(repo / ".dvc" / "cache") == cache
+        assert sh(["git", "status", "--porcelain"], repo) == workspace
+        assert "Data and pipelines are up to date" in sh([*common.DVC, "status"], repo)
+        assert "Cache and remote 'flaky' are in sync" in sh([*common.DVC, "status", "--cloud"], repo)
+        assert "Everything is up to date" in sh([*common.DVC, "push"], repo)
+    finally:
+        link.cut()
+        moto.stop()
+        remove_remotes(repo)
 
 
 @pytest.mark.slow
