@@ -6,7 +6,7 @@
 Each point is a DVC experiment at the `sweep` preset, the video study's at `video` (`dvc exp show`
 lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
 leaves the last point applied there; run it on a quiet machine (about 8 minutes a point on 2 cores,
-17 points; a video point about 30 minutes).
+17 image points; each of the 2 video points about 40 minutes).
 """
 
 from __future__ import annotations
