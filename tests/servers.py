@@ -347,6 +347,12 @@ class Link:
         return self
 
     def cut(self) -> None:
+        # shutdown() first: on Linux, close() alone leaves the port bound while another thread is
+        # blocked in accept(), so `mend()` could not listen on it again.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already cut
+            pass
         self.listener.close()
         with self.lock:
             for s in self.open:
@@ -363,7 +369,11 @@ class Link:
                 client, _ = listener.accept()
             except OSError:  # cut
                 return
-            server = socket.create_connection(self.target)
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:  # the server behind is down: the client sees its connection closed
+                client.close()
+                continue
             with self.lock:
                 self.open |= {client, server}
             for a, b in ((client, server), (server, client)):
@@ -397,6 +407,15 @@ def wait_final(client, run_id, timeout: float, alive: Process | None = None):
         return r if r.state and r.state.type.value in FINAL else None
 
     return wait_until(final, timeout, f"flow run {run_id} finished", alive=alive)
+
+
+def cancel_unless_final(client, run_id, timeout: float = 120) -> None:
+    """Cancel a flow run a failed test left running, so the worker is free for the next test."""
+    from prefect.states import Cancelling
+
+    if client.read_flow_run(run_id).state.type.value not in FINAL:
+        client.set_flow_run_state(run_id, Cancelling(), force=True)
+        wait_final(client, run_id, timeout)
 
 
 def run_logs(client, run_id) -> str:

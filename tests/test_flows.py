@@ -39,6 +39,7 @@ from servers import (
     PrefectServer,
     Prism,
     artifacts,
+    cancel_unless_final,
     flow_runs_of,
     prism_binary,
     processes_in,
@@ -487,11 +488,10 @@ def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, de
     link = Link(moto.port).mend()
     add_remote(repo, "flaky", "s3://ul-dvc-cut/cache", link.url)
     cache, workspace = tree_digest(repo / ".dvc" / "cache"), sh(["git", "status", "--porcelain"], repo)
+    with server.client():
+        run = run_deployment("ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0})
     try:
         with server.client() as c:
-            run = run_deployment(
-                "ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0}
-            )
             at_cut = wait_until(lambda: len(moto.keys("ul-dvc-cut")), 240, "push uploading", 0.02, deployed.worker)
             link.cut()
             time.sleep(CUT_S)
@@ -509,6 +509,8 @@ def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, de
         assert "Cache and remote 'flaky' are in sync" in sh([*common.DVC, "status", "--cloud"], repo)
         assert "Everything is up to date" in sh([*common.DVC, "push"], repo)
     finally:
+        with server.client() as c:
+            cancel_unless_final(c, run.id)
         link.cut()
         moto.stop()
         remove_remotes(repo)

@@ -72,7 +72,7 @@ class NoiseConfig:
 
 @dataclass
 class ULConfig:
-    loss_factor: float = 2.1  # c_lf, the decoder loss factor
+    loss_factor: float = 2.5  # c_lf, the decoder loss factor
     # b, the decoder's sigmoid weighting bias: it sets the objective. Adapt it to resolution d as
     # b_ref + 2·log(d_ref/d), with d_ref = 32, where b_ref = 0 (the gpu preset: 2·log(32/256)).
     sigmoid_bias: float = 0.0
@@ -126,7 +126,7 @@ class BaseConfig:
 class TrainConfig:
     """One training stage; the defaults are stage 1's (stage 2 overrides a few in `Config`)."""
 
-    steps: int = 1300
+    steps: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -179,7 +179,7 @@ class Config:
     decoder: UNetConfig = field(default_factory=UNetConfig)
     base: BaseConfig = field(default_factory=BaseConfig)
     stage1: TrainConfig = field(default_factory=TrainConfig)
-    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1500, batch_size=128, ckpt_every=250))
+    stage2: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=128, ckpt_every=250))
     cache: CacheConfig = field(default_factory=CacheConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
