@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from project import sh
+from project import ROOT, sh
 
 from ul import flops
 from ul.results import report, studies
@@ -24,6 +24,11 @@ def test_every_study_point_is_run_and_named_once():
     order = names.index
     assert order("ul-s2-125") == 1 and order("ul-s2-250") == 2
     assert studies.command(studies.BY_NAME["target-0.01"])[-1] == "train_stage1"
+    # named points (`ul results run --point`) run alone, in run order, or beside a study's
+    picked = studies.points(names=["logsnr0-3.0", "rd-lf1.5"])
+    assert [p.name for p in picked] == ["rd-lf1.5", "logsnr0-3.0"]
+    both = {p.name for p in studies.points("logsnr0", names=["rd-lf1.9"])}
+    assert both == {"rd-lf1.9", *studies.STUDIES["logsnr0"]}
 
 
 class Toy(torch.nn.Module):
@@ -89,6 +94,29 @@ def test_report_is_built_from_dvc_experiments(targets_run):
     assert "Not yet run: rd-lf2.1" in text
     png = np.asarray(Image.open(out / "bitrate-targets.png").convert("L"))
     assert png.shape[1] > 600 and png.std() > 10
+
+
+def test_report_keeps_earlier_rows_that_no_repository_has(targets_run):
+    """Points that ran on another machine (their refs/exps are not here) stay in the documents: the
+    report keeps the rows of OUT/results.json that no repository has, and says which; --fresh drops them."""
+    proj, *_ = targets_run
+    committed = json.loads((ROOT / "docs" / "results" / "results.json").read_text())
+    out = proj / "out-kept"
+    out.mkdir()
+    earlier = {"rd-lf2.1": committed["rd-lf2.1"], "target-0.01": {**committed["rd-lf2.1"], "rev": "stale"}}
+    (out / "results.json").write_text(json.dumps(earlier))
+    rep = sh(["ul", "results", "report", "--out", "out-kept"], proj)
+    assert "1 kept from results.json" in rep.stdout
+    rows = json.loads((out / "results.json").read_text())
+    assert rows["rd-lf2.1"] == committed["rd-lf2.1"]  # kept as it was
+    assert rows["target-0.01"]["rev"] != "stale" and rows["target-0.01"]["curve1"]  # this repository's wins
+    text = (out / "studies.md").read_text()
+    assert "Kept from an earlier results.json (run elsewhere; `rev` there names each one's commit): rd-lf2.1" in text
+    m = committed["rd-lf2.1"]["metrics"]
+    assert f"| 2.1 | {m['latent_bits_per_pixel']:.3g} | {m['latent_bits_per_image']:.3g} |" in text
+    assert "Not yet run: rd-lf1.3" in text and "rd-lf2.1," not in text.split("Not yet run:")[1].split("\n")[0]
+    sh(["ul", "results", "report", "--out", "out-kept", "--fresh"], proj)
+    assert set(json.loads((out / "results.json").read_text())) == {f"target-{t}" for t in studies.TARGETS}
 
 
 def test_fid_noise_shrinks_with_n_and_separates_a_shifted_set():

@@ -1,7 +1,10 @@
 """`ul results`: the studies of docs/results (rate-distortion, λ(0), UL vs KL-VAE, bitrate targets, video).
 
-    ul results run [--study NAME] [--force]    run the missing DVC experiments, one at a time
-    ul results report [--out docs/results]     write the tables and plots from `dvc exp show --json`
+    ul results run [--study NAME] [--point NAME...] [--force]   run the missing DVC experiments, one at a time
+    ul results report [--out docs/results] [--fresh]            write the tables and plots from `dvc exp show --json`
+
+`report` keeps the rows of OUT/results.json whose points no repository has (experiments of an
+earlier machine, whose `refs/exps` are not here): the documents grow point by point.
 
 Each point is a DVC experiment at the `sweep` preset, the video study's at `video` (`dvc exp show`
 lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
@@ -32,6 +35,9 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run the studies' missing DVC experiments")
     r.add_argument("--study", choices=sorted(studies.STUDIES), help="one study only (default: all)")
+    r.add_argument(
+        "--point", action="append", choices=sorted(studies.BY_NAME), metavar="NAME", help="this point (repeatable)"
+    )
     r.add_argument("--force", action="store_true", help="run every point again, replacing experiments of the same name")
     r.add_argument(
         "--preset",
@@ -39,6 +45,7 @@ def main(argv=None) -> int:
     )
     w = sub.add_parser("report", help="write the tables and plots from the finished experiments")
     w.add_argument("--out", default="docs/results", help="output folder (default: %(default)s)")
+    w.add_argument("--fresh", action="store_true", help="ignore the rows already in OUT/results.json")
     f = sub.add_parser("fid-noise", help="measure FID's spread over draws at several N (to size eval.fid_num_samples)")
     f.add_argument("--data", default="data/decoded/test", help="real test image shards (default: %(default)s)")
     f.add_argument("--models", help="folder with stage1/ and stage2/ exports: add gFID (default: the floor only)")
@@ -55,7 +62,7 @@ def main(argv=None) -> int:
         if args.cmd == "run":
             from ul.results import run
 
-            failed = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}")
+            failed = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}", names=args.point)
             if failed:
                 print(f"error: experiments failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
@@ -65,7 +72,11 @@ def main(argv=None) -> int:
         from ul.results import report
 
         exps = {name: x for r in repos for name, x in report.load(r).items()}
-        print(f"wrote {report.write(exps, repo / args.out)} ({len(exps)} of {len(studies.POINTS)} points)")
+        kept = {} if args.fresh else report.load_rows(repo / args.out / "results.json", exclude=set(exps))
+        wrote = report.write({**kept, **exps}, repo / args.out)
+        print(
+            f"wrote {wrote} ({len(exps) + len(kept)} of {len(studies.POINTS)} points, {len(kept)} kept from results.json)"
+        )
         return 0
     except subprocess.CalledProcessError as err:
         last = (err.stderr or "").strip().splitlines()[-1:] or [f"exit {err.returncode}"]

@@ -27,7 +27,7 @@ class Experiment:
     stage1: dict = field(default_factory=dict)  # metrics/train_stage1.json
     stage2: dict = field(default_factory=dict)  # metrics/train_stage2.json
     curve1: list = field(default_factory=list)  # metrics/stage1_train.tsv rows
-    repo: Path = Path(".")  # where it lives (its outputs are in that repository's DVC cache)
+    repo: Path | None = Path(".")  # where it lives (its outputs are in that repository's DVC cache)
 
     @property
     def pixels(self) -> int:
@@ -86,6 +86,17 @@ def load(repo: Path) -> dict[str, Experiment]:
         x.curve1 = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(io.StringIO(tsv or ""), delimiter="\t")]
         out[name] = x
     return out
+
+
+def load_rows(path: Path, exclude: set[str]) -> dict[str, Experiment]:
+    """The rows of an earlier results.json (not in `exclude`) as experiments without a repository:
+    their params, metrics and curves are kept, their cached outputs (grids) are not reachable."""
+    rows = json.loads(path.read_text()) if path.is_file() else {}
+    return {
+        n: Experiment(n, r["rev"], r["params"], r["metrics"], r["stage1"], r["stage2"], r.get("curve1", []), repo=None)
+        for n, r in rows.items()
+        if n not in exclude
+    }
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -274,6 +285,8 @@ def cached_output(x: Experiment, path: str) -> Path | None:
     by the md5 that the experiment's dvc.lock records; None when it is not there."""
     import yaml
 
+    if x.repo is None:  # a row kept from results.json
+        return None
     lock = yaml.safe_load(_git_show(x.repo, x.rev, "dvc.lock") or "{}") or {}
     md5 = next(
         (o.get("md5") for st in (lock.get("stages") or {}).values() for o in st.get("outs", []) if o["path"] == path),
@@ -303,6 +316,7 @@ def video(exps: dict, out: Path) -> str:
         for name in ("samples", "reconstructions"):
             if (src := cached_output(x, f"eval/{name}.png")) is not None:
                 (out / f"{x.name}-{name}.png").write_bytes(src.read_bytes())
+            if (out / f"{x.name}-{name}.png").is_file():  # copied now, or by an earlier report
                 grids.append(f"![{x.name} {name}]({x.name}-{name}.png)")
     p = xs[0].params
     size = p.get("data.resolution")
@@ -322,6 +336,7 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
     """docs/results/studies.md (+ PNGs) and results.json from the loaded experiments."""
     out.mkdir(parents=True, exist_ok=True)
     missing = [p.name for p in studies.POINTS if p.name not in exps]
+    kept = ", ".join(sorted(n for n, x in exps.items() if x.repo is None))
     head = (
         "# Studies: generated tables\n\n"
         "Written by `ul results report` from `dvc exp show --json`; every row is a DVC experiment at the "
@@ -333,11 +348,17 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
         "floor is the FID between two disjoint real sets of that N; latent use is the decoder's ELBO "
         "with another image's latent minus with its own (nats per image, 0 = collapsed).\n\n"
         + (f"Not yet run: {', '.join(missing)}\n\n" if missing else "")
+        + (
+            f"Kept from an earlier results.json (run elsewhere; `rev` there names each one's commit): {kept}\n\n"
+            if kept
+            else ""
+        )
     )
     body = "\n".join(text for section in SECTIONS if (text := section(exps, out)))
     (out / "studies.md").write_text(head + body)
     rows = {
         n: {"rev": x.rev, "params": x.params, "metrics": x.metrics, "stage1": x.stage1, "stage2": x.stage2}
+        | ({"curve1": x.curve1} if x.curve1 else {})
         for n, x in sorted(exps.items())
     }
     (out / "results.json").write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")

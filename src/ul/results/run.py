@@ -20,11 +20,19 @@ def existing(repo: Path) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def run(repo: Path, study: str | None = None, force: bool = False, preset: str | None = None, log=print) -> list[str]:
-    """Run the missing points of `study` (all when None); returns the names that failed."""
+def run(
+    repo: Path,
+    study: str | None = None,
+    force: bool = False,
+    preset: str | None = None,
+    log=print,
+    names: list[str] | None = None,
+) -> list[str]:
+    """Run the missing points of `study` and the `names`d ones (all when neither is given);
+    returns the names that failed."""
     done = set() if force else existing(repo)
     failed = []
-    for point in studies.points(study):
+    for point in studies.points(study, names):
         if point.name in done:
             log(f"{point.name}: exists, skipped (--force to run again)")
             continue

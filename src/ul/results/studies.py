@@ -4,7 +4,7 @@ study's at the `video` preset).
 Points are listed in run order: `ul results run` runs them one after another in the workspace, so
 a point that changes only stage-2 or evaluation params after one that trained the same stage 1
 reuses it (DVC re-runs only the stages whose params or deps changed). A point may appear in several
-studies (the default loss factor 2.1, λ(0) = 5 and 500 stage-2 steps is in all of the first three).
+studies (the sweep preset itself: loss factor 2.1, λ(0) = 5, 500 stage-2 steps, is in all of the first three).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ STUDIES: dict[str, tuple[str, ...]] = {
 BY_NAME = {p.name: p for p in POINTS}
 
 
-def points(study: str | None = None) -> list[Point]:
-    """The points of one study (all studies when None), in run order."""
-    wanted = set(STUDIES[study]) if study else set(BY_NAME)
+def points(study: str | None = None, names: list[str] | None = None) -> list[Point]:
+    """The points of one study (all studies when None), or the named ones, in run order."""
+    wanted = set(names or ()) | (set(STUDIES[study]) if study else set() if names else set(BY_NAME))
     return [p for p in POINTS if p.name in wanted]
 
 
