@@ -32,6 +32,9 @@ def test_ci_preset_runs_all_stages_and_then_none(ci_project):
     assert "train_stage1.json" not in sh(["dvc", "metrics", "show"], ci_project).stdout  # bookkeeping is not a metric
     for png in ("samples.png", "reconstructions.png"):
         assert (ci_project / "eval" / png).stat().st_size > 100
+    # every output is ignored by the root .gitignore: a run leaves no stray .gitignore (nor outputs) to commit
+    untracked = sh(["git", "status", "--porcelain", "--untracked-files=all"], ci_project).stdout
+    assert "??" not in untracked, untracked
     again = sh(["dvc", "exp", "run", "-S", "preset=ci"], ci_project)
     assert ran_stages(again.stdout + again.stderr) == set(), again.stdout[-2000:]
     shown = sh(["dvc", "metrics", "show", "--json"], ci_project).stdout
