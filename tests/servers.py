@@ -327,6 +327,22 @@ class Moto:
             self.server = None
 
 
+def _reset(s: socket.socket) -> None:
+    """Close `s` with a reset (RST, never a FIN), at once. shutdown(SHUT_RD) first: close() alone
+    would neither wake a thread blocked in recv() or accept() on it nor reset it (the blocked call
+    keeps the socket alive), so its peer would wait on a silently dead connection; SHUT_RD wakes
+    that thread and sends nothing, and the close that follows resets."""
+    for call in (
+        lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)),  # close = RST
+        lambda: s.shutdown(socket.SHUT_RD),
+    ):
+        try:
+            call()
+        except OSError:  # already closed, by its peer or an earlier cut
+            pass
+    s.close()
+
+
 class Link:
     """A TCP link on 127.0.0.1 to a server's port that can be cut and mended, as a network (or a
     server that died) would: `cut()` resets every open connection and closes the port (new ones are
@@ -347,20 +363,10 @@ class Link:
         return self
 
     def cut(self) -> None:
-        # shutdown() first: on Linux, close() alone leaves the port bound while another thread is
-        # blocked in accept(), so `mend()` could not listen on it again.
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already cut
-            pass
-        self.listener.close()
         with self.lock:
-            for s in self.open:
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
-                    s.close()
-                except OSError:  # already closed by its peer
-                    pass
+            listener, self.listener = self.listener, None
+            for s in ({listener} - {None}) | self.open:  # the listener too: accept() must wake and free the port
+                _reset(s)
             self.open.clear()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -375,6 +381,9 @@ class Link:
                 client.close()
                 continue
             with self.lock:
+                if self.listener is not listener:  # cut while this one was being connected
+                    _reset(client), _reset(server)
+                    continue
                 self.open |= {client, server}
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -383,7 +392,9 @@ class Link:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)
+            with self.lock:  # pass the end on, unless a cut woke us: then dst is reset, not ended
+                if dst in self.open:
+                    dst.shutdown(socket.SHUT_WR)
         except OSError:  # the other side, or a cut, closed it
             pass
 
