@@ -108,6 +108,19 @@ def test_fid_from_features_shift_is_squared_norm(sqrt_backend):
     assert fid_from_features(f, f + c, sqrt_backend) == pytest.approx(c @ c, rel=1e-6)
 
 
+@pytest.mark.parametrize("n_a, n_b", [(40, 40), (30, 70), (2, 5)])
+def test_fid_with_fewer_features_than_dimensions_equals_the_full_covariance_route(sqrt_backend, n_a, n_b):
+    """The N×N singular-value route of fid_from_features (N < D) against the D×D square roots of
+    frechet_distance on the same features' statistics: correlated, shifted, of unequal N."""
+    rng = np.random.default_rng(5)
+    mix = rng.normal(size=(96, 96))
+    a = rng.normal(size=(n_a, 96)) @ mix
+    b = rng.normal(size=(n_b, 96)) @ (mix + 0.3 * rng.normal(size=(96, 96))) + 0.7
+    full = frechet_distance(*gaussian_stats(a), *gaussian_stats(b), method=sqrt_backend)
+    assert fid_from_features(a, b) == pytest.approx(full, rel=1e-7)
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-6 * full)
+
+
 def test_stats_round_trip(tmp_path):
     rng = np.random.default_rng(4)
     mu, sigma = gaussian_stats(rng.normal(size=(30, 5)))

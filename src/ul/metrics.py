@@ -277,8 +277,24 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
 
 
 def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray, method: str = "eigh") -> float:
-    """FID between two feature sets (N×2048 each). Report it with both N."""
-    return frechet_distance(*gaussian_stats(feats_a), *gaussian_stats(feats_b), method=method)
+    """FID between two feature sets (N×2048 each). Report it with both N.
+
+    With fewer features than dimensions (every FID of this project: N ≤ 2048), `method="eigh"`
+    never forms a D×D matrix. With A = (F − mean)/√(N−1) (N×D), Σ = AᵀA, so tr Σ = ‖A‖² and
+    Σa·Σb = Aaᵀ(Aa·Abᵀ)Ab has the nonzero eigenvalues of M·Mᵀ, M = Aa·Abᵀ (Na×Nb): tr sqrt(Σa·Σb)
+    is the sum of M's singular values. The same value as the D×D route up to round-off, in O(N²·D)
+    instead of O(D³) (a 2048-d `eigh` pair took 3 s on 2 cores; this takes milliseconds).
+    """
+    a, b = (np.asarray(f, dtype=np.float64) for f in (feats_a, feats_b))
+    if method != "eigh" or a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or max(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(*gaussian_stats(a), *gaussian_stats(b), method=method)
+    if min(len(a), len(b)) < 2:
+        raise ValueError(f"fid_from_features needs N ≥ 2 features in each set, got {len(a)} and {len(b)}")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    root_a, root_b = (a - mu_a) / np.sqrt(len(a) - 1), (b - mu_b) / np.sqrt(len(b) - 1)
+    tr_sqrt = np.linalg.svd(root_a @ root_b.T, compute_uv=False).sum()
+    diff = mu_a - mu_b
+    return float(diff @ diff + np.sum(root_a**2) + np.sum(root_b**2) - 2.0 * tr_sqrt)
 
 
 def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, n: int) -> Path:
