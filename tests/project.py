@@ -11,6 +11,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# On top of preset=ci: shorter training and FID on 16 samples, for tests of which stages run and of
+# the mechanics, not of the numbers (each model stage several times cheaper).
+CHEAP = (
+    "stage1.steps=10",
+    "stage2.steps=10",
+    "sample.decoder_steps=2",
+    "sample.base_steps=2",
+    "eval.num_images=16",
+    "eval.fid_num_samples=16",
+    "eval.batch_size=16",
+)
 ALL = {"fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "i3d_weights", "evaluate"}
 
 

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from datahelpers import class_folder
 from PIL import Image
-from project import copy_project
+from project import CHEAP, copy_project
 from servers import (
     COMMIT,
     FINAL,
@@ -568,16 +568,7 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
 
     repo = deployed.repo
     # the ci preset with shorter training and FID on 16 samples: the sweep's mechanics, not its numbers
-    cheap = [
-        "preset=ci",
-        "stage1.steps=10",
-        "stage2.steps=10",
-        "sample.decoder_steps=2",
-        "sample.base_steps=2",
-        "eval.num_images=16",
-        "eval.fid_num_samples=16",
-        "eval.batch_size=16",
-    ]
+    cheap = ["preset=ci", *CHEAP]
     with server.client() as c:
         run = run_deployment(
             "ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": cheap, "name": "t-sweep"}

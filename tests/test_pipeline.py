@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import ALL, ran_stages, sh
+from project import ALL, CHEAP, ran_stages, sh
 
 DATA = {"fetch", "decode", "validate", "i3d_weights"}  # never re-run by a model parameter
 
@@ -41,9 +41,13 @@ def test_ci_preset_runs_all_stages_and_then_none(ci_project):
     assert "psnr_db" in shown and "latent_bits_per_pixel" in shown
 
 
+def _set(*overrides: str) -> list:
+    return [a for o in overrides for a in ("-S", o)]
+
+
 @pytest.mark.parametrize("logsnr", ["3", "10"])
 def test_logsnr_change_reruns_training_onwards_never_data(ci_project, logsnr):
-    r = sh(["dvc", "exp", "run", "-S", "preset=ci", "-S", f"noise.logsnr={logsnr}"], ci_project)
+    r = sh(["dvc", "exp", "run", *_set("preset=ci", f"noise.logsnr={logsnr}", *CHEAP)], ci_project)
     ran = ran_stages(r.stdout + r.stderr)
     assert ran == ALL - DATA, r.stdout[-3000:]
     assert yaml.safe_load((ci_project / "params.yaml").read_text())["noise"]["logsnr"] == float(logsnr)
@@ -52,7 +56,7 @@ def test_logsnr_change_reruns_training_onwards_never_data(ci_project, logsnr):
 def test_the_klvae_baseline_runs_through_every_model_stage(ci_project):
     """`-S latent=klvae`: the SD-style baseline trains, caches, feeds the same base model and is
     evaluated by the same stage; the data stages are not re-run."""
-    r = sh(["dvc", "exp", "run", "-S", "preset=ci", "-S", "latent=klvae"], ci_project)
+    r = sh(["dvc", "exp", "run", *_set("preset=ci", "latent=klvae", *CHEAP)], ci_project)
     assert ran_stages(r.stdout + r.stderr) == ALL - DATA, r.stdout[-3000:]
     config = json.loads((ci_project / "models/stage1/config.json").read_text())
     assert config["class"] == "KLVAE" and "final_kl" in config["training"]
