@@ -382,7 +382,8 @@ class Link:
                 continue
             with self.lock:
                 if self.listener is not listener:  # cut while this one was being connected
-                    _reset(client), _reset(server)
+                    _reset(client)
+                    _reset(server)
                     continue
                 self.open |= {client, server}
             for a, b in ((client, server), (server, client)):

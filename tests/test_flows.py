@@ -567,7 +567,6 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
     from PIL import Image
 
     repo = deployed.repo
-    # the ci preset with shorter training and FID on 16 samples: the sweep's mechanics, not its numbers
     cheap = ["preset=ci", *CHEAP]
     with server.client() as c:
         run = run_deployment(
