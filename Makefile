@@ -59,7 +59,7 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: setup
 	$(PY) bench/train.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py

@@ -1,14 +1,46 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from ul import conf
-from ul.config import Config
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # `make test` runs one pytest worker per core: each worker, and the stages it runs under DVC, gets its
+    # share of the cores (set before torch loads its OpenMP runtime). Two processes with two threads each
+    # on two cores slow each other several times over; two with one thread each do not.
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+
+from filelock import FileLock  # noqa: E402
+
+from ul import conf  # noqa: E402
+from ul.config import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# The modules that take minutes, longest first: handed out first, so that the workers finish together
+# rather than one of them starting the video pipeline at the end. The ci_project users lead, so the
+# first worker builds the shared run while the second works through the flows.
+SLOW_FIRST = (
+    "test_pipeline.py",
+    "test_flows.py",
+    "test_video_pipeline.py",
+    "test_results.py",
+    "test_hostile_dvc_kill.py",
+    "test_lock.py",
+    "test_commands.py",
+    "test_hostile_faults.py",
+    "test_flows_serve.py",
+    "test_metrics.py",
+    "test_train.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module keeps its order
 
 
 def preset_config(preset: str = "ci", **overrides) -> Config:
@@ -23,13 +55,21 @@ def ci_cfg() -> Config:
 
 @pytest.fixture(scope="session")
 def ci_project(tmp_path_factory):
-    """The ci preset run once by `dvc exp run -S preset=ci` (all 8 stages) in a throw-away copy of
-    the project; shared by the pipeline and command tests (the command tests only read it)."""
+    """The ci preset run once by `dvc exp run -S preset=ci` (all 8 stages) in a throw-away copy of the
+    project, once for the whole test run: the first worker to ask builds it under a file lock, the
+    others wait for it. Read-only: a test that runs DVC commands in it works on `project.copy_of(ci_project, ...)`."""
     from project import ALL, copy_project, ran_stages, sh
 
     if os.environ.get("UL_TEST_CI_PROJECT"):  # a developer's shortcut: reuse a finished ci run
         return Path(os.environ["UL_TEST_CI_PROJECT"])
-    proj = copy_project(tmp_path_factory.mktemp("proj"))
-    r = sh(["dvc", "exp", "run", "-S", "preset=ci"], proj)
-    assert ran_stages(r.stdout + r.stderr) == ALL, r.stdout[-3000:]
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, above the workers'
+    proj, done = shared / "ci_project", shared / "ci_project.done"
+    with FileLock(shared / "ci_project.lock"):
+        if not done.exists():
+            shutil.rmtree(proj, ignore_errors=True)  # a worker's failed attempt
+            proj.mkdir()
+            r = sh(["dvc", "exp", "run", "-S", "preset=ci"], copy_project(proj))
+            assert ran_stages(r.stdout + r.stderr) == ALL, r.stdout[-3000:]
+            done.touch()
     return proj

@@ -65,6 +65,13 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def copy_of(proj: Path, tmp_path_factory, name: str = "proj") -> Path:
+    """A private copy of a finished project run (links kept as links), for a test that changes it."""
+    dest = tmp_path_factory.mktemp(name) / "proj"
+    shutil.copytree(proj, dest, symlinks=True)
+    return dest
+
+
 def ran_stages(output: str) -> set[str]:
     """Stages DVC actually executed, from its log ('Running stage ...')."""
     import re

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import ALL, CHEAP, ran_stages, sh
+from project import ALL, CHEAP, copy_of, ran_stages, sh
 
 DATA = {"fetch", "decode", "validate", "i3d_weights"}  # never re-run by a model parameter
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ci_project(ci_project, tmp_path_factory):
+    """This module's own copy of the shared ci run: its tests re-run stages in it."""
+    return copy_of(ci_project, tmp_path_factory, "pipeline")
 
 
 def test_ci_preset_runs_all_stages_and_then_none(ci_project):

@@ -4,13 +4,12 @@ FLOPs the training stages count."""
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from project import ROOT, sh
+from project import ROOT, copy_of, sh
 
 from ul import flops
 from ul.results import report, studies
@@ -54,8 +53,7 @@ def test_training_flops_count_forward_and_backward_matmuls():
 
 @pytest.fixture(scope="module")
 def targets_run(ci_project, tmp_path_factory):
-    proj = tmp_path_factory.mktemp("results") / "proj"
-    shutil.copytree(ci_project, proj, symlinks=True)
+    proj = copy_of(ci_project, tmp_path_factory, "results")
     run = sh(["ul", "results", "run", "--preset", "ci", "--study", "bitrate-targets"], proj)
     again = sh(["ul", "results", "run", "--preset", "ci", "--study", "bitrate-targets"], proj)
     rep = sh(["ul", "results", "report", "--out", "out"], proj)

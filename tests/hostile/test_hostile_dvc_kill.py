@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from project import env, sh
+from project import copy_of, env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +42,7 @@ def _stage_pid(name: str) -> int | None:
 
 @pytest.fixture(scope="module")
 def proj(ci_project, tmp_path_factory):
-    dest = tmp_path_factory.mktemp("dvckill") / "proj"
-    shutil.copytree(ci_project, dest, symlinks=True)
-    return dest
+    return copy_of(ci_project, tmp_path_factory, "dvckill")
 
 
 @pytest.mark.parametrize("stage", list(OUTPUTS))
