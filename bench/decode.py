@@ -1,9 +1,10 @@
-"""Decode throughput, DALI against Pillow, measured side by side on the same files in one run.
+"""Decode throughput, DALI against Pillow, measured side by side on the same shards in one run.
 
     python bench/decode.py [--images 5000] [--resolution 32] [--channels 1] [--resize-mode pad] [--threads 2] [--repeats 3]
 
-Fetches Fashion-MNIST PNGs (builtin source) into a temporary folder, then times each back end's
-`batches()` over the same file list (decode + crop/resize, no file checks or shard writes),
+Fetches Fashion-MNIST PNGs (builtin source, packed into tar shards as the fetch stage does) into
+a temporary folder, then times each back end's `batches()` over the same files: DALI's WebDataset
+reader on the tars, Pillow on their bytes (decode + crop/resize, no file checks or shard writes),
 alternating back ends for `--repeats` rounds and reporting the median images/s. DALI "mixed"
 (GPU decode) is added when a CUDA GPU is visible. Expect ±40% noise on a shared 2-core machine:
 compare the ratio, not the absolute numbers.
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ul.data import decode_pil, manifest
+from ul.data import decode_pil, manifest, rawshards
 from ul.data.decode import cuda_available
 from ul.data.sources import fetch
 
@@ -44,7 +45,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ul-bench-") as tmp:
         raw = Path(tmp) / "raw"
         fetch("builtin:fashion-mnist", raw, max_train=args.images, max_test=1)
-        files = [str(raw / e.path) for e in manifest.read(raw) if e.split == "train"]
+        train = [e for e in manifest.read(raw) if e.split == "train"]
+        files, warm = (rawshards.Selection(rawshards.Shards(raw), rows) for rows in (train, train[:512]))
         opts = dict(
             resolution=args.resolution, channels=args.channels, resize_mode=args.resize_mode, batch_size=args.batch_size
         )
@@ -57,14 +59,14 @@ def main() -> None:
         if cuda_available():
             runs["dali mixed (gpu)"] = (decode_dali.batches, dict(threads=args.threads, device="cuda"))
         for fn, extra in runs.values():  # warm-up: imports, page cache, first pipeline build
-            _rate(fn, files[:512], **opts, **extra)
+            _rate(fn, warm, **opts, **extra)
         rates = {name: [] for name in runs}
         for _ in range(args.repeats):
             for name, (fn, extra) in runs.items():
                 rates[name].append(_rate(fn, files, **opts, **extra))
 
     print(
-        f"{len(files)} Fashion-MNIST PNGs, {args.resize_mode} to {args.resolution}x{args.resolution}, "
+        f"{len(files)} Fashion-MNIST PNGs in tar shards, {args.resize_mode} to {args.resolution}x{args.resolution}, "
         f"{args.channels} channel(s), batch {args.batch_size}, median of {args.repeats}"
     )
     base = statistics.median(rates[next(iter(runs))])

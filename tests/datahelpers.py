@@ -5,16 +5,20 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import io
+import shutil
 import struct
 import tarfile
 import threading
 import zipfile
 import zlib
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ul.data import manifest, rawshards
 
 # A real video: H.264 in MP4, 30 fps (PyPI mvtb-data, pinned in the lock).
 TRAFFIC = importlib.resources.files("mvtbdata") / "images" / "traffic_sequence.mp4"
@@ -54,6 +58,31 @@ def class_folder(root: Path, per_class: int = 12, classes=("cat", "dog")) -> Pat
             arr = noise(100 * ci + k)
             files[f"{name}/{k:03d}." + ("jpg" if k % 3 == 0 else "png")] = jpeg(arr) if k % 3 == 0 else png(arr)
     return write_folder(root, files)
+
+
+def packed(root: Path, files: dict[str, bytes]) -> rawshards.Selection:
+    """`files` (name → bytes, names in sorted order) as the train split of a raw folder's shards,
+    selected in that order: what the batch decoders read."""
+    write_folder(root, {f"train/{name}": data for name, data in files.items()})
+    entries = [manifest.Entry(f"train/{n}", "train", None, manifest.sha256_bytes(d), len(d)) for n, d in files.items()]
+    return rawshards.Selection(rawshards.Shards(root), rawshards.pack(root, entries, 1 << 30))
+
+
+def raw_files(raw: Path) -> dict[str, bytes]:
+    """Every file of a fetched raw folder by manifest path, read from its shards."""
+    shards = rawshards.Shards(raw)
+    return {e.path: shards.read(e) for e in manifest.read(raw)}
+
+
+def rewrite_raw(raw: Path, changes: dict[str, bytes]) -> None:
+    """Change files inside a raw folder's shards, as a damaged disk or a hostile hand would: the
+    manifest keeps its rows, hashes and sizes (decode does not re-hash; validate does)."""
+    entries, files = manifest.read(raw), raw_files(raw)
+    files.update(changes)
+    write_folder(raw, files)
+    shutil.rmtree(raw / rawshards.SHARDS)
+    rawshards.pack(raw, [replace(e, bytes=len(files[e.path])) for e in entries], 1 << 30)
+    manifest.write(raw, entries, manifest.read_classes(raw))
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

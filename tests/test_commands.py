@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datahelpers import raw_files
 from PIL import Image
 
 from ul import Autoencoder, Generator, cli, export
+from ul.data import manifest
 from ul.inputs import load_image
 
 pytestmark = pytest.mark.slow
@@ -23,18 +25,17 @@ pytestmark = pytest.mark.slow
 def run(ci_project, tmp_path_factory):
     """The trained models and six held-out images of different classes, as a user has them."""
     raw = ci_project / "data" / "raw"
-    rows = [line.split(",") for line in (raw / "manifest.csv").read_text().splitlines()[1:]]
-    picked, seen = [], set()
-    for path, split, label, *_ in rows:
-        if split == "test" and label not in seen:
-            seen.add(label)
-            picked.append(raw / path)
+    files, picked, seen = raw_files(raw), [], set()
+    for e in manifest.read(raw):
+        if e.split == "test" and e.label not in seen:
+            seen.add(e.label)
+            picked.append(files[e.path])
         if len(picked) == 6:
             break
     images = tmp_path_factory.mktemp("user") / "my images"
     images.mkdir()
-    for i, p in enumerate(picked):
-        shutil.copyfile(p, images / f"item {i}.png")
+    for i, data in enumerate(picked):
+        (images / f"item {i}.png").write_bytes(data)
     return ci_project, images
 
 

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from datahelpers import corrupt_idat, jpeg, noise, png, write_folder
+from datahelpers import corrupt_idat, jpeg, noise, packed, png, raw_files, rewrite_raw
 
 from ul.data import DataError, builtin, decode_pil, manifest
 from ul.data.decode import decode
@@ -31,11 +31,6 @@ def _copy_raw(raw, dest):
 
     shutil.copytree(raw, dest)
     return dest
-
-
-def _replace(folder, rel, data):
-    """Swap one file's bytes (the manifest keeps the old hash: decode does not re-hash)."""
-    (folder / rel).write_bytes(data)
 
 
 def test_pad_puts_the_upstream_pixels_in_the_centre(raw, tmp_path):
@@ -66,19 +61,17 @@ def _both(files, **opts):
 
 
 def test_dali_cpu_and_pillow_agree(raw, tmp_path):
-    grey = [str(raw / e.path) for e in manifest.read(raw)][:10]
+    grey = packed(tmp_path / "grey", dict(list(raw_files(raw).items())[:10]))
     dali, pil = _both(grey, resolution=24, channels=1, resize_mode="pad")  # 28 → 24 crops
     np.testing.assert_array_equal(dali, pil)
     sizes = [(29, 31), (40, 33), (5, 70), (31, 8)]  # odd differences exercise DALI's rounding of the window
-    colour = write_folder(tmp_path, {f"c{i}.png": png(noise(i, h, w, 3)) for i, (h, w) in enumerate(sizes)})
-    files = [str(colour / f"c{i}.png") for i in range(len(sizes))]
+    files = packed(tmp_path / "colour", {f"c{i}.png": png(noise(i, h, w, 3)) for i, (h, w) in enumerate(sizes)})
     dali, pil = _both(files, resolution=32, channels=3, resize_mode="pad")
     assert dali.shape == (4, 3, 32, 32)
     np.testing.assert_array_equal(dali, pil)
     dali, pil = _both(files, resolution=32, channels=1, resize_mode="pad")  # colour → grey: ±1 level
     assert np.abs(dali.astype(int) - pil).max() <= 1
-    jpg = write_folder(tmp_path, {f"j{i}.jpg": jpeg(noise(i, h, w, 3)) for i, (h, w) in enumerate(sizes)})
-    files = [str(jpg / f"j{i}.jpg") for i in range(len(sizes))]
+    files = packed(tmp_path / "jpeg", {f"j{i}.jpg": jpeg(noise(i, h, w, 3)) for i, (h, w) in enumerate(sizes)})
     for channels in (1, 3):  # JPEG: same libjpeg-turbo, luminance decoded directly for grey
         dali, pil = _both(files, resolution=32, channels=channels, resize_mode="pad")
         np.testing.assert_array_equal(dali, pil)
@@ -87,8 +80,7 @@ def test_dali_cpu_and_pillow_agree(raw, tmp_path):
 def test_resize_scales_the_shorter_side(tmp_path):
     y, x = np.mgrid[0:96, 0:64]
     smooth = np.stack([128 + 90 * np.sin(x / 9), 128 + 90 * np.cos(y / 11), (x + y) % 200], -1).astype(np.uint8)
-    folder = write_folder(tmp_path, {"s.png": png(smooth)})
-    dali, pil = _both([str(folder / "s.png")], resolution=32, channels=3, resize_mode="resize")
+    dali, pil = _both(packed(tmp_path, {"s.png": png(smooth)}), resolution=32, channels=3, resize_mode="resize")
     assert dali.shape == (1, 3, 32, 32)
     assert np.abs(dali.astype(int) - pil).mean() < 1.5  # antialiased bilinear in both, not bit-identical
     reference = smooth[::2, ::2][8:40].transpose(2, 0, 1)  # 64×96 → 32×48, centre rows 8..40
@@ -97,10 +89,11 @@ def test_resize_scales_the_shorter_side(tmp_path):
 
 @pytest.mark.parametrize("how", ["truncated", "crc-valid"])
 def test_corrupt_image_fails_by_path_or_is_skipped(raw, tmp_path, how):
-    bad = "train/0/00001.png" if (raw / "train/0/00001.png").exists() else manifest.read(raw)[20].path
+    files = raw_files(raw)
+    bad = "train/0/00001.png" if "train/0/00001.png" in files else manifest.read(raw)[20].path
     folder = _copy_raw(raw, tmp_path / "raw")
-    data = (folder / bad).read_bytes()
-    _replace(folder, bad, data[: len(data) // 2] if how == "truncated" else corrupt_idat(data))
+    data = files[bad]
+    rewrite_raw(folder, {bad: data[: len(data) // 2] if how == "truncated" else corrupt_idat(data)})
     with pytest.raises(DataError, match=f"1 unreadable image.*{bad}.*decode.on_error=skip"):
         decode(folder, tmp_path / "dec", 32, 1, device="cpu", batch_size=8)
     assert not (tmp_path / "dec").exists()

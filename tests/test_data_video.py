@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datahelpers import TRAFFIC, tree_hashes, write_folder
+from datahelpers import TRAFFIC, raw_files, tree_hashes, write_folder
 from PIL import Image
 
 from ul.config import MovingMNISTConfig
@@ -37,9 +37,9 @@ def _tree() -> Path:
     return TREE
 
 
-def _frames_of(path: Path) -> np.ndarray:
-    """The frames of an APNG, read with Pillow (an independent reader): T×H×W uint8."""
-    with Image.open(path) as im:
+def _frames_of(raw: Path, rel: str) -> np.ndarray:
+    """The frames of a fetched APNG, read with Pillow (an independent reader): T×H×W uint8."""
+    with Image.open(io.BytesIO(raw_files(raw)[rel])) as im:
         out = []
         for k in range(im.n_frames):
             im.seek(k)
@@ -91,7 +91,7 @@ def test_moving_mnist_clips_are_real_digits_of_their_split_bouncing(tmp_path):
         for i in range(3):
             k = int(rng.integers(0, len(digits), 1)[0])
             path = moving_mnist.trajectory(rng, 12, cfg.size - 28)
-            frames = _frames_of(tmp_path / "raw" / split / f"{i:05d}.png")
+            frames = _frames_of(tmp_path / "raw", f"{split}/{i:05d}.png")
             assert frames.shape == (12, 40, 40)
             for t, (y, x) in enumerate(path):
                 expected = np.zeros((40, 40), np.uint8)
@@ -102,7 +102,7 @@ def test_moving_mnist_clips_are_real_digits_of_their_split_bouncing(tmp_path):
 
 def test_moving_mnist_two_digits_differ_between_frames(tmp_path):
     fetch("builtin:moving-mnist", tmp_path / "raw", frames=8, moving_mnist=MM)
-    frames = _frames_of(tmp_path / "raw" / "train" / "00000.png")
+    frames = _frames_of(tmp_path / "raw", "train/00000.png")
     assert frames.shape == (8, 48, 48) and frames.max() > 200
     assert all(not np.array_equal(frames[t], frames[t + 1]) for t in range(7))
     assert all(200 < (f > 0).sum() < 2 * 28 * 28 for f in frames)  # two digits' strokes, no more
@@ -261,7 +261,7 @@ def test_moving_mnist_keeps_every_frame_when_digits_do_not_move(tmp_path):
     which would make Pillow merge them), and the validate suite would flag such clips as stills."""
     cfg = MovingMNISTConfig(train_clips=1, test_clips=1, size=28, digits=1, seed=0)
     fetch("builtin:moving-mnist", tmp_path / "raw", frames=5, moving_mnist=cfg)
-    frames = _frames_of(tmp_path / "raw" / "train" / "00000.png")
+    frames = _frames_of(tmp_path / "raw", "train/00000.png")
     assert frames.shape == (5, 28, 28) and all(np.array_equal(f, frames[0]) for f in frames)
     m = decode(tmp_path / "raw", tmp_path / "dec", 28, 1, device="cpu", frames=5)
     assert m["clips"] == {"train": 1, "test": 1}

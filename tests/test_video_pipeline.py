@@ -70,13 +70,14 @@ def test_the_ul_command_reads_and_writes_clips(video_project, tmp_path):
     held-out Moving MNIST clips) and write each reconstruction as an animated PNG."""
     import shutil
 
-    from datahelpers import TRAFFIC
+    from datahelpers import TRAFFIC, raw_files
 
     clips = tmp_path / "clips"
     clips.mkdir()
     shutil.copy(TRAFFIC, clips / "traffic.mp4")
+    held_out = raw_files(video_project / "data/raw")
     for name in ("00000.png", "00001.png"):
-        shutil.copy(video_project / "data/raw/test" / name, clips / name)
+        (clips / name).write_bytes(held_out[f"test/{name}"])
     r = sh(["ul", "rate", "--json", "--draws", "1", str(clips)], video_project)
     rows = json.loads(r.stdout)
     assert [Path(x["file"]).name for x in rows] == ["00000.png", "00001.png", "traffic.mp4"]

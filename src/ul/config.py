@@ -49,6 +49,7 @@ class DataConfig:
     resize_mode: str = "pad"  # pad: centre-pad/crop without resampling; resize: shorter side, then centre crop
     max_train: int = 0  # 0 = all
     max_test: int = 0
+    shard_mb: int = 256  # the raw files are packed into tar shards of at most this many MiB (ul.data.rawshards)
     # Video: clips of `frames` frames (0 = still images). Decoded clips are uint8 N×C×T×H×W, each
     # file's first `frames` frames at `fps` frames per second (0 = the file's own rate).
     frames: int = 0
@@ -259,6 +260,7 @@ def validate(cfg: Config) -> Config:
     _choice("data.channels", d.channels, (1, 3))
     _choice("data.resize_mode", d.resize_mode, ("pad", "resize"))
     _check(d.max_train >= 0 and d.max_test >= 0, "data.max_train", d.max_train, "limits must be >= 0")
+    _check(d.shard_mb >= 1, "data.shard_mb", d.shard_mb, "must be >= 1 (MiB per raw shard)")
     _choice("decode.device", cfg.decode.device, DEVICES)
     _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
     _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")

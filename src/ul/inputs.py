@@ -8,6 +8,7 @@ Every failure is an `InputError` that names the input and the reason.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterable
@@ -60,11 +61,17 @@ def list_images(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES
 
 def load_image(path: str | Path, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
     """One image file → uint8 C×resolution×resolution, checked before it is decoded."""
-    reason = imagecheck.quick(path, resolution)  # the pixel budget and image policy of the decode stage
+    try:
+        if (size := os.stat(path).st_size) > imagecheck.MAX_FILE_BYTES:  # read whole below: a bomb stops here
+            raise InputError(f"{path}: {size:,} bytes; an image file is at most {imagecheck.MAX_FILE_BYTES:,}")
+        data = Path(path).read_bytes()  # a regular file (list_images): a pipe or device never gets here
+    except OSError as err:
+        raise InputError(f"{path}: {err.strerror or 'cannot read'}") from None
+    reason = imagecheck.quick(data, resolution)  # the pixel budget and image policy of the decode stage
     if reason:
         raise InputError(f"{path}: unreadable image ({reason})")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             _check(im, path)
             return decode_pil.transform(im, resolution, channels, resize_mode)
     except InputError:

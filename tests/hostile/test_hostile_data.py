@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 
 import pytest
 from datahelpers import class_folder
@@ -82,3 +84,54 @@ def test_skip_then_validate_passes_and_counts_the_skipped_file(tmp_path):
     assert v["success"] and v["images"] == 8
     counts = counts_table(manifest_table(tmp_path / "raw"), tmp_path / "dec").set_index("split")
     assert counts["skipped"].sum() == 1 and (counts["expected_decoded"] == counts["decoded"]).all()
+
+
+def _rewrite_first_location(raw, shard=None, key=None):
+    rows = list(csv.reader(open(raw / manifest.MANIFEST, newline="", encoding="utf-8")))
+    rows[1][5], rows[1][6] = shard or rows[1][5], key or rows[1][6]
+    with open(raw / manifest.MANIFEST, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    return rows[1][1]
+
+
+@pytest.mark.parametrize(
+    "shard, key, reason",
+    [
+        ("../../../etc/passwd", None, "has shard"),
+        ("{split}-000000.tar/../../x.tar", None, "has shard"),
+        ("{other}-000000.tar", None, "has shard"),  # a shard of the other split
+        (None, "../00001", "has key"),
+        (None, "1e5", "has key"),
+    ],
+)
+def test_a_forged_shard_or_key_is_refused_before_any_file_is_opened(tmp_path, raw, shard, key, reason):
+    from ul.data.validate import manifest_table
+
+    split = manifest.read(raw)[0].split
+    other = "train" if split == "test" else "test"
+    _rewrite_first_location(raw, shard and shard.format(split=split, other=other), key)
+    with pytest.raises(DataError, match=rf"line 2: path .* {reason}"):
+        decode(raw, tmp_path / "dec", 32, 1, backend="pillow")
+    assert not (tmp_path / "dec").exists()
+    files = manifest_table(raw)["file_sha256"]  # validate: the row's file is missing, so its hash check fails
+    assert files[0] == "missing" and (files[1:] != "missing").all()
+
+
+@pytest.mark.parametrize("damage", ["fifo", "truncated", "index", "absent"])
+def test_a_damaged_shard_is_one_error_naming_it(tmp_path, raw, damage):
+    """A shard replaced by a pipe (which would block a reader), cut short, with a garbled index or
+    gone: decode stops with one error naming the shard, and never hangs."""
+    tar = raw / "shards" / manifest.read(raw)[0].shard
+    if damage == "fifo":
+        tar.unlink()
+        os.mkfifo(tar)
+    elif damage == "truncated":
+        tar.write_bytes(tar.read_bytes()[:1000])
+    elif damage == "index":
+        tar.with_suffix(".idx").write_text("v1.2 3\npng 512 x\n")
+    else:
+        tar.unlink()
+    with pytest.raises(DataError, match=re.escape(str(tar.with_suffix(".idx") if damage == "index" else tar))) as err:
+        decode(raw, tmp_path / "dec", 32, 1, backend="pillow")
+    assert "\n" not in str(err.value) and "fetch" in str(err.value)
+    assert not (tmp_path / "dec").exists()

@@ -1,4 +1,5 @@
-"""The data layer: fetch a source into encoded files + a manifest, decode them into uint8 shards, validate both.
+"""The data layer: fetch a source into tar shards of its encoded files + a manifest (ul.data.rawshards),
+decode them into uint8 shards, validate both.
 
 The submodules are imported lazily by their users (DALI and Great Expectations are slow to import);
 this package only defines the error type they all raise, so that stages can catch one class.

@@ -1,6 +1,7 @@
 """`decode`: turn the fetched files into uint8 N×C×H×W shards per split, with NVIDIA DALI.
 
-Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncated image is named
+The files are read from the raw folder's tar shards (ul.data.rawshards: DALI's WebDataset reader,
+or their bytes for Pillow and video). Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncated image is named
 by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
 and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
 decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
@@ -24,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ul.atomic import staged_dir
-from ul.data import DataError, imagecheck, manifest, shown
+from ul.data import DataError, imagecheck, manifest, rawshards, shown
 from ul.data.decode_common import BackendError
 from ul.data.manifest import SPLITS, Entry
 from ul.shards import ShardWriter
@@ -102,7 +103,7 @@ def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts:
     """Decode `keep` (manifest order) into one shard folder per split; returns counts."""
     labelled = all(e.label is not None for e in keep)
     writers = {s: ShardWriter(out / s) for s in SPLITS}
-    files = [str(raw_dir / e.path) for e in keep]
+    files = rawshards.Selection(rawshards.Shards(raw_dir), keep)
     split_of = np.array([e.split for e in keep])
     labels = np.array([e.label if labelled else -1 for e in keep], dtype=np.int64)
     pos = 0
@@ -158,9 +159,10 @@ def decode(
         return decode_video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
+    shards = rawshards.Shards(raw_dir)
     skipped, largest = {}, 1
     for e in tqdm(entries, desc="check", unit="img", mininterval=1.0):
-        reason, pixels = imagecheck.check(raw_dir / e.path, resolution)
+        reason, pixels = imagecheck.check(shards.read(e), resolution)
         if reason:
             skipped[e.path] = reason
         else:
@@ -183,7 +185,7 @@ def decode(
                 counts = _write(out, raw_dir, keep, batches, opts)
                 break
             except BackendError as err:  # passed the quick check, still undecodable: find it, then retry
-                late = {e.path: r for e in keep[err.first :] if (r := imagecheck.full(raw_dir / e.path))}
+                late = {e.path: r for e in keep[err.first :] if (r := imagecheck.full(shards.read(e)))}
                 if not late:
                     raise DataError(f"decoding {raw_dir} failed and no single file could be blamed: {err}") from None
                 if on_error == "fail":

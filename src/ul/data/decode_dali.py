@@ -1,9 +1,10 @@
-"""The DALI decoder: `fn.readers.file` over an explicit file list → `fn.decoders.image` → crop/resize.
+"""The DALI decoder: `fn.readers.webdataset` over the raw tar shards → `fn.decoders.image` → crop/resize.
 
 For device "cuda" the decoder runs as DALI's `device="mixed"` (nvJPEG) and the rest on the GPU; without one the
 whole pipeline is CPU with `device_id=None` (DALI rejects -1 and refuses "mixed" without CUDA).
-The file list is read in order (no shuffling) and the last batch padded with repeats, which are
-dropped, so row k of the output is file k. DALI stops at the first bad file and only reports
+The reader is given an index per tar that lists exactly the selected files (ul.data.rawshards:
+the ones decode left out are simply not in it), read in order (no shuffling), with the last batch
+padded with repeats, which are dropped, so row k of the output is selected file k. DALI stops at the first bad file and only reports
 the batch; prefetching means the failing batch can be up to `PREFETCH` batches behind the one
 being fetched, which `BackendError.first` accounts for.
 """
@@ -11,19 +12,29 @@ being fetched, which `BackendError.first` accounts for.
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterator
 
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 
 from ul.data.decode_common import BackendError
+from ul.data.rawshards import EXTENSIONS, Selection
 
 PREFETCH = 2
 
 
 @pipeline_def
-def _pipeline(files: list[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
-    data, _ = fn.readers.file(files=files, random_shuffle=False, pad_last_batch=True, name="reader")
+def _pipeline(tars: list[str], indexes: list[str], resolution: int, channels: int, resize_mode: str, gpu: bool):
+    data = fn.readers.webdataset(
+        paths=tars,
+        index_paths=indexes,
+        ext=[";".join(EXTENSIONS)],  # one component per sample: the file, whichever its type
+        missing_component_behavior="error",
+        random_shuffle=False,
+        pad_last_batch=True,
+        name="reader",
+    )
     images = fn.decoders.image(
         data,
         device="mixed" if gpu else "cpu",
@@ -37,7 +48,7 @@ def _pipeline(files: list[str], resolution: int, channels: int, resize_mode: str
 
 
 def batches(
-    files: list[str],
+    files: Selection,
     resolution: int,
     channels: int,
     resize_mode: str,
@@ -45,12 +56,19 @@ def batches(
     batch_size: int,
     device: str = "cpu",
 ) -> Iterator[np.ndarray]:
-    """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
+    """Yield N×C×H×W uint8 batches of the selected files in order; a failure raises BackendError."""
+    with tempfile.TemporaryDirectory(prefix="ul-wds-") as scratch:
+        yield from _batches(files, scratch, resolution, channels, resize_mode, threads, batch_size, device)
+
+
+def _batches(files, scratch, resolution, channels, resize_mode, threads, batch_size, device):
     gpu = device == "cuda"  # ul's name; DALI calls the GPU decoder "mixed"
     batch_size = max(1, min(batch_size, len(files)))
+    tars, indexes = files.dali_files(scratch)
     try:
         pipe = _pipeline(
-            files=files,
+            tars=tars,
+            indexes=indexes,
             resolution=resolution,
             channels=channels,
             resize_mode=resize_mode,

@@ -9,6 +9,7 @@ Pillow's antialiased bilinear filter, close to but not bit-identical with DALI's
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ul.data.decode_common import BackendError
+from ul.data.rawshards import Selection
 
 
 def _round_half_away(x: float) -> int:
@@ -51,9 +53,9 @@ def resize_shorter(img: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(new[1], new[0], c)
 
 
-def load(path: str, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
-    """Decode one file to uint8 C×resolution×resolution."""
-    with Image.open(path) as im:
+def load(data: bytes, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
+    """Decode one file's bytes to uint8 C×resolution×resolution."""
+    with Image.open(io.BytesIO(data)) as im:
         return transform(im, resolution, channels, resize_mode)
 
 
@@ -69,7 +71,7 @@ def transform(im: Image.Image, resolution: int, channels: int, resize_mode: str)
 
 
 def batches(
-    files: list[str],
+    files: Selection,
     resolution: int,
     channels: int,
     resize_mode: str,
@@ -77,13 +79,13 @@ def batches(
     batch_size: int,
     device: str = "cpu",
 ) -> Iterator[np.ndarray]:
-    """Yield N×C×H×W uint8 batches of `files` in order; a failure raises BackendError."""
+    """Yield N×C×H×W uint8 batches of the selected files in order; a failure raises BackendError."""
 
     def one(k: int) -> np.ndarray:
         try:
-            return load(files[k], resolution, channels, resize_mode)
+            return load(files.read(k), resolution, channels, resize_mode)
         except Exception as err:
-            raise BackendError(k, f"{files[k]}: {type(err).__name__}: {err}") from err
+            raise BackendError(k, f"{files.name(k)}: {type(err).__name__}: {err}") from err
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for start in range(0, len(files), batch_size):

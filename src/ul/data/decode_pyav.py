@@ -18,7 +18,9 @@ incomplete; the whole file is read for that (its packets only, not decoded past 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -124,12 +126,18 @@ def _within_budget(width: int, height: int, resolution: int) -> None:
         )
 
 
-def load(path: str, frames: int, fps: float, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
-    """Decode one file to a uint8 C×frames×resolution×resolution clip; raises ClipError."""
+def _source(src: str | Path | bytes):
+    """What av.open reads: a file name, or a file's bytes (a member of a raw shard)."""
+    return io.BytesIO(src) if isinstance(src, bytes) else str(src)
+
+
+def load(src: str | Path | bytes, frames: int, fps: float, resolution: int, channels: int, resize_mode: str):
+    """Decode one file (its name or its bytes) to a uint8 C×frames×resolution×resolution clip;
+    raises ClipError."""
     import av
 
     try:
-        with av.open(str(path), mode="r") as container:
+        with av.open(_source(src), mode="r") as container:
             if not container.streams.video:
                 raise ClipError("not a video (the file has no video stream)")
             stream = container.streams.video[0]
@@ -147,12 +155,12 @@ def load(path: str, frames: int, fps: float, resolution: int, channels: int, res
         raise ClipError(_reason(err)) from None
 
 
-def probe(path: str) -> tuple[int, int]:
+def probe(src: str | Path | bytes) -> tuple[int, int]:
     """(width, height) of the first video stream from the header; (0, 0) when unreadable."""
     import av
 
     try:
-        with av.open(str(path), mode="r") as container:
+        with av.open(_source(src), mode="r") as container:
             stream = container.streams.video[0]
             return stream.codec_context.width, stream.codec_context.height
     except Exception:  # decode names unreadable files; here they only fail the size check

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ul.atomic import staged_dir
-from ul.data import DataError, decode_pyav
+from ul.data import DataError, decode_pyav, rawshards
 from ul.data.decode import PATHS, SKIPPED, refuse
 from ul.data.manifest import SPLITS, Entry
 from ul.shards import ShardWriter
@@ -36,10 +36,11 @@ def _device(device: str) -> str:
 
 def _clips(raw_dir: Path, keep: list[Entry], opts: dict, threads: int):
     """(entry, clip or None, reason or None) for each entry, in order; decoded `threads` at a time."""
+    shards = rawshards.Shards(raw_dir)
 
     def one(e: Entry):
         try:
-            return e, decode_pyav.load(str(raw_dir / e.path), **opts), None
+            return e, decode_pyav.load(shards.read(e), **opts), None
         except decode_pyav.ClipError as err:
             return e, None, str(err)
 

@@ -1,4 +1,4 @@
-"""Find unreadable images by path before (and, if needed, after) the batch decoder sees them.
+"""Find unreadable images (their bytes) before (and, if needed, after) the batch decoder sees them.
 
 DALI reports a failure per batch, not per file, and stops the pipeline; checking files first is
 what lets `decode` name the bad file and, with `on_error=skip`, leave it out. `quick` is cheap
@@ -24,13 +24,14 @@ One policy for both decoders (DALI and Pillow), applied here before either sees 
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 from PIL import Image
 
 FORMATS = ("PNG", "JPEG")
 BUDGET_SCALE = 16  # an image may be up to 16× the training resolution per side ...
 MIN_BUDGET = 4096 * 4096  # ... and always up to 16.8 megapixels
+MAX_FILE_BYTES = 1 << 28  # an image file is read whole; 16.8 megapixels need far fewer bytes
 BATCH_BYTES = 1 << 30  # decoded pixels of one decode batch (4 bytes per pixel, the widest layout)
 
 
@@ -43,10 +44,10 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
-def check(path: str | Path, resolution: int | None = None) -> tuple[str | None, int]:
-    """(None if `path` looks like a complete, acceptable PNG/JPEG else the reason, its pixel count)."""
+def check(data: bytes, resolution: int | None = None) -> tuple[str | None, int]:
+    """(None if `data` looks like a complete, acceptable PNG/JPEG else the reason, its pixel count)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             fmt, (w, h), mode, info = im.format, im.size, im.mode, dict(im.info)
             if resolution and w * h > pixel_budget(resolution):  # before any pixel is decoded
                 return (
@@ -61,29 +62,27 @@ def check(path: str | Path, resolution: int | None = None) -> tuple[str | None, 
     if w == 0 or h == 0:
         return f"empty image ({w}x{h})", 0
     if fmt == "JPEG":
-        return _jpeg_structure(path) or _jpeg_entropy(path), w * h
-    if _png_bit_depth(path) == 16:
+        return _jpeg_structure(data) or _jpeg_entropy(data), w * h
+    if _png_bit_depth(data) == 16:
         return "16-bit PNG (the decoders would clip or rescale it differently); convert it to 8 bits", w * h
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info:
-        return _transparency(path), w * h
+        return _transparency(data), w * h
     return None, w * h
 
 
-def quick(path: str | Path, resolution: int | None = None) -> str | None:
-    """None if `path` looks like a complete, acceptable PNG/JPEG, else the reason it does not."""
-    return check(path, resolution)[0]
+def quick(data: bytes, resolution: int | None = None) -> str | None:
+    """None if `data` looks like a complete, acceptable PNG/JPEG, else the reason it does not."""
+    return check(data, resolution)[0]
 
 
-def _png_bit_depth(path: str | Path) -> int:
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return head[24] if len(head) >= 26 and head[12:16] == b"IHDR" else 8
+def _png_bit_depth(data: bytes) -> int:
+    return data[24] if len(data) >= 26 and data[12:16] == b"IHDR" else 8
 
 
-def _transparency(path: str | Path) -> str | None:
+def _transparency(data: bytes) -> str | None:
     """None when every pixel is opaque (the alpha can be dropped without changing the image)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             alpha = im.convert("RGBA").getchannel("A")
             lo, _ = alpha.getextrema()
     except Exception as err:
@@ -93,9 +92,8 @@ def _transparency(path: str | Path) -> str | None:
     return None
 
 
-def _jpeg_structure(path: str | Path) -> str | None:
+def _jpeg_structure(data: bytes) -> str | None:
     """Walk the JPEG's segments and entropy-coded scans to its end-of-image marker."""
-    data = Path(path).read_bytes()
     n, i = len(data), 2
     while i < n:
         if data[i] != 0xFF:
@@ -126,11 +124,10 @@ def _jpeg_structure(path: str | Path) -> str | None:
     return "truncated JPEG (no end-of-image marker)"
 
 
-def _jpeg_entropy(path: str | Path) -> str | None:
+def _jpeg_entropy(data: bytes) -> str | None:
     """Decode every block in strict mode (see the module docstring); None when all are there."""
     import simplejpeg
 
-    data = Path(path).read_bytes()
     try:
         space = simplejpeg.decode_jpeg_header(data)[2]
         out = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(space, "RGB")
@@ -140,10 +137,10 @@ def _jpeg_entropy(path: str | Path) -> str | None:
     return None
 
 
-def full(path: str | Path) -> str | None:
-    """None if every pixel of `path` decodes, else the reason."""
+def full(data: bytes) -> str | None:
+    """None if every pixel of `data` decodes, else the reason."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
     except Exception as err:
         return _describe(err)

@@ -1,7 +1,8 @@
 """The manifest: one CSV row per fetched image, the contract between fetch, decode and validate.
 
-Columns `path, split, label, sha256, bytes`; `path` is relative to the raw folder (POSIX
-separators), rows are sorted by path, `label` is an integer class id or empty. The class names
+Columns `path, split, label, sha256, bytes, shard, key`; `path` is the file's name relative to the
+raw folder (POSIX separators), rows are sorted by path, `label` is an integer class id or empty,
+and `shard`, `key` say where its bytes are (ul.data.rawshards). The class names
 live beside it in `classes.json` (id = position). The file is written with fixed formatting so
 that the same images always give the same bytes.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,7 +21,9 @@ from ul.data import DataError, bad_name, shown
 
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"
-COLUMNS = ("path", "split", "label", "sha256", "bytes")
+COLUMNS = ("path", "split", "label", "sha256", "bytes", "shard", "key")
+SHARD_RE = re.compile(r"(train|test)-\d{6}\.tar")
+KEY_RE = re.compile(r"\d{8}")
 SPLITS = ("train", "test")
 
 
@@ -30,6 +34,8 @@ class Entry:
     label: int | None
     sha256: str
     bytes: int
+    shard: str = ""  # set when the file is packed (ul.data.rawshards.pack)
+    key: str = ""
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -52,7 +58,7 @@ def write(folder: Path, entries: Iterable[Entry], classes: list[str]) -> Path:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(COLUMNS)
         for e in rows:
-            w.writerow([e.path, e.split, "" if e.label is None else e.label, e.sha256, e.bytes])
+            w.writerow([e.path, e.split, "" if e.label is None else e.label, e.sha256, e.bytes, e.shard, e.key])
     (Path(folder) / CLASSES).write_text(json.dumps(list(classes), indent=1) + "\n", encoding="utf-8")
     return path
 
@@ -72,17 +78,19 @@ def read(folder: str | Path) -> list[Entry]:
 def _rows(path: Path, reader: csv.DictReader) -> list[Entry]:
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise DataError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}")
-    entries, seen = [], set()
+    entries, seen, keys = [], set(), set()
     try:
         for r in reader:
-            e = Entry(
-                r["path"], r["split"], int(r["label"]) if r["label"] != "" else None, r["sha256"], int(r["bytes"])
-            )
-            if reason := check_path(e.path, e.split):
+            label = int(r["label"]) if r["label"] != "" else None
+            e = Entry(r["path"], r["split"], label, r["sha256"], int(r["bytes"]), r["shard"], r["key"])
+            if reason := check_path(e.path, e.split) or check_location(e.shard, e.key, e.split):
                 raise DataError(f"{path}: line {reader.line_num}: path {shown(e.path)} {reason}")
             if e.path in seen:
                 raise DataError(f"{path}: line {reader.line_num}: path {shown(e.path)} is listed twice")
+            if e.key in keys:
+                raise DataError(f"{path}: line {reader.line_num}: key {e.key} is listed twice")
             seen.add(e.path)
+            keys.add(e.key)
             entries.append(e)
     except DataError:
         raise
@@ -105,6 +113,16 @@ def check_path(rel: str, split: str) -> str | None:
         return "escapes the raw folder or is not normalised"
     if parts[0] != split or len(parts) < 2:
         return f"is not inside {split}/"
+    return None
+
+
+def check_location(shard: str, key: str, split: str) -> str | None:
+    """Why a row's shard and key may not be read (None when they may): a shard of its own split,
+    named as ul.data.rawshards names them, and an 8-digit key."""
+    if not SHARD_RE.fullmatch(shard) or not shard.startswith(f"{split}-"):
+        return f"has shard {shown(shard)}, not {split}-<6 digits>.tar"
+    if not KEY_RE.fullmatch(key):
+        return f"has key {shown(key)}, not 8 digits"
     return None
 
 

@@ -1,4 +1,5 @@
-"""`fetch`: bring any supported data source into a raw folder of encoded images plus a manifest.
+"""`fetch`: bring any supported data source into a raw folder: its files packed into tar shards
+(ul.data.rawshards) plus a manifest.
 
 Sources (`data.source`):
     builtin:fashion-mnist | builtin:mnist   packaged IDX files, written as PNGs
@@ -25,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from ul.atomic import scratch_dir, staged_dir
-from ul.data import DataError, archive, buckets, builtin, folder, manifest, moving_mnist, shown
+from ul.data import DataError, archive, buckets, builtin, folder, manifest, moving_mnist, rawshards, shown
 from ul.data.manifest import Entry
 
 MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
@@ -94,8 +95,10 @@ def fetch(
     max_test: int = 0,
     frames: int = 0,
     moving_mnist=None,
+    shard_mb: int = 256,
 ) -> dict:
-    """Write `out_dir/` = the source's images + `manifest.csv` + `classes.json`; return metrics.
+    """Write `out_dir/` = the source's images in `shards/` + `manifest.csv` + `classes.json`; return
+    metrics. The files are collected loose, then packed into shards of at most `shard_mb` MiB.
 
     `max_train`/`max_test` > 0 keep that many images (or clips) of the split (0 = all). `frames` > 0
     (data.frames) fetches videos instead of images; `moving_mnist` (data.moving_mnist, a
@@ -119,6 +122,7 @@ def fetch(
     skipped: dict[str, str] = {}
     with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
         entries, classes = _collect(source, sha256, out, scratch, limits, skipped, frames, _mm(moving_mnist))
+        entries = rawshards.pack(out, entries, shard_mb << 20)
         path = manifest.write(out, entries, classes)
         manifest_sha = manifest.sha256_file(path)
     for rel, reason in list(skipped.items())[:MAX_LISTED]:
@@ -132,6 +136,7 @@ def fetch(
         "clips" if frames > 0 else "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
         "classes": len(classes),
         "bytes": sum(e.bytes for e in entries),
+        "shards": len({e.shard for e in entries}),
         "manifest_sha256": manifest_sha,
         **extra,
     }

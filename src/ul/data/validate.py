@@ -15,6 +15,7 @@ expectation with a few failing rows.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -29,7 +30,7 @@ import pandas as pd
 from PIL import Image
 
 from ul.atomic import staged_dir
-from ul.data import DataError, manifest, shown
+from ul.data import DataError, manifest, rawshards, shown
 from ul.data.decode import PATHS, SKIPPED
 from ul.data.manifest import SPLITS
 from ul.shards import ShardReader
@@ -45,8 +46,14 @@ class ValidationError(DataError):
         self.metrics = metrics
 
 
-def _file_sha(path: Path) -> str:
-    return manifest.sha256_file(path) if path.is_file() else "missing"
+def _member(shards: rawshards.Shards, rel: str, split: str, shard: str, key: str) -> bytes | None:
+    """A manifest row's file from its shard; None when the row cannot name one or it is missing."""
+    if manifest.check_location(shard, key, split):
+        return None
+    try:
+        return shards.read(manifest.Entry(rel, split, None, "", 0, shard, key))
+    except DataError:
+        return None
 
 
 def _int_or_text(value: str):
@@ -61,9 +68,9 @@ def _int_or_text(value: str):
 
 def manifest_table(raw_dir: Path, skipped: set[str] = frozenset(), size_of=None) -> pd.DataFrame:
     """The manifest as written (not parsed by ul.data.manifest, so bad values reach GX), plus
-    `file_sha256`, the hash of the file on disk now, and the header's width and height (empty
-    for the files decode skipped: they are counted, not measured). `size_of(path)` reads them
-    (default: the image header)."""
+    `file_sha256`, the hash of the file in its shard now ("missing" when it is not there), and the
+    header's width and height (empty for the files decode skipped: they are counted, not measured).
+    `size_of(bytes)` reads them (default: the image header)."""
     path = raw_dir / manifest.MANIFEST
     if not path.exists():
         raise DataError(f"{path}: no manifest; run the fetch stage first")
@@ -79,18 +86,19 @@ def manifest_table(raw_dir: Path, skipped: set[str] = frozenset(), size_of=None)
             raise DataError(f"{path}: row {k + 1}: path {shown(rel)} {reason}")
     df["label"] = pd.Series([_int_or_text(v) for v in df["label"]], index=df.index, dtype=object)
     df["bytes"] = pd.to_numeric(df["bytes"], errors="coerce")
-    df["file_sha256"] = [_file_sha(raw_dir / p) for p in df["path"]]
-    size_of = size_of or _size
-    sizes = [(None, None) if p in skipped else size_of(raw_dir / p) for p in df["path"]]
+    shards, size_of = rawshards.Shards(raw_dir), size_of or _size
+    files = [_member(shards, *row) for row in zip(df["path"], df["split"], df["shard"], df["key"])]
+    df["file_sha256"] = ["missing" if b is None else manifest.sha256_bytes(b) for b in files]
+    sizes = [(None, None) if p in skipped else size_of(b or b"") for p, b in zip(df["path"], files)]
     df["width"] = pd.Series([w for w, _ in sizes], index=df.index, dtype="Int64")
     df["height"] = pd.Series([h for _, h in sizes], index=df.index, dtype="Int64")
     return df
 
 
-def _size(path: Path) -> tuple:
+def _size(data: bytes) -> tuple:
     """(width, height) from the image header (no pixel decode); (0, 0) when unreadable."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             return im.size
     except Exception:  # unreadable files are decode's to name; here they only fail the size check
         return (0, 0)

@@ -2,7 +2,7 @@
 
     python -m ul.stages.fetch [--params params.yaml] [--out data/raw] [--metrics metrics/fetch.json]
 
-Reads data.source, data.sha256 (required for https archives), data.max_train, data.max_test,
+Reads data.source, data.sha256 (required for https archives), data.max_train, data.max_test, data.shard_mb,
 data.frames (> 0: videos, not images) and data.moving_mnist (builtin:moving-mnist).
 Sources: builtin:fashion-mnist | builtin:mnist | builtin:moving-mnist | file:///dir | https://…/x.tar.gz (.tgz .tar .zip)
 | s3://bucket/prefix (AWS_ENDPOINT_URL or S3_ENDPOINT_URL, AWS_* keys) | lakefs://repo/ref/path
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
             cfg.data.max_train,
             cfg.data.max_test,
             frames=cfg.data.frames,
+            shard_mb=cfg.data.shard_mb,
             moving_mnist=cfg.data.moving_mnist,
         ),
     )

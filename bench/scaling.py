@@ -1,0 +1,158 @@
+"""Raw data at scale: one file per image against tar shards, side by side, at several dataset sizes.
+
+    python bench/scaling.py [--sizes 70000 300000] [--out bench/scaling.json]
+
+For each size N: N distinct 28×28 PNGs (Fashion-MNIST images, each made distinct by a pixel that
+encodes its index) are written as loose files, as fetch did before, and packed into tar shards
+with the manifest, as fetch does now (ul.data.rawshards). Both layouts are then put under DVC in
+one temporary git + DVC repository, each as the output of a one-line stage, and timed side by
+side: `dvc commit` (hash + cache), the no-op `dvc repro` and `dvc status`, `dvc checkout` into an
+emptied workspace, and for the shards the decode and validate stages' own work (ul.data.decode on
+DALI, ul.data.validate's tables and Great Expectations). Prints a table and the per-file slopes,
+and writes them as JSON. The estimate for ImageNet-1k in the README is drawn from these slopes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ul.data import builtin, manifest, rawshards
+from ul.data.idx import read_idx
+
+SHARD_BYTES = 256 << 20
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _dvc(repo: Path, *args: str) -> float:
+    def run():
+        r = subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit(f"dvc {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+
+    return _timed(run)
+
+
+def _write_loose(raw: Path, n: int) -> list[manifest.Entry]:
+    """N distinct PNGs as loose files under raw/<split>/<label>/ (the per-file layout; every
+    seventh image in the test split, as Fashion-MNIST's 10k of 70k)."""
+    images = read_idx(builtin.FASHION_DIR / builtin.FILES["train"][0])
+    labels = read_idx(builtin.FASHION_DIR / builtin.FILES["train"][1])
+    entries = []
+    for i in tqdm(range(n), desc=f"write {n} PNGs", unit="img", mininterval=2.0):
+        img = images[i % len(images)].copy()
+        img[0, :4] = np.frombuffer(int(i).to_bytes(4, "little"), np.uint8)  # distinct content, distinct hash
+        data = builtin.encode_png(img)
+        split, label = "test" if i % 7 == 0 else "train", int(labels[i % len(labels)])
+        rel = f"{split}/{label}/{i:07d}.png"
+        (raw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (raw / rel).write_bytes(data)
+        entries.append(manifest.Entry(rel, split, label, manifest.sha256_bytes(data), len(data)))
+    return entries
+
+
+STAGES = """stages:
+  files:
+    cmd: echo per-file layout
+    outs: [files]
+  shards:
+    cmd: echo tar shards
+    outs: [shards]
+"""
+
+
+def measure(n: int, tmp: Path) -> dict:
+    repo = tmp / f"repo-{n}"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, check=True)
+    (repo / "dvc.yaml").write_text(STAGES)
+    row: dict = {"images": n}
+    loose = repo / "files"
+    loose.mkdir()
+    entries = []
+    row["write_loose_s"] = _timed(lambda: entries.extend(_write_loose(loose, n)))
+    shards = repo / "shards"
+    shards.mkdir()
+    for split in manifest.SPLITS:
+        shutil.copytree(loose / split, shards / split)
+
+    def pack():
+        packed = rawshards.pack(shards, entries, SHARD_BYTES)
+        manifest.write(shards, packed, builtin.FASHION_CLASSES)
+        manifest.write(loose, entries, builtin.FASHION_CLASSES)
+
+    row["pack_s"] = _timed(pack)
+    row["shard_files"] = sum(1 for p in (shards / rawshards.SHARDS).iterdir())
+    for layout in ("files", "shards"):
+        row[f"{layout}_commit_s"] = _dvc(repo, "commit", "-f", layout)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, capture_output=True)
+    for layout in ("files", "shards"):
+        row[f"{layout}_status_s"] = min(_dvc(repo, "status", layout) for _ in range(3))
+        row[f"{layout}_noop_repro_s"] = min(_dvc(repo, "repro", "--single-item", layout) for _ in range(3))
+    for layout in ("files", "shards"):
+        shutil.rmtree(repo / layout)
+        row[f"{layout}_checkout_s"] = _dvc(repo, "checkout", layout)
+    row.update(_stages(shards, tmp / f"decoded-{n}", tmp / f"validation-{n}"))
+    shutil.rmtree(repo)
+    return row
+
+
+def _stages(raw: Path, decoded: Path, validation: Path) -> dict:
+    """The decode and validate stages' work on the shards."""
+    from ul.data.decode import decode
+    from ul.data.validate import validate
+
+    out = {"decode_s": _timed(lambda: decode(raw, decoded, 32, 1, device="cpu"))}
+    out["validate_s"] = _timed(lambda: validate(raw, decoded, validation, 32, 1))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[70000, 300000])
+    p.add_argument("--out", default="bench/scaling.json")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ul-scaling-") as tmp:
+        for n in args.sizes:
+            rows.append(measure(n, Path(tmp)))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    _print(rows)
+
+
+def _print(rows: list[dict]) -> None:
+    print(f"{'images':>8}  {'step':<16} {'per-file':>10} {'shards':>10} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['images']:>8}  {'files tracked':<16} {r['images'] + 2:>10} {r['shard_files'] + 2:>10}")
+        for step in ("commit", "status", "noop_repro", "checkout"):
+            a, b = r[f"files_{step}_s"], r[f"shards_{step}_s"]
+            print(f"{r['images']:>8}  dvc {step:<12} {a:9.2f}s {b:9.2f}s {a / b:6.1f}x")
+        print(f"{r['images']:>8}  {'write / pack':<16} {r['write_loose_s']:9.2f}s {r['pack_s']:9.2f}s")
+        print(f"{r['images']:>8}  {'decode, validate':<16} {'':>10} {r['decode_s']:9.2f}s {r['validate_s']:6.1f}s")
+    if len(rows) >= 2:
+        lo, hi = rows[0], rows[-1]
+        dn = hi["images"] - lo["images"]
+        for step in ("commit", "status", "noop_repro", "checkout"):
+            a = (hi[f"files_{step}_s"] - lo[f"files_{step}_s"]) / dn * 1e6
+            b = (hi[f"shards_{step}_s"] - lo[f"shards_{step}_s"]) / dn * 1e6
+            print(f"slope dvc {step:<12} per-file {a:8.1f} µs/image   shards {b:8.1f} µs/image")
+
+
+if __name__ == "__main__":
+    main()
