@@ -347,10 +347,12 @@ class Link:
     """A TCP link on 127.0.0.1 to a server's port that can be cut and mended, as a network (or a
     server that died) would: `cut()` resets every open connection and closes the port (new ones are
     refused); `mend()` listens again on the same port. The server behind it keeps its state, so a
-    remote reached through it goes away and comes back with what it had."""
+    remote reached through it goes away and comes back with what it had. `bytes_per_s` caps each
+    direction's rate, so that a transfer of a few megabytes lasts long enough to be cut midway."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, bytes_per_s: float | None = None):
         self.target = ("127.0.0.1", target_port)
+        self.bytes_per_s = bytes_per_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.listener: socket.socket | None = None
@@ -393,6 +395,8 @@ class Link:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
+                if self.bytes_per_s:
+                    time.sleep(len(data) / self.bytes_per_s)
             with self.lock:  # pass the end on, unless a cut woke us: then dst is reset, not ended
                 if dst in self.open:
                     dst.shutdown(socket.SHUT_WR)

@@ -52,6 +52,9 @@ from servers import (
     wait_until,
 )
 
+# The pipeline the flows run: the ci preset, cheaper still (the flows' mechanics are tested, not the numbers).
+CI = ["preset=ci", *CHEAP]
+
 sys.path.insert(0, str(ROOT))
 from flows import common  # noqa: E402
 from ul.model_card import HEADLINE  # noqa: E402
@@ -353,7 +356,7 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
         "--interval",
         "600",
         "--params",
-        json.dumps({"overrides": ["preset=ci"]}),
+        json.dumps({"overrides": CI}),
         cwd=repo,
     )
     with server.client() as c:
@@ -374,7 +377,7 @@ def test_interval_schedule_runs_ci_pipeline_end_to_end(server, deployed):
             "the scheduled run picked up by the worker",
             alive=deployed.worker,
         )
-        assert run.auto_scheduled and run.parameters["overrides"] == ["preset=ci"]
+        assert run.auto_scheduled and run.parameters["overrides"] == CI
         for s in c.read_deployment(dep.id).schedules:  # no second run while this one is checked
             c.delete_deployment_schedule(dep.id, s.id)
         run = wait_final(c, run.id, 780, alive=deployed.worker)
@@ -418,9 +421,7 @@ def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, 
     add_remote(repo, "moto", "s3://ul-dvc/cache", remote.url)
     try:
         with server.client() as c:
-            run = run_deployment(
-                "ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0}
-            )
+            run = run_deployment("ul-pipeline/nightly", {"overrides": CI, "push": True, "retry_delay_s": 2.0})
 
             def push_failed_once():
                 t = task_runs(c, run.id).get("dvc-push")
@@ -485,11 +486,11 @@ def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, de
         pytest.fail("precondition: the end-to-end test above leaves the clone's pipeline up to date")
     moto = Moto().start()
     moto.s3().create_bucket(Bucket="ul-dvc-cut")
-    link = Link(moto.port).mend()
+    link = Link(moto.port, bytes_per_s=1e6).mend()  # the raw data is a few tar shards: slow the push to cut it
     add_remote(repo, "flaky", "s3://ul-dvc-cut/cache", link.url)
     cache, workspace = tree_digest(repo / ".dvc" / "cache"), sh(["git", "status", "--porcelain"], repo)
     with server.client():
-        run = run_deployment("ul-pipeline/nightly", {"overrides": ["preset=ci"], "push": True, "retry_delay_s": 2.0})
+        run = run_deployment("ul-pipeline/nightly", {"overrides": CI, "push": True, "retry_delay_s": 2.0})
     try:
         with server.client() as c:
             at_cut = wait_until(lambda: len(moto.keys("ul-dvc-cut")), 240, "push uploading", 0.02, deployed.worker)
@@ -567,10 +568,9 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
     from PIL import Image
 
     repo = deployed.repo
-    cheap = ["preset=ci", *CHEAP]
     with server.client() as c:
         run = run_deployment(
-            "ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": cheap, "name": "t-sweep"}
+            "ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": CI, "name": "t-sweep"}
         )
         try:
             run = wait_final(c, run.id, 840, alive=deployed.worker)

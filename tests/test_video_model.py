@@ -109,3 +109,9 @@ def test_frames_of_orders_frames_clip_by_clip():
     x = torch.arange(2 * 3).view(2, 1, 3, 1, 1)
     assert frames_of(x).flatten().tolist() == [0, 1, 2, 3, 4, 5]
     assert frames_of(np.zeros((2, 1, 4, 4), np.uint8)).shape == (2, 1, 4, 4)
+
+
+def test_frames_of_keeps_evenly_spaced_frames_per_clip():
+    x = torch.arange(2 * 16).view(2, 1, 16, 1, 1)
+    assert frames_of(x, 4).flatten().tolist() == [0, 5, 10, 15, 16, 21, 26, 31]  # first and last kept
+    assert frames_of(x, 16).equal(frames_of(x)) and frames_of(x, 40).equal(frames_of(x))

@@ -36,7 +36,7 @@ def test_video_metrics_fvd_per_frame_rate_and_animated_grids(video_project):
     m = _json(video_project / "eval/metrics.json")
     for key in ("rfvd", "gfvd", "rfid", "gfid", "psnr_db", "latent_bits_per_frame", "latent_bits_per_pixel"):
         assert math.isfinite(m[key]), key
-    assert m["fvd_num_clips"] == 8 and m["fvd_frames"] == 16
+    assert m["fvd_num_clips"] == 8 and m["fvd_frames"] == 16 and m["fid_frames_per_clip"] == 4
     assert m["latent_bits_per_frame"] == pytest.approx(m["latent_bits_per_image"] / 16)
     assert m["latent_bits_per_pixel"] == pytest.approx(m["latent_bits_per_image"] / (16 * 32 * 32))
     assert m["gfvd"] > 0 and m["rfvd"] > 0

@@ -160,6 +160,7 @@ class CacheConfig:
 class EvalConfig:
     num_images: int = 500  # held-out images for PSNR, rate and rFID
     fid_num_samples: int = 500  # generated samples for gFID
+    fid_frames_per_clip: int = 0  # video: evenly spaced frames of each clip in the frame-level FID (0 = all)
     grid_size: int = 8  # the grids are grid_size × grid_size
     batch_size: int = 250
     device: str = "auto"  # auto | cpu | cuda
@@ -254,6 +255,7 @@ def validate(cfg: Config) -> Config:
         cfg.klvae.kl_weight,
         "must be finite and >= 0",
     )
+    _check(cfg.eval.fid_frames_per_clip >= 0, "eval.fid_frames_per_clip", cfg.eval.fid_frames_per_clip, "must be >= 0")
     d = cfg.data
     _check(d.resolution >= 8, "data.resolution", d.resolution, "must be >= 8")
     _bounds(cfg)

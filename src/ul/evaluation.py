@@ -14,7 +14,8 @@
 - a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG, enlarged.
 
 Video (clips N×C×T×H×W): PSNR, rFID and gFID are frame-level (every frame of every clip is an
-image), the rate is also given per frame, the grids are animated PNGs, and rFVD / gFVD (ul.fvd, the
+image; for FID, `eval.fid_frames_per_clip` evenly spaced frames of each clip when it is set, since
+neighbouring frames add little and Inception is the evaluation's slowest part), the rate is also given per frame, the grids are animated PNGs, and rFVD / gFVD (ul.fvd, the
 Kinetics-400 I3D) compare whole clips with the same held-out ones (`fvd_frames` says whether the
 clips have the protocol's 16 frames).
 
@@ -130,15 +131,19 @@ def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
     return hashlib.sha256(json.dumps([test.index, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def fid(test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device) -> dict:
-    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both (of frames, for video)."""
+def fid(
+    test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device, per_clip: int = 0
+) -> dict:
+    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both (of frames, for
+    video: `per_clip` evenly spaced frames of each clip, 0 = all)."""
     inception = M.InceptionFeatures(device=device)
 
     def feats(x):
-        return inception(frames_of(x))
+        return inception(frames_of(x, per_clip))
 
     def real(name: str) -> np.ndarray:
-        return _features(feats, test[rows[name]], cache, _rows_key(test, rows[name]))
+        key = _rows_key(test, rows[name]) + (f"-f{per_clip}" if per_clip else "")
+        return _features(feats, test[rows[name]], cache, key)
 
     ref = real("fid_ref")
     out = {}
@@ -245,7 +250,10 @@ def evaluate(
     if video:
         result["latent_bits_per_frame"] = rate["bits_per_frame"]
     if with_fid:
-        result.update(fid(test, rows, recon, samples, fid_cache, device))
+        result.update(fid(test, rows, recon, samples, fid_cache, device, e.fid_frames_per_clip if video else 0))
+        if video:
+            t = originals.shape[2]
+            result["fid_frames_per_clip"] = min(e.fid_frames_per_clip, t) or t
         if video and i3d_weights is not None:
             result.update(fvd(test, rows, recon, samples, fid_cache, i3d_weights, device))
     return result

@@ -30,11 +30,16 @@ def from_uint8(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def frames_of(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Clips N×C×T×H×W → their frames (N·T)×C×H×W as a tensor (frame-level metrics); images unchanged."""
+def frames_of(x: np.ndarray | torch.Tensor, per_clip: int = 0) -> torch.Tensor:
+    """Clips N×C×T×H×W → their frames (N·T)×C×H×W as a tensor (frame-level metrics); images unchanged.
+    `per_clip` > 0 keeps that many evenly spaced frames of each clip, the first and last included."""
     if isinstance(x, np.ndarray):  # copy: the array may be a read-only memory map
         x = torch.from_numpy(np.array(x))
-    return x.transpose(1, 2).flatten(0, 1) if x.dim() == 5 else x
+    if x.dim() != 5:
+        return x
+    if 0 < per_clip < x.shape[2]:
+        x = x[:, :, torch.linspace(0, x.shape[2] - 1, per_clip).round().long()]
+    return x.transpose(1, 2).flatten(0, 1)
 
 
 def _as_uint8(images: np.ndarray | torch.Tensor) -> torch.Tensor:
