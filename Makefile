@@ -62,7 +62,7 @@ test: setup
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: setup
-	$(PY) bench/train.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py
+	$(PY) bench/train.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py && $(PY) bench/scaling.py
 
 # The GPU image (Dockerfile), with podman or docker.
 image:
