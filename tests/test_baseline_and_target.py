@@ -1,5 +1,6 @@
 """The KL-VAE baseline (`latent: klvae`) and the bitrate target (`ul.target_bits_per_pixel`)."""
 
+import copy
 import math
 
 import pytest
@@ -9,6 +10,7 @@ from conftest import preset_config
 from ul import export
 from ul.klvae import KLVAE
 from ul.model import BaseModel, RateController, UnifiedLatents, stage1_model
+from ul.train import StepDone
 
 
 def test_latent_group_selects_the_baseline_with_the_same_latent_shape():
@@ -49,23 +51,46 @@ def test_klvae_base_model_learns_unit_variance_latents_and_samples_clean_ones(tm
 
 @pytest.mark.parametrize("rate,direction", [(0.01, +1), (0.5, -1)])
 def test_the_rate_controller_raises_the_rate_below_target_and_lowers_it_above(rate, direction):
-    ctl = RateController(target=0.1)
+    ctl = RateController(target=0.1, hold=5)
     log_c, ema = torch.tensor(math.log(2.0)), torch.tensor(-1.0)
-    for _ in range(10):
-        ctl.update(log_c, ema, rate)
+    for step in range(1, 6):  # the hold: measured, not steered
+        ctl.update(step, log_c, ema, rate)
+    assert log_c.item() == torch.tensor(math.log(2.0)).item() and ema.item() == pytest.approx(rate)
+    for step in range(6, 16):
+        ctl.update(step, log_c, ema, rate)
     assert (log_c.item() - math.log(2.0)) * direction > 0
-    assert ema.item() == pytest.approx(rate)
+    assert ctl.c_min <= math.exp(log_c.item()) <= ctl.c_max
+
+
+def test_the_rate_controller_settles_on_a_plant_that_lags_and_drifts():
+    """A stand-in for the latent: its rate follows c_lf^1.7 (the rate-distortion study's slope) with
+    a 30-step lag, while the prior's learning lowers it by 40% over the run. The controller must
+    end within 4% of the target from either side, without sitting on a bound."""
+    for target in (0.012, 0.027):
+        ctl, log_c, ema = RateController(target=target, hold=150), torch.tensor(math.log(2.1)), torch.tensor(-1.0)
+        rate = 0.0167
+        for step in range(1, 501):
+            drift = 1.4 - 0.4 * step / 500
+            rate += (0.0167 * drift * (log_c.exp().item() / 2.1) ** 1.7 - rate) / 30
+            ctl.update(step, log_c, ema, rate)
+        assert rate == pytest.approx(target, rel=0.04)
+        assert ctl.c_min < log_c.exp().item() < ctl.c_max
 
 
 def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
     cfg = preset_config("ci", **{"ul.target_bits_per_pixel": 10.0})  # far above what a fresh model spends
     model = UnifiedLatents(cfg)
+    assert model.controller.hold == round(0.3 * cfg.stage1.steps)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
-    terms = model(x, model.draw_noise(4, torch.Generator().manual_seed(0)))
+    noise = model.draw_noise(4, torch.Generator().manual_seed(0))
+    terms = model(x, noise)
+    ema = copy.deepcopy(model)
     before = model.loss_factor.item()
-    model.after_step({k: float(v.detach().mean()) for k, v in terms.items()})
+    logged = model.after_step(StepDone(model.controller.hold + 1, x, noise, ema, lambda t: t))
+    # The rate steered on is the EMA model's, on this batch and noise.
+    assert logged["ema_rate_bpp"] == pytest.approx(ema.rate_nats(x, noise.prior).mean().item() / math.log(2) / 1024)
     assert model.loss_factor.item() > before and "log_loss_factor" in model.state_dict()
     assert terms["loss_factor"].shape == (4,)  # logged per step in the training curve
     fixed = UnifiedLatents(preset_config("ci"))
-    fixed.after_step({"prior": 1.0})
+    assert fixed.after_step(StepDone(1, x, noise, ema, lambda t: t)) == {}
     assert fixed.loss_factor.item() == pytest.approx(2.1)

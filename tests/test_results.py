@@ -2,6 +2,8 @@
 preset, in a copy of the shared ci run) and the report built back from `dvc exp show --json`; the
 FLOPs the training stages count."""
 
+import csv
+import io
 import json
 import math
 
@@ -22,7 +24,7 @@ def test_every_study_point_is_run_and_named_once():
     # the UL budget points come straight after the default point, so they reuse its stage 1
     order = names.index
     assert order("ul-s2-125") == 1 and order("ul-s2-250") == 2
-    assert studies.command(studies.BY_NAME["target-0.01"])[-1] == "train_stage1"
+    assert studies.command(studies.BY_NAME[f"target-{studies.TARGETS[0]}"])[-1] == "train_stage1"
     # named points (`ul results run --point`) run alone, in run order, or beside a study's
     picked = studies.points(names=["logsnr0-3.0", "rd-lf1.5"])
     assert [p.name for p in picked] == ["rd-lf1.5", "logsnr0-3.0"]
@@ -80,15 +82,22 @@ def test_report_is_built_from_dvc_experiments(targets_run):
         assert row["params"]["ul.target_bits_per_pixel"] == float(name.split("-")[1])
         assert row["params"] == show[name]["params"] and row["rev"] == show[name]["rev"]
         assert row["stage1"]["train_flops"] > 0 and row["stage1"]["steps"] == 60
-    # the "reached" column is the rate of the experiment's own logged curve, from its git commit
+    # the "reached" column is the EMA model's rate in the experiment's own logged curve, from its
+    # git commit; the loss factor was held for the first 30% of steps, then steered
     exps = report.load(proj)
     text = (out / "studies.md").read_text()
     for t in studies.TARGETS:
         x = exps[f"target-{t}"]
-        tsv = sh(["git", "show", f"{x.rev}:metrics/stage1_train.tsv"], proj).stdout.splitlines()
-        prior = [float(line.split("\t")[tsv[0].split("\t").index("prior")]) for line in tsv[-4:]]
-        reached = sum(prior) / 4 / math.log(2) / 1024
+        tsv = list(
+            csv.DictReader(
+                io.StringIO(sh(["git", "show", f"{x.rev}:metrics/stage1_train.tsv"], proj).stdout), delimiter="\t"
+            )
+        )
+        reached = sum(float(r["ema_rate_bpp"]) for r in tsv[-2:]) / 2
         assert f"| {t} | {reached:.3g} |" in text
+        held = [float(r["loss_factor"]) for r in tsv if int(r["step"]) <= 0.3 * 60]
+        assert held and all(c == pytest.approx(2.1) for c in held)
+        assert float(tsv[-1]["loss_factor"]) != pytest.approx(2.1)
     assert "Not yet run: rd-lf2.1" in text
     png = np.asarray(Image.open(out / "bitrate-targets.png").convert("L"))
     assert png.shape[1] > 600 and png.std() > 10
@@ -101,13 +110,14 @@ def test_report_keeps_earlier_rows_that_no_repository_has(targets_run):
     committed = json.loads((ROOT / "docs" / "results" / "results.json").read_text())
     out = proj / "out-kept"
     out.mkdir()
-    earlier = {"rd-lf2.1": committed["rd-lf2.1"], "target-0.01": {**committed["rd-lf2.1"], "rev": "stale"}}
+    target = f"target-{studies.TARGETS[0]}"
+    earlier = {"rd-lf2.1": committed["rd-lf2.1"], target: {**committed["rd-lf2.1"], "rev": "stale"}}
     (out / "results.json").write_text(json.dumps(earlier))
     rep = sh(["ul", "results", "report", "--out", "out-kept"], proj)
     assert "1 kept from results.json" in rep.stdout
     rows = json.loads((out / "results.json").read_text())
     assert rows["rd-lf2.1"] == committed["rd-lf2.1"]  # kept as it was
-    assert rows["target-0.01"]["rev"] != "stale" and rows["target-0.01"]["curve1"]  # this repository's wins
+    assert rows[target]["rev"] != "stale" and rows[target]["curve1"]  # this repository's wins
     text = (out / "studies.md").read_text()
     assert "Kept from an earlier results.json (run elsewhere; `rev` there names each one's commit): rd-lf2.1" in text
     m = committed["rd-lf2.1"]["metrics"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,6 +19,9 @@ from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
 from ul.schedules import CosineLogSNR, LinearLogSNR
+
+if TYPE_CHECKING:
+    from ul.train import StepDone
 
 
 @dataclass
@@ -61,18 +65,28 @@ class UnifiedLatents(nn.Module):
         # c_lf lives in the state (checkpointed, exported) because a rate target moves it in training.
         self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.ul.loss_factor)))
         self.register_buffer("rate_ema", torch.tensor(-1.0))  # bits per pixel, < 0 until measured
-        self.controller = RateController(cfg.ul.target_bits_per_pixel) if cfg.ul.target_bits_per_pixel else None
+        target = cfg.ul.target_bits_per_pixel
+        self.controller = RateController(target, hold=round(HOLD * cfg.stage1.steps)) if target else None
 
     @property
     def loss_factor(self) -> torch.Tensor:
         return self.log_loss_factor.exp()
 
     @torch.no_grad()
-    def after_step(self, means: dict) -> None:
-        """Called by the training loop after each optimizer step with the batch-mean terms."""
-        if self.controller is not None:
-            bpp = means["prior"] / math.log(2) / math.prod(self.x_shape[1:])  # pixels: T·H·W for video
-            self.controller.update(self.log_loss_factor, self.rate_ema, bpp)
+    def after_step(self, done: StepDone) -> dict:
+        """Called by the training loop after each optimizer step and EMA update. Under a rate target:
+        measures the rate of the EMA weights (what is exported, cached and evaluated) on this step's
+        batch and noise, steers c_lf with it, and returns it to be logged (bits per pixel)."""
+        if self.controller is None:
+            return {}
+        nats = done.ema.rate_nats(done.batch, done.noise.prior).mean()
+        bpp = float(done.mean(nats)) / math.log(2) / math.prod(self.x_shape[1:])  # pixels: T·H·W for video
+        self.controller.update(done.step, self.log_loss_factor, self.rate_ema, bpp)
+        return {"ema_rate_bpp": bpp}
+
+    def rate_nats(self, x: torch.Tensor, draw: NoiseDraw) -> torch.Tensor:
+        """L_z per example (nats): the prior's bound on the bits of x's latent z0."""
+        return prior_loss(self.encode(x), self.prior, self.prior_schedule, draw)["prior"]
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> StepNoise:
         """Every random number one step needs, for a (global) batch; slice it per rank with `rows`."""
@@ -128,28 +142,39 @@ class UnifiedLatents(nn.Module):
         return terms
 
 
+# The share of stage 1 a rate target holds c_lf at ul.loss_factor before steering: early on the
+# untrained prior charges 10-40x the final rate (0.6 bits/pixel at step 25 of the sweep preset,
+# settling from about step 150), and steering on that drove c_lf to its floor and collapsed the
+# latent before the prior had learnt anything (docs/results/README.md).
+HOLD = 0.3
+
+
 @dataclass
 class RateController:
-    """Steers log c_lf so that the prior's rate (bits per pixel) converges to `target`.
+    """Steers log c_lf so that the EMA model's rate (bits per pixel) converges to `target`.
 
     Raising c_lf makes the decoder's loss dearer than the prior's, so the encoder spends more bits;
-    lowering it spends fewer. The rate is a noisy per-batch estimate, so it is smoothed (EMA) first,
-    and log c_lf moves by `gain`·log(target / rate) per step, kept within [log c_min, log c_max]
-    (c_lf ≤ 1 collapses the latent; docs/method.md).
+    lowering it spends fewer. The rate is a noisy per-batch estimate, so it is smoothed (EMA) first;
+    after `hold` steps, log c_lf moves by `gain`·log(target / rate) per step (integral control:
+    it also follows the rate's slow drift while the prior keeps learning), kept within
+    [log c_min, log c_max] (c_lf ≤ 1 collapses the latent; docs/method.md). The gain is small
+    because the rate answers a change of c_lf over tens of steps; a larger one overshoots.
     """
 
     target: float
+    hold: int = 0
     gain: float = 0.02
     smoothing: float = 0.9
-    c_min: float = 1.05
-    c_max: float = 100.0
+    c_min: float = 1.2
+    c_max: float = 20.0
 
-    def update(self, log_c: torch.Tensor, rate_ema: torch.Tensor, bpp: float) -> None:
-        bpp = max(float(bpp), 1e-6)
+    def update(self, step: int, log_c: torch.Tensor, rate_ema: torch.Tensor, bpp: float) -> None:
+        bpp = max(float(bpp), 1e-9)
         ema = bpp if float(rate_ema) < 0 else self.smoothing * float(rate_ema) + (1 - self.smoothing) * bpp
         rate_ema.fill_(ema)
-        step = self.gain * math.log(self.target / ema)
-        log_c.fill_(min(max(float(log_c) + step, math.log(self.c_min)), math.log(self.c_max)))
+        if step > self.hold:
+            step_ = self.gain * math.log(self.target / ema)
+            log_c.fill_(min(max(float(log_c) + step_, math.log(self.c_min)), math.log(self.c_max)))
 
 
 class BaseModel(nn.Module):

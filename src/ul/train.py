@@ -18,7 +18,9 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +67,20 @@ class MetricLog:
     def append(self, row: dict) -> None:
         if self.path is not None:
             self._write([row], "a" if self.path.stat().st_size else "w")
+
+
+@dataclass
+class StepDone:
+    """What the loop hands `model.after_step` (e.g. the rate controller) after each optimizer step:
+    the step just taken (1-based), this rank's batch and noise, the EMA model (as of the step
+    before; the EMA update follows and copies the model's buffers), and `mean`, the mean of a
+    tensor over ranks. `after_step` returns extra metrics to log."""
+
+    step: int
+    batch: torch.Tensor
+    noise: Any
+    ema: nn.Module
+    mean: Callable[[torch.Tensor], torch.Tensor]
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -198,12 +214,13 @@ def train(
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        if hasattr(model, "after_step"):  # e.g. the rate controller; every rank sees the same means
-            model.after_step(dict(zip(terms, means.tolist())))
-        ema_update(ema, model, step, cfg.ema_decay)
+        measured = dict(zip(terms, means.tolist()))
+        if hasattr(model, "after_step"):  # e.g. the rate controller; every rank sees the same numbers
+            measured.update(model.after_step(StepDone(step + 1, batch, noise, ema, dist_.mean)))
+        ema_update(ema, model, step, cfg.ema_decay)  # after: the EMA carries what after_step set
         step += 1
         seen += cfg.batch_size
-        for k, v in zip(terms, means.tolist()):
+        for k, v in measured.items():
             sums[k] = sums.get(k, 0.0) + v
         sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(grad_norm)
         if step % cfg.log_every == 0 or step == cfg.steps:

@@ -135,11 +135,11 @@ def quality(x: Experiment) -> list:
     ]
 
 
-def running_bpp(x: Experiment, last: int = 4) -> float | None:
-    """The prior's rate on the training batches, bits per pixel, over the last `last` logged rows
-    (what the rate controller steers)."""
-    rows = x.curve1[-last:]
-    return sum(r["prior"] for r in rows) / len(rows) / math.log(2) / x.pixels if rows else None
+def reached_bpp(x: Experiment, last: int = 2) -> float | None:
+    """The rate a target run reached: the EMA model's rate on the training batches (what the rate
+    controller steers, and what is exported), bits per pixel, over the last `last` logged rows."""
+    rows = [r["ema_rate_bpp"] for r in x.curve1[-last:] if "ema_rate_bpp" in r]
+    return sum(rows) / len(rows) if rows else None
 
 
 def _plot(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
@@ -240,7 +240,7 @@ def targets(exps: dict, out: Path) -> str:
     xs = [exps[n] for n in studies.STUDIES["bitrate-targets"] if n in exps]
     rows = []
     for x in xs:
-        t, reached = x.params.get("ul.target_bits_per_pixel"), running_bpp(x)
+        t, reached = x.params.get("ul.target_bits_per_pixel"), reached_bpp(x)
         lf = x.curve1[-1].get("loss_factor") if x.curve1 else None
         err = (reached / t - 1) * 100 if reached and t else None
         rows.append(
@@ -264,15 +264,15 @@ def targets(exps: dict, out: Path) -> str:
             ),
             (
                 "stage-1 step",
-                "prior rate (bits/pixel, training batches)",
-                [(x.name, steps(x), [r["prior"] / math.log(2) / x.pixels for r in x.curve1], None) for x in xs],
+                "EMA model's rate (bits/pixel, training batches)",
+                [(x.name, steps(x), [r.get("ema_rate_bpp") for r in x.curve1], None) for x in xs],
                 False,
             ),
         ],
         "Ask for a bitrate: the loss factor steered by the rate controller",
         hlines={1: [(x.params["ul.target_bits_per_pixel"], "target") for x in xs]},
     )
-    header = ["target bits/pixel", "reached (last 4 logs)", "error", "within ±10%", "final loss factor"]
+    header = ["target bits/pixel", "reached (EMA model, last 2 logs)", "error", "within ±10%", "final loss factor"]
     return (
         "## Bitrate targets (`ul.target_bits_per_pixel`)\n\n"
         + table(header, rows)
