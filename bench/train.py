@@ -1,13 +1,14 @@
 """Stage-1 training and sampling throughput of a preset in fp32 and bf16, side by side, with CPU "MFU".
 
-    python bench/train.py [--preset cpu] [--steps 4] [--repeats 3] [--threads 0]
+    python bench/train.py [--preset cpu] [--steps 4] [--repeats 3] [--threads 0] [--precisions fp32 bf16]
 
 In one process (these machines are noisy): the 2048² matmul FLOP/s in fp32 and in bf16, then
 training steps of the preset's stage-1 model with `precision` fp32 and bf16 (ul.precision: bf16
 autocast of the forward pass, float32 loss, optimizer and EMA) interleaved for `--repeats` rounds
 (best round kept), then decoder sampling (`sample.sampler`, `sample.decoder_steps`) in both.
 FLOPs per step are counted by torch's FlopCounterMode (the same count for both precisions). Prints
-images/s, the bf16/fp32 speed-up, and MFU = achieved FLOP/s ÷ the matmul FLOP/s of the precision used.
+images/s, the bf16/fp32 speed-up, and MFU = achieved FLOP/s ÷ the matmul FLOP/s of the precision used
+(training and sampling FLOPs both counted by FlopCounterMode on a real step / a real decode).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from ul.conf import preset_config
 from ul.model import UnifiedLatents
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-PRECISIONS = ("fp32", "bf16")
 
 
 def main() -> None:
@@ -34,9 +34,17 @@ def main() -> None:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=4, help="training steps per timed round")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best is kept")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"],
+        choices=("fp32", "bf16"),
+        help="bf16 without native CPU support is emulated and very slow: fp32 alone there",
+    )
     p.add_argument("--samples", type=int, default=16, help="images decoded per sampling round")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
+    precs = args.precisions
     if args.threads:
         torch.set_num_threads(args.threads)
     note = machine_note()
@@ -44,7 +52,7 @@ def main() -> None:
     b = cfg.stage1.batch_size
     torch.manual_seed(0)
     init = UnifiedLatents(cfg)
-    models = {prec: copy.deepcopy(init) for prec in PRECISIONS}
+    models = {prec: copy.deepcopy(init) for prec in precs}
     opts = {prec: torch.optim.AdamW(m.parameters(), lr=1e-4) for prec, m in models.items()}
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(b, *init.x_shape) * 2 - 1
@@ -59,27 +67,30 @@ def main() -> None:
         opt.step()
 
     with FlopCounterMode(display=False) as fc:
-        step("fp32")
+        step(precs[0])  # FLOPs do not depend on the precision
     flops_per_step = fc.get_total_flops()
-    peak = {prec: matmul_flops(prec) for prec in PRECISIONS}
-    train_dt = dict.fromkeys(PRECISIONS, float("inf"))
-    for prec in PRECISIONS:
+    peak = {prec: matmul_flops(prec) for prec in precs}
+    train_dt = dict.fromkeys(precs, float("inf"))
+    for prec in precs:
         step(prec)  # warm-up: kernel selection, allocator
     for _ in range(args.repeats):
-        for prec in PRECISIONS:
+        for prec in precs:
             t = time.perf_counter()
             for _ in range(args.steps):
                 step(prec)
             train_dt[prec] = min(train_dt[prec], (time.perf_counter() - t) / args.steps)
-    peak = {prec: max(peak[prec], matmul_flops(prec)) for prec in PRECISIONS}  # best of before/after
+    peak = {prec: max(peak[prec], matmul_flops(prec)) for prec in precs}  # best of before/after
 
     n, dsteps = args.samples, cfg.sample.decoder_steps
-    ema = models["fp32"].eval()
+    ema = models[precs[0]].eval()
     with torch.no_grad():
         z0 = ema.noisy(ema.encode(x[:n]), torch.randn((n, *ema.z_shape), generator=gen))
-    sample_dt = dict.fromkeys(PRECISIONS, float("inf"))
+    with FlopCounterMode(display=False) as fc, torch.no_grad():  # the sampler's network evaluations, counted
+        ema.decode(z0, dsteps, cfg.sample.sampler, torch.Generator().manual_seed(1))
+    flops_per_sample = fc.get_total_flops() / n
+    sample_dt = dict.fromkeys(precs, float("inf"))
     for _ in range(max(1, args.repeats - 1)):
-        for prec in PRECISIONS:
+        for prec in precs:
             t = time.perf_counter()
             with torch.no_grad(), precision.autocast(prec, "cpu"):
                 ema.decode(z0, dsteps, cfg.sample.sampler, torch.Generator().manual_seed(1))
@@ -89,20 +100,28 @@ def main() -> None:
     print(
         f"CPU bf16: native={precision.cpu_has_native_bf16()} (precision=auto trains in {precision.name('auto', 'cpu')})"
     )
-    print(f"matmul 2048²: fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s")
+    print("matmul 2048²: " + ", ".join(f"{q} {peak[q] / 1e9:.0f} GFLOP/s" for q in precs))
     print(f"stage-1 train, {flops_per_step / b / 1e9:.2f} GFLOP/image/step, best of {args.repeats}x{args.steps} steps:")
-    for prec in PRECISIONS:
+    for prec in precs:
         dt = train_dt[prec]
         mfu = flops_per_step / dt / peak[prec]
         print(
             f"  {prec}: {dt * 1000:6.0f} ms/step {b / dt:7.1f} images/s  "
             f"{flops_per_step / dt / 1e9:5.0f} GFLOP/s  MFU {mfu:.2f} of the {prec} matmul"
         )
-    print(f"  bf16 / fp32 training throughput: {train_dt['fp32'] / train_dt['bf16']:.2f}x")
-    print(f"sampling ({cfg.sample.sampler}, {dsteps} decoder steps, {n} images):")
-    for prec in PRECISIONS:
-        print(f"  {prec}: {n / sample_dt[prec]:7.1f} images/s")
-    print(f"  bf16 / fp32 sampling throughput: {sample_dt['fp32'] / sample_dt['bf16']:.2f}x")
+    if len(precs) == 2:
+        print(f"  bf16 / fp32 training throughput: {train_dt['fp32'] / train_dt['bf16']:.2f}x")
+    print(
+        f"sampling ({cfg.sample.sampler}, {dsteps} decoder steps, {n} images, {flops_per_sample / 1e9:.2f} GFLOP/image):"
+    )
+    for prec in precs:
+        rate = n / sample_dt[prec]
+        print(
+            f"  {prec}: {rate:7.1f} images/s  {rate * flops_per_sample / 1e9:5.0f} GFLOP/s  "
+            f"MFU {rate * flops_per_sample / peak[prec]:.2f} of the {prec} matmul"
+        )
+    if len(precs) == 2:
+        print(f"  bf16 / fp32 sampling throughput: {sample_dt['fp32'] / sample_dt['bf16']:.2f}x")
 
 
 if __name__ == "__main__":
