@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -19,9 +18,6 @@ from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
 from ul.schedules import CosineLogSNR, LinearLogSNR
-
-if TYPE_CHECKING:
-    from ul.train import StepDone
 
 
 @dataclass
@@ -73,9 +69,9 @@ class UnifiedLatents(nn.Module):
         return self.log_loss_factor.exp()
 
     @torch.no_grad()
-    def after_step(self, done: StepDone) -> dict:
-        """Called by the training loop after each optimizer step and EMA update. Under a rate target:
-        measures the rate of the EMA weights (what is exported, cached and evaluated) on this step's
+    def after_step(self, done) -> dict:
+        """Called by the training loop after each optimizer step (ul.train.StepDone). Under a rate
+        target: measures the rate of the EMA weights (what is exported, cached and evaluated) on this step's
         batch and noise, steers c_lf with it, and returns it to be logged (bits per pixel)."""
         if self.controller is None:
             return {}
@@ -173,8 +169,8 @@ class RateController:
         ema = bpp if float(rate_ema) < 0 else self.smoothing * float(rate_ema) + (1 - self.smoothing) * bpp
         rate_ema.fill_(ema)
         if step > self.hold:
-            step_ = self.gain * math.log(self.target / ema)
-            log_c.fill_(min(max(float(log_c) + step_, math.log(self.c_min)), math.log(self.c_max)))
+            moved = float(log_c) + self.gain * math.log(self.target / ema)
+            log_c.fill_(min(max(moved, math.log(self.c_min)), math.log(self.c_max)))
 
 
 class BaseModel(nn.Module):
