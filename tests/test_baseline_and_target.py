@@ -88,7 +88,9 @@ def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
     before = model.loss_factor.item()
     logged = model.after_step(StepDone(model.controller.hold + 1, x, noise, ema, lambda t: t))
     # The rate steered on is the EMA model's, on this batch and noise.
-    assert logged["ema_rate_bpp"] == pytest.approx(ema.rate_nats(x, noise.prior).mean().item() / math.log(2) / 1024)
+    assert logged["ema_rate_bpp"] == pytest.approx(
+        ema.rate_nats(ema.encode(x), noise.prior).mean().item() / math.log(2) / 1024
+    )
     assert model.loss_factor.item() > before and "log_loss_factor" in model.state_dict()
     assert terms["loss_factor"].shape == (4,)  # logged per step in the training curve
     fixed = UnifiedLatents(preset_config("ci"))

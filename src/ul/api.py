@@ -19,7 +19,7 @@ import torch
 
 from ul import export
 from ul.config import Config
-from ul.losses import NoiseDraw, prior_loss
+from ul.losses import NoiseDraw
 from ul.model import BaseModel, UnifiedLatents, check_pair
 from ul.schedules import LN2
 
@@ -101,7 +101,7 @@ class Autoencoder:
         nats = torch.zeros(len(z_clean), dtype=torch.float64)
         for _ in range(draws):
             draw = NoiseDraw.draw(len(z_clean), m.z_shape, gen).to(z_clean.device)
-            nats += prior_loss(z_clean, m.prior, m.prior_schedule, draw)["prior"].double().cpu()
+            nats += m.rate_nats(z_clean, draw).double().cpu()
         return (nats / draws / LN2 / divisor[unit]).float()
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from ul import samplers
 from ul.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
-from ul.schedules import CosineLogSNR, LinearLogSNR
+from ul.schedules import CosineLogSNR, LinearLogSNR, bits
 
 
 @dataclass
@@ -75,14 +75,15 @@ class UnifiedLatents(nn.Module):
         batch and noise, steers c_lf with it, and returns it to be logged (bits per pixel)."""
         if self.controller is None:
             return {}
-        nats = done.ema.rate_nats(done.batch, done.noise.prior).mean()
-        bpp = float(done.mean(nats)) / math.log(2) / math.prod(self.x_shape[1:])  # pixels: T·H·W for video
+        ema = done.ema
+        nats = done.mean(ema.rate_nats(ema.encode(done.batch), done.noise.prior).mean())
+        bpp = bits(nats, image_shape=self.x_shape)["bits_per_pixel"]  # pixels: T·H·W for video
         self.controller.update(done.step, self.log_loss_factor, self.rate_ema, bpp)
         return {"ema_rate_bpp": bpp}
 
-    def rate_nats(self, x: torch.Tensor, draw: NoiseDraw) -> torch.Tensor:
-        """L_z per example (nats): the prior's bound on the bits of x's latent z0."""
-        return prior_loss(self.encode(x), self.prior, self.prior_schedule, draw)["prior"]
+    def rate_nats(self, z_clean: torch.Tensor, draw: NoiseDraw) -> torch.Tensor:
+        """L_z per example (nats) for one noise draw: the prior's bound on the bits of z0."""
+        return prior_loss(z_clean, self.prior, self.prior_schedule, draw)["prior"]
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> StepNoise:
         """Every random number one step needs, for a (global) batch; slice it per rank with `rows`."""
