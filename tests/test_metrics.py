@@ -19,9 +19,7 @@ from ul.metrics import (
     fid_from_features,
     frechet_distance,
     gaussian_stats,
-    load_stats,
     psnr_db,
-    save_stats,
 )
 
 # ------------------------------------------------------------------------------------------ PSNR
@@ -119,18 +117,6 @@ def test_fid_with_fewer_features_than_dimensions_equals_the_full_covariance_rout
     full = frechet_distance(*gaussian_stats(a), *gaussian_stats(b), method=sqrt_backend)
     assert fid_from_features(a, b) == pytest.approx(full, rel=1e-7)
     assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-6 * full)
-
-
-def test_stats_round_trip(tmp_path):
-    rng = np.random.default_rng(4)
-    mu, sigma = gaussian_stats(rng.normal(size=(30, 5)))
-    path = save_stats(tmp_path / "sub" / "ref_stats.npz", mu, sigma, n=30)
-    assert path.is_file() and not list(path.parent.glob("*.tmp"))
-    loaded = load_stats(path)
-    assert np.array_equal(loaded.mu, mu) and np.array_equal(loaded.sigma, sigma)
-    assert loaded.n == 30 and isinstance(loaded.n, int)
-    mu2, sigma2, n2 = loaded  # unpacks like a tuple
-    assert n2 == 30
 
 
 # ------------------------------------------------------------------------- Inception + real FID

@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -212,14 +211,6 @@ class InceptionFeatures:
 # ----------------------------------------------------------------------------------------- FID
 
 
-class Stats(NamedTuple):
-    """Gaussian statistics of a feature set; `n` is kept because FID must be quoted with its N."""
-
-    mu: np.ndarray
-    sigma: np.ndarray
-    n: int
-
-
 def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (unbiased, N−1) covariance of N×D features, in float64 — as pytorch-fid does."""
     f = np.asarray(features, dtype=np.float64)
@@ -294,24 +285,6 @@ def fid_from_features(feats_a: np.ndarray, feats_b: np.ndarray, method: str = "e
     tr_sqrt = np.linalg.svd(root_a @ root_b.T, compute_uv=False).sum()
     diff = mu_a - mu_b
     return float(diff @ diff + np.sum(root_a**2) + np.sum(root_b**2) - 2.0 * tr_sqrt)
-
-
-def save_stats(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray, n: int) -> Path:
-    """Cache reference statistics as `.npz` (plain arrays, no pickle), written atomically.
-
-    The path is used exactly as given (np.savez would otherwise append `.npz` to a bare name), and
-    the file is written atomically (`ul.atomic`) so an interrupted run never leaves a half-written
-    cache that DVC would then hash as valid.
-    """
-    with atomic.replacing(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), n=np.int64(n))
-    return Path(path)
-
-
-def load_stats(path: str | os.PathLike) -> Stats:
-    """Read what `save_stats` wrote: `mu, sigma, n = load_stats(path)`."""
-    with np.load(Path(path), allow_pickle=False) as z:
-        return Stats(mu=z["mu"], sigma=z["sigma"], n=int(z["n"]))
 
 
 def save_features(path: str | os.PathLike, features: np.ndarray) -> np.ndarray:
