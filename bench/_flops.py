@@ -7,9 +7,12 @@ next to it, so that the load of a shared machine cancels out of the ratio.
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
+
+from ul.precision import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -35,3 +38,16 @@ def machine_note() -> str:
     except OSError:
         load = "?"
     return f"threads={torch.get_num_threads()} load average={load} (ratios are side by side; absolute figures need a quiet machine)"
+
+
+def add_precisions_arg(parser: argparse.ArgumentParser) -> None:
+    """`--precisions`: by default fp32, and bf16 where the CPU computes it natively. Elsewhere oneDNN
+    emulates bf16, slower than fp32 (a bench/train.py run with it did not finish in 15 minutes), so
+    `make bench` would stall; `--precisions fp32 bf16` still asks for it."""
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"],
+        choices=("fp32", "bf16"),
+        help="default: fp32, and bf16 where this CPU has native bf16 (emulated bf16 is very slow)",
+    )

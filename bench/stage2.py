@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _flops import machine_note, matmul_flops
+from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ul import latent_cache, precision
@@ -38,7 +38,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides on top of the preset")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
+    add_precisions_arg(p)
     p.add_argument("--images", type=int, default=4096, help="random images to encode and cache")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from _flops import machine_note, matmul_flops
+from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ul import precision
@@ -34,13 +34,7 @@ def main() -> None:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=4, help="training steps per timed round")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best is kept")
-    p.add_argument(
-        "--precisions",
-        nargs="+",
-        default=["fp32", "bf16"],
-        choices=("fp32", "bf16"),
-        help="bf16 without native CPU support is emulated and very slow: fp32 alone there",
-    )
+    add_precisions_arg(p)
     p.add_argument("--samples", type=int, default=16, help="images decoded per sampling round")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
