@@ -7,7 +7,9 @@ data: the preset's first `data.max_train` images of `--data`/train) and evaluate
 on the preset's `eval.num_images` test images: rate (prior loss, bits/pixel) and PSNR of decoder
 reconstructions (`sample.decoder_steps` steps). Prints each run's training images/s, rate and PSNR,
 and per precision the mean and the seed-to-seed spread: bf16 holds quality when its means are
-within the spread of fp32's. Needs the decoded data (`dvc repro decode`). Takes a few minutes.
+within the spread of fp32's. Needs the decoded data (`dvc repro decode`). Takes a few minutes on a
+CPU with native bf16; elsewhere (where `precision: auto` trains in fp32 anyway) it stops at once,
+unless `--emulated` asks for the comparison in oneDNN's emulated bf16, which is very slow.
 """
 
 from __future__ import annotations
@@ -73,7 +75,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--data", default=str(ROOT / "data" / "decoded"))
+    p.add_argument("--emulated", action="store_true", help="run even where bf16 is emulated (very slow)")
     args = p.parse_args()
+    if not (precision.cpu_has_native_bf16() or args.emulated):
+        print(
+            "precision_quality: not run: this CPU has no native bf16, so training runs in fp32 here (--emulated to compare anyway)"
+        )
+        return
     note = machine_note()
     cfg = preset_config(ROOT / "conf", args.preset)
     cfg.stage1.steps = args.steps
