@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: the matmul reference figure of a precision, measured in the same run.
+"""Shared by the benchmarks: the matmul reference figure of a precision, measured in the same run,
+and the `--precisions` option that says which precisions to measure.
 
 A benchmark's "MFU" is its achieved FLOP/s over the FLOP/s of a 2048² matmul in the precision the
 measured code actually computes in (fp32, or bf16 under autocast), measured in the same process

@@ -103,7 +103,7 @@ def main() -> None:
             f"  {prec}: {dt * 1000:6.0f} ms/step {b / dt:7.1f} images/s  "
             f"{flops_per_step / dt / 1e9:5.0f} GFLOP/s  MFU {mfu:.2f} of the {prec} matmul"
         )
-    if len(precs) == 2:
+    if set(precs) == {"fp32", "bf16"}:
         print(f"  bf16 / fp32 training throughput: {train_dt['fp32'] / train_dt['bf16']:.2f}x")
     print(
         f"sampling ({cfg.sample.sampler}, {dsteps} decoder steps, {n} images, {flops_per_sample / 1e9:.2f} GFLOP/image):"
@@ -114,7 +114,7 @@ def main() -> None:
             f"  {prec}: {rate:7.1f} images/s  {rate * flops_per_sample / 1e9:5.0f} GFLOP/s  "
             f"MFU {rate * flops_per_sample / peak[prec]:.2f} of the {prec} matmul"
         )
-    if len(precs) == 2:
+    if set(precs) == {"fp32", "bf16"}:
         print(f"  bf16 / fp32 sampling throughput: {sample_dt['fp32'] / sample_dt['bf16']:.2f}x")
 
 
