@@ -26,12 +26,12 @@ import torch
 from _flops import machine_note
 
 from ul import precision
-from ul.conf import preset_config
-from ul.config import to_dict
-from ul.images import from_uint8
+from ul.common.compose import preset_config
+from ul.common.config import to_dict
+from ul.common.images import from_uint8
+from ul.common.shards import ShardReader
 from ul.metrics import psnr_db
 from ul.model import UnifiedLatents
-from ul.shards import ShardReader
 from ul.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ul import precision
-from ul.conf import preset_config
+from ul.common.compose import preset_config
 from ul.model import UnifiedLatents
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -131,7 +131,7 @@ def refuse_interpolations(overrides: list) -> None:
     """Overrides are data, not code: a `${...}` (an OmegaConf interpolation or resolver such as
     `${oc.env:SECRET}`, which `dvc exp run -S` would resolve into params.yaml) is refused, naming
     the key, before any command runs."""
-    from ul.config import ConfigError
+    from ul.common.config import ConfigError
 
     for item in overrides:
         key, _, value = str(item).partition("=")

@@ -10,8 +10,8 @@ from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
 from ul import samplers
-from ul.conf import compose_params
-from ul.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
+from ul.common.compose import compose_params
+from ul.common.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
 from ul.model import BaseModel, UnifiedLatents
 from ul.networks import latent_shape
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from datahelpers import corrupt_idat, jpeg, noise, packed, png, raw_files, rewrite_raw
 
+from ul.common.shards import ShardReader
 from ul.data import DataError, builtin, decode_pil, manifest
 from ul.data.decode import decode
 from ul.data.idx import read_idx
 from ul.data.sources import fetch
-from ul.shards import ShardReader
 
 pytest.importorskip("nvidia.dali")
 from ul.data import decode_dali  # noqa: E402

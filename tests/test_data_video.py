@@ -19,12 +19,12 @@ import pytest
 from datahelpers import TRAFFIC, raw_files, tree_hashes, write_folder
 from PIL import Image
 
-from ul.config import MovingMNISTConfig
+from ul.common.config import MovingMNISTConfig
+from ul.common.shards import ShardReader
 from ul.data import DataError, builtin, moving_mnist
 from ul.data.decode import decode
 from ul.data.idx import read_idx
 from ul.data.sources import fetch
-from ul.shards import ShardReader
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 TREE = OPENCV_DATA / "tree.avi"

@@ -174,7 +174,7 @@ def test_closure_of_a_real_stage():
         "ul/stages/__init__.py",
         "ul/stages/fetch.py",
         "ul/stages/_cli.py",
-        "ul/config.py",
+        "ul/common/config.py",
         "ul/data/__init__.py",
         "ul/data/sources.py",
     } <= got
@@ -223,10 +223,10 @@ def test_changing_an_imported_file_makes_dvc_status_list_exactly_its_stages(tmp_
     assert _listed(proj) == set()
     importers = {
         f: {n for n, s in stages().items() if f in stage_closure(s)}
-        for f in ("src/ul/shards.py", "src/ul/stages/_cli.py")
+        for f in ("src/ul/common/shards.py", "src/ul/stages/_cli.py")
     }
     assert importers["src/ul/stages/_cli.py"] == set(stages()) - {"i3d_weights"}  # it reads no params
-    assert "fetch" not in importers["src/ul/shards.py"] and "decode" in importers["src/ul/shards.py"]
+    assert "fetch" not in importers["src/ul/common/shards.py"] and "decode" in importers["src/ul/common/shards.py"]
     for rel, expected in importers.items():
         with open(proj / rel, "a") as f:
             f.write("# changed\n")

@@ -7,11 +7,11 @@ import torch
 from conftest import preset_config
 
 from ul import metrics
+from ul.common.shards import ShardReader, ShardWriter
 from ul.evaluation import derangement, subsets
 from ul.losses import NoiseDraw, decoder_loss
 from ul.model import BaseModel, UnifiedLatents, check_pair
 from ul.schedules import CosineLogSNR
-from ul.shards import ShardReader, ShardWriter
 
 CLASSES, PER_CLASS = 10, 50
 

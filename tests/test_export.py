@@ -12,7 +12,7 @@ from ul.export import canonical
 
 SAVE = """
 import sys, torch
-from ul.conf import preset_config
+from ul.common.compose import preset_config
 from pathlib import Path
 from ul import export
 from ul.model import BaseModel

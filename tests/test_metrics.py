@@ -13,14 +13,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ul import metrics
-from ul.images import from_uint8, save_grid, save_pairs_grid, to_uint8
-from ul.metrics import (
-    InceptionFeatures,
-    fid_from_features,
-    frechet_distance,
-    gaussian_stats,
-    psnr_db,
-)
+from ul.common.images import from_uint8, save_grid, save_pairs_grid, to_uint8
+from ul.metrics import InceptionFeatures, fid_from_features, frechet_distance, gaussian_stats, psnr_db
 
 # ------------------------------------------------------------------------------------------ PSNR
 

@@ -6,7 +6,7 @@ import torch
 from conftest import preset_config
 
 from ul import samplers
-from ul.config import Config
+from ul.common.config import Config
 from ul.model import BaseModel, UnifiedLatents
 from ul.schedules import CosineLogSNR, alpha_sigma
 
@@ -164,10 +164,10 @@ def test_a_step_noise_slices_per_rank_into_the_rows_of_the_global_draw():
 def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
     import csv
 
-    from ul.config import to_dict
+    from ul.common.config import to_dict
+    from ul.common.images import from_uint8
     from ul.data.builtin import FILES, _fashion_dir
     from ul.data.idx import read_idx
-    from ul.images import from_uint8
     from ul.train import train
 
     images = read_idx(_fashion_dir() / FILES["train"][0])[:2048]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ul import checkpoint, precision
-from ul.config import ConfigError, from_dict, to_dict
+from ul.common.config import ConfigError, from_dict, to_dict
 from ul.model import BaseModel, stage1_model
 from ul.train import CKPT, train
 

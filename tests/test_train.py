@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ul import checkpoint
-from ul.config import to_dict
+from ul.common.config import to_dict
 from ul.model import UnifiedLatents
 from ul.train import CKPT, NonFiniteLossError, train
 

@@ -10,8 +10,8 @@ import torch
 from conftest import preset_config
 from PIL import Image
 
-from ul.config import ConfigError
-from ul.images import frames_of, save_grid, save_pairs_grid
+from ul.common.config import ConfigError
+from ul.common.images import frames_of, save_grid, save_pairs_grid
 from ul.model import BaseModel, UnifiedLatents, check_pair, stage1_model
 from ul.schedules import bits
 

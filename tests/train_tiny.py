@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ul.conf import preset_config
-from ul.config import to_dict
+from ul.common.compose import preset_config
+from ul.common.config import to_dict
 from ul.model import UnifiedLatents
 from ul.train import train
 

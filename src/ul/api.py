@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ul import export
-from ul.config import Config
+from ul.common.config import Config
 from ul.losses import NoiseDraw
 from ul.model import BaseModel, UnifiedLatents, check_pair
 from ul.schedules import LN2

@@ -1,7 +1,7 @@
 """One checkpoint dict per run, written atomically and loaded safely.
 
 The dict holds model, EMA, optimizer, step, RNG states and the config, so a run killed at any
-moment resumes from the last complete file: it is written atomically (`ul.atomic`), so a reader
+moment resumes from the last complete file: it is written atomically (`ul.common.atomic`), so a reader
 sees either the old checkpoint or the new one, never half of one; a failed write (a full disk) leaves
 the previous file and says so. Loading uses `weights_only=True`: a checkpoint file cannot run code,
 and a file that is not a checkpoint is a CheckpointError naming it and the remedy (never torch's
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ul import atomic
+from ul.common import atomic
 
 
 class CheckpointError(ValueError):

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ul import atomic, inputs, samplers
+from ul import inputs, samplers
 from ul.api import Autoencoder, Generator
-from ul.atomic import staged_dir
+from ul.common import atomic
+from ul.common.atomic import staged_dir
+from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 from ul.distributed import resolve_device
 from ul.export import ExportError
-from ul.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 
 LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
 

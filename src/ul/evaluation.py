@@ -36,11 +36,11 @@ from tqdm import tqdm
 
 from ul import metrics as M
 from ul import samplers
-from ul.config import Config
-from ul.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
+from ul.common.config import Config
+from ul.common.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
+from ul.common.shards import ShardReader
 from ul.model import UnifiedLatents, check_pair
 from ul.schedules import bits
-from ul.shards import ShardReader
 
 
 def _batches(n: int, size: int):

@@ -20,10 +20,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from ul import atomic, model_card
-from ul.config import Config, ConfigError, from_dict, to_dict
+from ul import model_card
+from ul.common import atomic
+from ul.common.config import Config, ConfigError, from_dict, to_dict
+from ul.common.errors import ExportError
 from ul.data.manifest import sha256_file
-from ul.errors import ExportError
 from ul.klvae import KLVAE
 from ul.model import BaseModel, UnifiedLatents
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ul import atomic
+from ul.common import atomic
 
 NUM_CLASSES = 400
 INPUT_SIZE = 224

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ul.common.images import from_uint8
 from ul.data import decode_pil, imagecheck
 from ul.data.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
-from ul.images import from_uint8
 
 SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded

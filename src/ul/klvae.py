@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from ul.config import Config
+from ul.common.config import Config
 from ul.losses import sum_per_example
 from ul.networks import ConvDecoder, Encoder, image_shape, latent_shape
 

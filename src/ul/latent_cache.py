@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ul.images import from_uint8
-from ul.shards import ShardReader, ShardWriter
+from ul.common.images import from_uint8
+from ul.common.shards import ShardReader, ShardWriter
 
 
 @torch.no_grad()

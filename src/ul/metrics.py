@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ul import atomic
+from ul.common import atomic
 
 PSNR_CAP_DB = 100.0
 INCEPTION_SIZE = 299

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ul import samplers
-from ul.config import Config
+from ul.common.config import Config
 from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
 from ul.schedules import CosineLogSNR, LinearLogSNR, bits

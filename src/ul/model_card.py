@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ul.config import Config, to_dict
+from ul.common.config import Config, to_dict
 
 # (key in eval/metrics.json, label) in the order of the tables
 HEADLINE = (

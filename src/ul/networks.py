@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ul.config import EncoderConfig, UNetConfig
+from ul.common.config import EncoderConfig, UNetConfig
 from ul.schedules import alpha_sigma
 
 

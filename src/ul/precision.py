@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ul.config import PRECISIONS
+from ul.common.config import PRECISIONS
 
 
 @functools.cache

@@ -28,9 +28,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ul import checkpoint, precision
-from ul.config import TrainConfig
+from ul.common.config import TrainConfig
+from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 from ul.distributed import barrier, init, resolve_device
-from ul.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 
 CKPT = "ckpt.pt"
 

@@ -13,7 +13,7 @@ import yaml
 from datahelpers import class_folder, tree_hashes
 
 from ul.checkpoint import CheckpointWriteError
-from ul.conf import compose_params
+from ul.common.compose import compose_params
 from ul.stages import decode as decode_stage
 from ul.stages import fetch as fetch_stage
 

@@ -12,10 +12,10 @@ from datahelpers import jpeg, noise, png, raw_files, write_folder
 from PIL import Image
 
 from ul import inputs
+from ul.common.shards import ShardReader
 from ul.data import DataError, decode_pil, imagecheck, manifest
 from ul.data.decode import decode
 from ul.data.sources import fetch
-from ul.shards import ShardReader
 
 pytest.importorskip("nvidia.dali")
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from ul import checkpoint, export
-from ul.conf import preset_config
-from ul.config import to_dict
-from ul.errors import ExportError
+from ul.common.compose import preset_config
+from ul.common.config import to_dict
+from ul.common.errors import ExportError
 from ul.model import UnifiedLatents
 from ul.train import CKPT, train
 
@@ -165,7 +165,7 @@ def _one_error_line(capsys):
 
 @pytest.fixture
 def params(tmp_path):
-    from ul.conf import write_params
+    from ul.common.compose import write_params
 
     return write_params(CONF, ["preset=ci"], tmp_path / "params.yaml")
 

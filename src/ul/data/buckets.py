@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ul.common.errors import redact_urls
 from ul.data import DataError
-from ul.errors import redact_urls
 from ul.storage import StorageError, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
 

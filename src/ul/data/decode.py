@@ -6,7 +6,7 @@ by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"
 and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
 decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
 the CPU; Pillow is used only when DALI cannot be imported, and the metrics say which ran.
-Output: `out_dir/<split>/` (ul.shards, with labels when every image has one and `paths.txt`, the
+Output: `out_dir/<split>/` (ul.common.shards, with labels when every image has one and `paths.txt`, the
 manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 
 With `frames` > 0 (data.frames) the files are videos and ul.data.decode_video decodes them into
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ul.atomic import staged_dir
+from ul.common.atomic import staged_dir
+from ul.common.shards import ShardWriter
 from ul.data import DataError, imagecheck, manifest, rawshards, shown
 from ul.data.decode_common import BackendError
 from ul.data.manifest import SPLITS, Entry
-from ul.shards import ShardWriter
 
 SKIPPED = "skipped.json"
 PATHS = "paths.txt"

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ul.atomic import staged_dir
+from ul.common.atomic import staged_dir
+from ul.common.shards import ShardWriter
 from ul.data import DataError, decode_pyav, rawshards
 from ul.data.decode import PATHS, SKIPPED, refuse
 from ul.data.manifest import SPLITS, Entry
-from ul.shards import ShardWriter
 
 
 def _device(device: str) -> str:

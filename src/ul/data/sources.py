@@ -25,7 +25,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from ul.atomic import scratch_dir, staged_dir
+from ul.common.atomic import scratch_dir, staged_dir
 from ul.data import DataError, archive, buckets, builtin, folder, manifest, moving_mnist, rawshards, shown
 from ul.data.manifest import Entry
 
@@ -82,7 +82,7 @@ def _mm(cfg):
     """data.moving_mnist, or its defaults when the caller has none."""
     if cfg is not None:
         return cfg
-    from ul.config import MovingMNISTConfig
+    from ul.common.config import MovingMNISTConfig
 
     return MovingMNISTConfig()
 
@@ -102,7 +102,7 @@ def fetch(
 
     `max_train`/`max_test` > 0 keep that many images (or clips) of the split (0 = all). `frames` > 0
     (data.frames) fetches videos instead of images; `moving_mnist` (data.moving_mnist, a
-    ul.config.MovingMNISTConfig; None = its defaults) sets builtin:moving-mnist. Raises DataError.
+    ul.common.config.MovingMNISTConfig; None = its defaults) sets builtin:moving-mnist. Raises DataError.
     """
     out_dir = Path(out_dir)
     if not source.startswith(SCHEMES):

@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ul.atomic import staged_dir
+from ul.common.atomic import staged_dir
+from ul.common.shards import ShardReader
 from ul.data import DataError, manifest, rawshards, shown
 from ul.data.decode import PATHS, SKIPPED
 from ul.data.manifest import SPLITS
-from ul.shards import ShardReader
 
 EXAMPLES = 5
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ul.common.shards import ShardReader
 from ul.data.decode import PATHS
 from ul.data.manifest import SPLITS
 from ul.data.validate import pixel_expectations
-from ul.shards import ShardReader
 
 COLUMNS = ["split", "row", "path", "channels", "frames", "height", "width", "dtype"]
 COLUMNS += ["min", "max", "mean", "std", "motion", "clip_sha256"]

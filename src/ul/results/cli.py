@@ -91,8 +91,8 @@ def _fid_noise(args) -> int:
     import torch
 
     from ul import metrics
+    from ul.common.shards import ShardReader
     from ul.results import fid_noise
-    from ul.shards import ShardReader
 
     test = ShardReader(args.data)
     rows = np.sort(np.random.default_rng(0).permutation(len(test))[: args.pool])

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ul import atomic
-from ul.config import Config, ConfigError, load
+from ul.common import atomic
+from ul.common.config import Config, ConfigError, load
+from ul.common.errors import ExportError, NonFiniteLossError, redact_urls
 from ul.data import DataError
-from ul.errors import ExportError, NonFiniteLossError, redact_urls
 
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:
@@ -23,7 +23,9 @@ def parser(stage: str, doc: str) -> argparse.ArgumentParser:
         prog=f"python -m ul.stages.{stage}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--params", default="params.yaml", help="parameter file read through ul.config.load (default: %(default)s)"
+        "--params",
+        default="params.yaml",
+        help="parameter file read through ul.common.config.load (default: %(default)s)",
     )
     p.add_argument(
         "--metrics", default=f"metrics/{stage}.json", help="where the stage's metrics JSON goes (default: %(default)s)"
@@ -63,7 +65,7 @@ def refuse_secrets(cfg: Config) -> None:
     """Secrets come only from the environment: a parameter holding the value of a secret variable
     (e.g. written into params.yaml by a resolved `${oc.env:...}`) stops the stage before it is
     used, sent anywhere or recorded in dvc.lock."""
-    from ul.config import to_dict
+    from ul.common.config import to_dict
 
     secrets = {k: v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6}
     flat = json.dumps(to_dict(cfg))
@@ -105,7 +107,7 @@ def read_input(reader: Callable, folder: str | Path, made_by: str):
 
 def run_identity(cfg: Config, keys: tuple, data) -> dict:
     """What a training checkpoint must match to be resumed: the stage's params and its data."""
-    from ul.config import to_dict
+    from ul.common.config import to_dict
 
     d = to_dict(cfg)
     return {**{k: d[k] for k in keys}, "data_index": data.index}

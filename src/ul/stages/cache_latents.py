@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ul import export, latent_cache
+from ul.common.shards import ShardReader
 from ul.distributed import resolve_device
-from ul.shards import ShardReader
 from ul.stages import _cli
 
 

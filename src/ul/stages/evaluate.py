@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from ul import export
+from ul.common.shards import ShardReader
 from ul.distributed import resolve_device
 from ul.evaluation import evaluate
 from ul.model import BaseModel
-from ul.shards import ShardReader
 from ul.stages import _cli
 from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
 

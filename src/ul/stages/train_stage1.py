@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from ul import export, flops
-from ul.images import from_uint8
+from ul.common.images import from_uint8
+from ul.common.shards import ShardReader
 from ul.model import stage1_model
-from ul.shards import ShardReader
 from ul.stages import _cli
 from ul.train import train
 

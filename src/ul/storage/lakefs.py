@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ul import atomic
+from ul.common import atomic
 from ul.storage import StorageError, s3
 
 SCHEME = "lakefs://"

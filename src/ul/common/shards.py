@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ul import atomic
+from ul.common import atomic
 
 INDEX = "index.json"
 

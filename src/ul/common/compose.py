@@ -1,6 +1,6 @@
 """Hydra composition of conf/ into params.yaml, the same composition `dvc exp run` performs
 (DVC's hydra integration: conf/config.yaml with its `preset` group). Stages never run Hydra; they
-read the composed params.yaml through `ul.config.load`. Tests and benchmarks get a preset's
+read the composed params.yaml through `ul.common.config.load`. Tests and benchmarks get a preset's
 typed config from `preset_config`, the same composition."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ul import atomic
-from ul.config import Config, from_dict, to_dict, with_overrides
+from ul.common import atomic
+from ul.common.config import Config, from_dict, to_dict, with_overrides
 
 
 def _compose(conf_dir: Path, overrides: list[str] | None = None) -> dict:
@@ -28,7 +28,7 @@ def compose_params(conf_dir: Path, overrides: list[str] | None = None) -> dict:
 
 def preset_config(conf_dir: Path, preset: str, overrides: list[str] | None = None) -> Config:
     """The checked Config of `preset` (what `dvc exp run -S preset=<preset>` runs), with dotlist
-    `overrides` (`noise.logsnr=3`) applied the way `ul.config.load` applies them to params.yaml."""
+    `overrides` (`noise.logsnr=3`) applied the way `ul.common.config.load` applies them to params.yaml."""
     return from_dict(with_overrides(_compose(conf_dir, [f"preset={preset}"]), overrides))
 
 
