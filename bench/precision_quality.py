@@ -30,8 +30,8 @@ from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
+from ul.core.model import UnifiedLatents
 from ul.metrics import psnr_db
-from ul.model import UnifiedLatents
 from ul.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

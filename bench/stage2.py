@@ -29,7 +29,7 @@ from ul import latent_cache, precision
 from ul.common.compose import preset_config
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader, ShardWriter
-from ul.model import BaseModel, UnifiedLatents
+from ul.core.model import BaseModel, UnifiedLatents
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ul import precision
 from ul.common.compose import preset_config
-from ul.model import UnifiedLatents
+from ul.core.model import UnifiedLatents
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

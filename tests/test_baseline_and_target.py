@@ -8,8 +8,8 @@ import torch
 from conftest import preset_config
 
 from ul import export
-from ul.klvae import KLVAE
-from ul.model import BaseModel, RateController, UnifiedLatents, stage1_model
+from ul.core.klvae import KLVAE
+from ul.core.model import BaseModel, RateController, UnifiedLatents, stage1_model
 from ul.train import StepDone
 
 

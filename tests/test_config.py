@@ -9,11 +9,11 @@ import yaml
 from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
-from ul import samplers
 from ul.common.compose import compose_params
 from ul.common.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
-from ul.model import BaseModel, UnifiedLatents
-from ul.networks import latent_shape
+from ul.core import samplers
+from ul.core.model import BaseModel, UnifiedLatents
+from ul.core.networks import latent_shape
 
 
 def _keys(d, prefix=""):

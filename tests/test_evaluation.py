@@ -8,10 +8,10 @@ from conftest import preset_config
 
 from ul import metrics
 from ul.common.shards import ShardReader, ShardWriter
+from ul.core.losses import NoiseDraw, decoder_loss
+from ul.core.model import BaseModel, UnifiedLatents, check_pair
+from ul.core.schedules import CosineLogSNR
 from ul.evaluation import derangement, subsets
-from ul.losses import NoiseDraw, decoder_loss
-from ul.model import BaseModel, UnifiedLatents, check_pair
-from ul.schedules import CosineLogSNR
 
 CLASSES, PER_CLASS = 10, 50
 

@@ -15,7 +15,7 @@ import sys, torch
 from ul.common.compose import preset_config
 from pathlib import Path
 from ul import export
-from ul.model import BaseModel
+from ul.core.model import BaseModel
 cfg = preset_config(Path(sys.argv[2]), "ci")
 torch.manual_seed(0)
 export.save(BaseModel(cfg), cfg, sys.argv[1], {"steps": 1})

@@ -19,7 +19,7 @@ from conftest import preset_config
 from servers import COMMIT, ROOT, Moto, Prism, free_port, prism_binary
 
 from ul import cli, export
-from ul.model import BaseModel, UnifiedLatents
+from ul.core.model import BaseModel, UnifiedLatents
 from ul.storage import StorageError, lakefs, release
 
 KEY, SECRET = "AKIAUL-TEST", "ul-test-secret-do-not-log"

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from ul.losses import NoiseDraw, decoder_loss, prior_loss, terminal_kl, weighted_elbo_term
-from ul.schedules import CosineLogSNR, LinearLogSNR, alpha_sigma, bits, low_discrepancy_t
+from ul.core.losses import NoiseDraw, decoder_loss, prior_loss, terminal_kl, weighted_elbo_term
+from ul.core.schedules import CosineLogSNR, LinearLogSNR, alpha_sigma, bits, low_discrepancy_t
 
 
 def test_alpha_sigma_at_logsnr_5():

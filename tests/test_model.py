@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import preset_config
 
-from ul import samplers
 from ul.common.config import Config
-from ul.model import BaseModel, UnifiedLatents
-from ul.schedules import CosineLogSNR, alpha_sigma
+from ul.core import samplers
+from ul.core.model import BaseModel, UnifiedLatents
+from ul.core.schedules import CosineLogSNR, alpha_sigma
 
 
 def _tiny():

@@ -6,7 +6,7 @@ import torch
 
 from ul import checkpoint, precision
 from ul.common.config import ConfigError, from_dict, to_dict
-from ul.model import BaseModel, stage1_model
+from ul.core.model import BaseModel, stage1_model
 from ul.train import CKPT, train
 
 

@@ -12,7 +12,7 @@ import torch
 
 from ul import checkpoint
 from ul.common.config import to_dict
-from ul.model import UnifiedLatents
+from ul.core.model import UnifiedLatents
 from ul.train import CKPT, NonFiniteLossError, train
 
 HERE = Path(__file__).parent

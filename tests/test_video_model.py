@@ -12,8 +12,8 @@ from PIL import Image
 
 from ul.common.config import ConfigError
 from ul.common.images import frames_of, save_grid, save_pairs_grid
-from ul.model import BaseModel, UnifiedLatents, check_pair, stage1_model
-from ul.schedules import bits
+from ul.core.model import BaseModel, UnifiedLatents, check_pair, stage1_model
+from ul.core.schedules import bits
 
 
 @pytest.fixture(scope="module")

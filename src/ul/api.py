@@ -19,9 +19,9 @@ import torch
 
 from ul import export
 from ul.common.config import Config
-from ul.losses import NoiseDraw
-from ul.model import BaseModel, UnifiedLatents, check_pair
-from ul.schedules import LN2
+from ul.core.losses import NoiseDraw
+from ul.core.model import BaseModel, UnifiedLatents, check_pair
+from ul.core.schedules import LN2
 
 
 class Autoencoder:

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ul import inputs, samplers
+from ul import inputs
 from ul.api import Autoencoder, Generator
 from ul.common import atomic
 from ul.common.atomic import staged_dir
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
+from ul.core import samplers
 from ul.distributed import resolve_device
 from ul.export import ExportError
 

@@ -35,12 +35,12 @@ import torch
 from tqdm import tqdm
 
 from ul import metrics as M
-from ul import samplers
 from ul.common.config import Config
 from ul.common.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
 from ul.common.shards import ShardReader
-from ul.model import UnifiedLatents, check_pair
-from ul.schedules import bits
+from ul.core import samplers
+from ul.core.model import UnifiedLatents, check_pair
+from ul.core.schedules import bits
 
 
 def _batches(n: int, size: int):

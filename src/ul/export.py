@@ -24,9 +24,9 @@ from ul import model_card
 from ul.common import atomic
 from ul.common.config import Config, ConfigError, from_dict, to_dict
 from ul.common.errors import ExportError
+from ul.core.klvae import KLVAE
+from ul.core.model import BaseModel, UnifiedLatents
 from ul.data.manifest import sha256_file
-from ul.klvae import KLVAE
-from ul.model import BaseModel, UnifiedLatents
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = "ul-export/1"

@@ -18,7 +18,7 @@ from ul import checkpoint, export
 from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.errors import ExportError
-from ul.model import UnifiedLatents
+from ul.core.model import UnifiedLatents
 from ul.train import CKPT, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

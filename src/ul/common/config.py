@@ -82,7 +82,7 @@ class ULConfig:
     # The decoder's cosine schedule shift: the variance of the loss estimate and the decoder sampler's
     # grid only. The weight is a function of λ, so the expected loss does not depend on it.
     decoder_logsnr_shift: float = 0.0
-    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.model.RateController)
+    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.core.model.RateController)
     target_bits_per_pixel: float | None = None
 
 

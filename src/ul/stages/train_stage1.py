@@ -21,7 +21,7 @@ import torch
 from ul import export, flops
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
-from ul.model import stage1_model
+from ul.core.model import stage1_model
 from ul.stages import _cli
 from ul.train import train
 

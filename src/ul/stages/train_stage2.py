@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ul import export, flops, latent_cache
-from ul.model import BaseModel
+from ul.core.model import BaseModel
 from ul.stages import _cli
 from ul.train import train
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
-from ul.schedules import alpha_sigma
+from ul.core.schedules import alpha_sigma
 
 
 def ddim_step(z_t, x_hat, logsnr_t, logsnr_s, generator=None, previous=None):

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from ul.common.config import Config
-from ul.losses import sum_per_example
-from ul.networks import ConvDecoder, Encoder, image_shape, latent_shape
+from ul.core.losses import sum_per_example
+from ul.core.networks import ConvDecoder, Encoder, image_shape, latent_shape
 
 
 @dataclass
@@ -41,7 +41,7 @@ class KLVAE(nn.Module):
         frames = cfg.data.frames
         self.encoder = Encoder(c_img, replace(cfg.encoder, latent_channels=2 * cfg.encoder.latent_channels), frames)
         self.decoder = ConvDecoder(c_img, cfg.encoder, frames)
-        self.logsnr0 = float(cfg.noise.logsnr)  # the base model's config carries it too (ul.model.check_pair)
+        self.logsnr0 = float(cfg.noise.logsnr)  # the base model's config carries it too (ul.core.model.check_pair)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x); the log-variance clamped as SD does."""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ul.common.config import EncoderConfig, UNetConfig
-from ul.schedules import alpha_sigma
+from ul.core.schedules import alpha_sigma
 
 
 def _groups(ch: int) -> int:

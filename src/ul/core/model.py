@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ul import samplers
 from ul.common.config import Config
-from ul.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
-from ul.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
-from ul.schedules import CosineLogSNR, LinearLogSNR, bits
+from ul.core import samplers
+from ul.core.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
+from ul.core.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
+from ul.core.schedules import CosineLogSNR, LinearLogSNR, bits
 
 
 @dataclass
@@ -239,6 +239,6 @@ def check_pair(model: UnifiedLatents, base: BaseModel) -> None:
 
 def stage1_model(cfg: Config) -> nn.Module:
     """The stage-1 autoencoder that `latent` names: UnifiedLatents, or the KL-VAE baseline."""
-    from ul.klvae import KLVAE
+    from ul.core.klvae import KLVAE
 
     return {"ul": UnifiedLatents, "klvae": KLVAE}[cfg.latent](cfg)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from ul.schedules import alpha_sigma, low_discrepancy_t
+from ul.core.schedules import alpha_sigma, low_discrepancy_t
 
 Denoiser = Callable[..., torch.Tensor]  # x̂ = f(z_t, logsnr, [cond])
 
