@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from ul.precision import cpu_has_native_bf16
+from ul.train.precision import cpu_has_native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from _flops import machine_note
 
-from ul import precision
 from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import UnifiedLatents
 from ul.metrics import psnr_db
-from ul.train import train
+from ul.train import precision
+from ul.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """Stage-2 training step on cached latents vs encoding each batch with the frozen encoder on the
-fly, each in fp32 and in bf16 (ul.precision autocast of the forwards), side by side in one run.
+fly, each in fp32 and in bf16 (ul.train.precision autocast of the forwards), side by side in one run.
 
     python bench/stage2.py [--preset cpu] [--set KEY=VALUE ...] [--precisions fp32 bf16] [--images 4096] [--steps 10] [--repeats 2]
 
@@ -25,11 +25,12 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul import latent_cache, precision
+from ul import latent_cache
 from ul.common.compose import preset_config
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader, ShardWriter
 from ul.core.model import BaseModel, UnifiedLatents
+from ul.train import precision
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

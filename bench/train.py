@@ -3,7 +3,7 @@
     python bench/train.py [--preset cpu] [--steps 4] [--repeats 3] [--threads 0] [--precisions fp32 bf16]
 
 In one process (these machines are noisy): the 2048² matmul FLOP/s in fp32 and in bf16, then
-training steps of the preset's stage-1 model with `precision` fp32 and bf16 (ul.precision: bf16
+training steps of the preset's stage-1 model with `precision` fp32 and bf16 (ul.train.precision: bf16
 autocast of the forward pass, float32 loss, optimizer and EMA) interleaved for `--repeats` rounds
 (best round kept), then decoder sampling (`sample.sampler`, `sample.decoder_steps`) in both.
 FLOPs per step are counted by torch's FlopCounterMode (the same count for both precisions). Prints
@@ -22,9 +22,9 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul import precision
 from ul.common.compose import preset_config
 from ul.core.model import UnifiedLatents
+from ul.train import precision
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

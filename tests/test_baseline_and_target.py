@@ -9,8 +9,9 @@ from conftest import preset_config
 
 from ul import export
 from ul.core.klvae import KLVAE
-from ul.core.model import BaseModel, RateController, UnifiedLatents, stage1_model
-from ul.train import StepDone
+from ul.core.model import BaseModel, UnifiedLatents, stage1_model
+from ul.train.loop import StepDone
+from ul.train.rate_target import RateController, callbacks
 
 
 def test_latent_group_selects_the_baseline_with_the_same_latent_shape():
@@ -80,13 +81,14 @@ def test_the_rate_controller_settles_on_a_plant_that_lags_and_drifts():
 def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
     cfg = preset_config("ci", **{"ul.target_bits_per_pixel": 10.0})  # far above what a fresh model spends
     model = UnifiedLatents(cfg)
-    assert model.controller.hold == round(0.3 * cfg.stage1.steps)
+    (target,) = callbacks(model, cfg)
+    assert target.controller.hold == round(0.3 * cfg.stage1.steps)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     noise = model.draw_noise(4, torch.Generator().manual_seed(0))
     terms = model(x, noise)
     ema = copy.deepcopy(model)
     before = model.loss_factor.item()
-    logged = model.after_step(StepDone(model.controller.hold + 1, x, noise, ema, lambda t: t))
+    logged = target(model, StepDone(target.controller.hold + 1, x, noise, ema, lambda t: t))
     # The rate steered on is the EMA model's, on this batch and noise.
     assert logged["ema_rate_bpp"] == pytest.approx(
         ema.rate_nats(ema.encode(x), noise.prior).mean().item() / math.log(2) / 1024
@@ -94,5 +96,5 @@ def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
     assert model.loss_factor.item() > before and "log_loss_factor" in model.state_dict()
     assert terms["loss_factor"].shape == (4,)  # logged per step in the training curve
     fixed = UnifiedLatents(preset_config("ci"))
-    assert fixed.after_step(StepDone(1, x, noise, ema, lambda t: t)) == {}
+    assert callbacks(fixed, preset_config("ci")) == []
     assert fixed.loss_factor.item() == pytest.approx(2.1)

@@ -168,7 +168,7 @@ def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
     from ul.common.images import from_uint8
     from ul.data.builtin import FILES, _fashion_dir
     from ul.data.idx import read_idx
-    from ul.train import train
+    from ul.train.loop import train
 
     images = read_idx(_fashion_dir() / FILES["train"][0])[:2048]
     x = np.zeros((len(images), 1, 32, 32), dtype=np.uint8)

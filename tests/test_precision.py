@@ -4,10 +4,10 @@ that under bf16 autocast the loss terms, parameters, optimizer state and EMA sta
 import pytest
 import torch
 
-from ul import checkpoint, precision
 from ul.common.config import ConfigError, from_dict, to_dict
 from ul.core.model import BaseModel, stage1_model
-from ul.train import CKPT, train
+from ul.train import checkpoint, precision
+from ul.train.loop import CKPT, train
 
 
 def test_precision_resolves():

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from project import ROOT, copy_of, sh
 
-from ul import flops
 from ul.results import report, studies
+from ul.train import flops
 
 
 def test_every_study_point_is_run_and_named_once():

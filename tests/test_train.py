@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ul import checkpoint
 from ul.common.config import to_dict
 from ul.core.model import UnifiedLatents
-from ul.train import CKPT, NonFiniteLossError, train
+from ul.train import checkpoint
+from ul.train.loop import CKPT, NonFiniteLossError, train
 
 HERE = Path(__file__).parent
 PY = sys.executable

@@ -14,7 +14,7 @@ import torch
 from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.core.model import UnifiedLatents
-from ul.train import train
+from ul.train.loop import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -24,8 +24,8 @@ from ul.common import atomic
 from ul.common.atomic import staged_dir
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 from ul.core import samplers
-from ul.distributed import resolve_device
 from ul.export import ExportError
+from ul.train.distributed import resolve_device
 
 LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
 

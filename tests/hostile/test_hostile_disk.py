@@ -12,10 +12,10 @@ import torch
 import yaml
 from datahelpers import class_folder, tree_hashes
 
-from ul.checkpoint import CheckpointWriteError
 from ul.common.compose import compose_params
 from ul.stages import decode as decode_stage
 from ul.stages import fetch as fetch_stage
+from ul.train.checkpoint import CheckpointWriteError
 
 ROOT = Path(__file__).resolve().parents[2]
 

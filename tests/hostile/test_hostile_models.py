@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ul import checkpoint, export
+from ul import export
 from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.errors import ExportError
 from ul.core.model import UnifiedLatents
-from ul.train import CKPT, train
+from ul.train import checkpoint
+from ul.train.loop import CKPT, train
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -82,7 +82,7 @@ class ULConfig:
     # The decoder's cosine schedule shift: the variance of the loss estimate and the decoder sampler's
     # grid only. The weight is a function of λ, so the expected loss does not depend on it.
     decoder_logsnr_shift: float = 0.0
-    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.core.model.RateController)
+    # A requested latent rate: when set, stage 1 steers log c_lf towards it (ul.train.rate_target)
     target_bits_per_pixel: float | None = None
 
 
@@ -197,7 +197,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")  # ul.precision: auto = bf16 where native, else fp32
+PRECISIONS = ("auto", "fp32", "bf16")  # ul.train.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
 

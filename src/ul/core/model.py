@@ -17,7 +17,7 @@ from ul.common.config import Config
 from ul.core import samplers
 from ul.core.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.core.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
-from ul.core.schedules import CosineLogSNR, LinearLogSNR, bits
+from ul.core.schedules import CosineLogSNR, LinearLogSNR
 
 
 @dataclass
@@ -61,25 +61,10 @@ class UnifiedLatents(nn.Module):
         # c_lf lives in the state (checkpointed, exported) because a rate target moves it in training.
         self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.ul.loss_factor)))
         self.register_buffer("rate_ema", torch.tensor(-1.0))  # bits per pixel, < 0 until measured
-        target = cfg.ul.target_bits_per_pixel
-        self.controller = RateController(target, hold=round(HOLD * cfg.stage1.steps)) if target else None
 
     @property
     def loss_factor(self) -> torch.Tensor:
         return self.log_loss_factor.exp()
-
-    @torch.no_grad()
-    def after_step(self, done) -> dict:
-        """Called by the training loop after each optimizer step (ul.train.StepDone). Under a rate
-        target: measures the rate of the EMA weights (what is exported, cached and evaluated) on this step's
-        batch and noise, steers c_lf with it, and returns it to be logged (bits per pixel)."""
-        if self.controller is None:
-            return {}
-        ema = done.ema
-        nats = done.mean(ema.rate_nats(ema.encode(done.batch), done.noise.prior).mean())
-        bpp = bits(nats, image_shape=self.x_shape)["bits_per_pixel"]  # pixels: T·H·W for video
-        self.controller.update(done.step, self.log_loss_factor, self.rate_ema, bpp)
-        return {"ema_rate_bpp": bpp}
 
     def rate_nats(self, z_clean: torch.Tensor, draw: NoiseDraw) -> torch.Tensor:
         """L_z per example (nats) for one noise draw: the prior's bound on the bits of z0."""
@@ -137,41 +122,6 @@ class UnifiedLatents(nn.Module):
         terms["loss"] = terms["prior"] + terms["decoder"]
         terms["loss_factor"] = self.loss_factor.expand(len(x))  # logged: it moves under a rate target
         return terms
-
-
-# The share of stage 1 a rate target holds c_lf at ul.loss_factor before steering: early on the
-# untrained prior charges 10-40x the final rate (0.6 bits/pixel at step 25 of the sweep preset,
-# settling from about step 150), and steering on that drove c_lf to its floor and collapsed the
-# latent before the prior had learnt anything (docs/results/README.md).
-HOLD = 0.3
-
-
-@dataclass
-class RateController:
-    """Steers log c_lf so that the EMA model's rate (bits per pixel) converges to `target`.
-
-    Raising c_lf makes the decoder's loss dearer than the prior's, so the encoder spends more bits;
-    lowering it spends fewer. The rate is a noisy per-batch estimate, so it is smoothed (EMA) first;
-    after `hold` steps, log c_lf moves by `gain`·log(target / rate) per step (integral control:
-    it also follows the rate's slow drift while the prior keeps learning), kept within
-    [log c_min, log c_max] (c_lf ≤ 1 collapses the latent; docs/method.md). The gain is small
-    because the rate answers a change of c_lf over tens of steps; a larger one overshoots.
-    """
-
-    target: float
-    hold: int = 0
-    gain: float = 0.02
-    smoothing: float = 0.9
-    c_min: float = 1.2
-    c_max: float = 20.0
-
-    def update(self, step: int, log_c: torch.Tensor, rate_ema: torch.Tensor, bpp: float) -> None:
-        bpp = max(float(bpp), 1e-9)
-        ema = bpp if float(rate_ema) < 0 else self.smoothing * float(rate_ema) + (1 - self.smoothing) * bpp
-        rate_ema.fill_(ema)
-        if step > self.hold:
-            moved = float(log_c) + self.gain * math.log(self.target / ema)
-            log_c.fill_(min(max(moved, math.log(self.c_min)), math.log(self.c_max)))
 
 
 class BaseModel(nn.Module):

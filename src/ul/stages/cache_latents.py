@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ul import export, latent_cache
 from ul.common.shards import ShardReader
-from ul.distributed import resolve_device
 from ul.stages import _cli
+from ul.train.distributed import resolve_device
 
 
 def main(argv=None) -> int:

@@ -17,10 +17,10 @@ from pathlib import Path
 from ul import export
 from ul.common.shards import ShardReader
 from ul.core.model import BaseModel
-from ul.distributed import resolve_device
 from ul.evaluation import evaluate
 from ul.stages import _cli
 from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
+from ul.train.distributed import resolve_device
 
 
 def main(argv=None) -> int:

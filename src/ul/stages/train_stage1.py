@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
-from ul import export, flops
+from ul import export
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import stage1_model
 from ul.stages import _cli
-from ul.train import train
+from ul.train import flops, rate_target
+from ul.train.loop import train
 
 KEYS = ("seed", "latent", "data", "noise", "ul", "klvae", "encoder", "prior", "decoder", "stage1")
 
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
             cfg.seed,
             args.log,
             desc="stage1",
+            after_step=rate_target.callbacks(model, cfg),
         )
         metrics = {
             **_cli.training_summary(cfg.stage1.steps, t0, args.log),

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from ul import export, flops, latent_cache
+from ul import export, latent_cache
 from ul.core.model import BaseModel
 from ul.stages import _cli
-from ul.train import train
+from ul.train import flops
+from ul.train.loop import train
 
 KEYS = ("seed", "latent", "data", "noise", "encoder", "base", "stage2")
 

@@ -2,7 +2,7 @@
 
 AdamW with linear warm-up, gradient clipping, EMA weights (evaluation and sampling use EMA),
 bf16 autocast of the forward pass where the device computes bf16 natively (`precision`: auto | fp32 |
-bf16, see ul.precision; loss terms, optimizer state and EMA stay float32), one seeded generator for
+bf16, see ul.train.precision; loss terms, optimizer state and EMA stay float32), one seeded generator for
 data order and every noise draw (saved in the checkpoint, so resuming on CPU is bit-identical to
 never stopping), torchrun data parallelism (the global batch's random numbers are drawn on every
 rank and sliced, so N processes compute what one process computes), atomic checkpoints every
@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ul import checkpoint, precision
 from ul.common.config import TrainConfig
 from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
-from ul.distributed import barrier, init, resolve_device
+from ul.train import checkpoint, precision
+from ul.train.distributed import barrier, init, resolve_device
 
 CKPT = "ckpt.pt"
 
@@ -71,10 +71,10 @@ class MetricLog:
 
 @dataclass
 class StepDone:
-    """What the loop hands `model.after_step` (e.g. the rate controller) after each optimizer step:
+    """What the loop hands each `after_step` callback (e.g. ul.train.rate_target) after each optimizer step:
     the step just taken (1-based), this rank's batch and noise, the EMA model (as of the step
     before; the EMA update follows and copies the model's buffers), and `mean`, the mean of a
-    tensor over ranks. `after_step` returns extra metrics to log."""
+    tensor over ranks. A callback returns extra metrics to log."""
 
     step: int
     batch: torch.Tensor
@@ -122,6 +122,7 @@ def train(
     log_path: str | Path | None = None,
     desc: str = "train",
     progress: bool = True,
+    after_step: Sequence[Callable[[nn.Module, StepDone], dict]] = (),
 ) -> nn.Module:
     """Train `model` (its forward is `(batch, noise) -> per-example terms with "loss"`; it has
     `draw_noise(batch, generator)`) on `data(indices) -> batch`; returns the EMA model."""
@@ -215,9 +216,9 @@ def train(
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         measured = dict(zip(terms, means.tolist()))
-        if hasattr(model, "after_step"):  # e.g. the rate controller; every rank sees the same numbers
-            measured.update(model.after_step(StepDone(step + 1, batch, noise, ema, dist_.mean)))
-        ema_update(ema, model, step, cfg.ema_decay)  # after: the EMA carries what after_step set
+        for callback in after_step:  # e.g. the rate target; every rank sees the same numbers
+            measured.update(callback(model, StepDone(step + 1, batch, noise, ema, dist_.mean)))
+        ema_update(ema, model, step, cfg.ema_decay)  # after: the EMA carries what the callbacks set
         step += 1
         seen += cfg.batch_size
         for k, v in measured.items():
