@@ -1,5 +1,5 @@
 """FID's Fréchet distance: the D×D square-root route against the N×N singular-value route that
-`ul.metrics.fid_from_features` takes when there are fewer features than dimensions.
+`ul.eval.frechet.fid_from_features` takes when there are fewer features than dimensions.
 
     python bench/frechet.py [--n 32 500] [--repeats 3]
 
@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from ul.metrics import INCEPTION_DIM, fid_from_features, frechet_distance, gaussian_stats
+from ul.eval.frechet import fid_from_features, frechet_distance, gaussian_stats
+from ul.eval.inception import INCEPTION_DIM
 
 
 def best(fn, repeats: int) -> tuple[float, float]:

@@ -3,7 +3,7 @@ default) and the fused rebuild in bf16 (opt-in), side by side in one run, with F
 
     python bench/inception.py [--images 32] [--batch-size 16] [--repeats 2] [--precisions fp32 bf16]
 
-Each variant runs `ul.metrics.InceptionFeatures` (resize 28→299 included) on the same real
+Each variant runs `ul.eval.inception.InceptionFeatures` (resize 28→299 included) on the same real
 Fashion-MNIST test images, interleaved for `--repeats` rounds (best kept). FLOPs per image are
 counted by FlopCounterMode on the shipped graph; MFU = achieved FLOP/s ÷ the 2048² matmul FLOP/s
 of the precision the variant computes in, measured in the same run. Also printed: how far each
@@ -20,9 +20,9 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul import metrics
 from ul.data.builtin import FASHION_DIR
 from ul.data.idx import read_idx
+from ul.eval import frechet, inception
 
 REFERENCE = "shipped graph (before)"
 VARIANTS = {  # name: (InceptionFeatures options, precision computed in)
@@ -43,13 +43,13 @@ def main() -> None:
     note = machine_note()
     images = read_idx(FASHION_DIR / "t10k-images-idx3-ubyte.gz")[: args.images, None].copy()
     nets = {
-        name: metrics.InceptionFeatures(batch_size=args.batch_size, progress=False, **o)
+        name: inception.InceptionFeatures(batch_size=args.batch_size, progress=False, **o)
         for name, (o, _) in variants.items()
     }
     for f in nets.values():
         f(images[:2])  # load, build, warm up
     with FlopCounterMode(display=False) as fc, torch.inference_mode():
-        nets[REFERENCE].model(torch.zeros(1, 3, metrics.INCEPTION_SIZE, metrics.INCEPTION_SIZE))
+        nets[REFERENCE].model(torch.zeros(1, 3, inception.INCEPTION_SIZE, inception.INCEPTION_SIZE))
     flops_per_image = fc.get_total_flops()
     peak = {q: matmul_flops(q) for q in dict.fromkeys(["fp32", *args.precisions])}  # the reference is fp32
     best, feats = dict.fromkeys(nets, float("inf")), {}
@@ -62,7 +62,7 @@ def main() -> None:
 
     n, half = len(images), len(images) // 2
     ref = feats[REFERENCE]
-    fid_ref = metrics.fid_from_features(ref[:half], ref[half:])
+    fid_ref = frechet.fid_from_features(ref[:half], ref[half:])
     print(
         f"FID Inception on {n} Fashion-MNIST test images (28→299), batch {args.batch_size}, best of {args.repeats}; {note}"
     )
@@ -75,7 +75,7 @@ def main() -> None:
     for name, (_, q) in variants.items():
         rate = n / best[name]
         dfe = np.abs(feats[name] - ref).max()
-        fid = metrics.fid_from_features(feats[name][:half], feats[name][half:])
+        fid = frechet.fid_from_features(feats[name][:half], feats[name][half:])
         print(
             f"  {name:24s} {rate:6.2f} images/s  x{rate / base:4.2f}  {rate * flops_per_image / 1e9:5.0f} GFLOP/s "
             f"= {rate * flops_per_image / peak[q]:.2f} of the {q} matmul   max|Δfeature| {dfe:.1e}  "

@@ -30,7 +30,7 @@ from ul.common.config import to_dict
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import UnifiedLatents
-from ul.metrics import psnr_db
+from ul.eval.psnr import psnr_db
 from ul.train import precision
 from ul.train.loop import train
 

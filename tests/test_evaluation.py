@@ -6,12 +6,12 @@ import pytest
 import torch
 from conftest import preset_config
 
-from ul import metrics
 from ul.common.shards import ShardReader, ShardWriter
 from ul.core.losses import NoiseDraw, decoder_loss
 from ul.core.model import BaseModel, UnifiedLatents, check_pair
 from ul.core.schedules import CosineLogSNR
-from ul.evaluation import derangement, subsets
+from ul.eval import frechet, inception, psnr
+from ul.eval.evaluate import derangement, subsets
 
 CLASSES, PER_CLASS = 10, 50
 
@@ -54,23 +54,23 @@ def test_latent_use_pairs_images_across_the_whole_set(class_ordered):
 def test_psnr_and_inception_refuse_values_outside_unit_range():
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match=r"psnr_db: images must be in \[0, 1\]"):
-        metrics.psnr_db(x * 2 - 1, x)
+        psnr.psnr_db(x * 2 - 1, x)
     with pytest.raises(ValueError, match="InceptionFeatures"):
-        metrics.InceptionFeatures._to_unit255(x + 0.5)
-    assert metrics.InceptionFeatures._to_unit255(x).max() <= 255
+        inception.InceptionFeatures._to_unit255(x + 0.5)
+    assert inception.InceptionFeatures._to_unit255(x).max() <= 255
 
 
 def test_kid_is_unbiased_and_reports_its_standard_error():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(400, 64)), rng.normal(size=(400, 64))
-    same, err = metrics.kid(a, b)
+    same, err = frechet.kid(a, b)
     assert err > 0 and abs(same) < 3 * err
-    shifted, err2 = metrics.kid(a, b + 0.5)
+    shifted, err2 = frechet.kid(a, b + 0.5)
     assert shifted > 5 * err2
-    small, small_err = metrics.kid(a[:16], b[:16])  # a small N (e.g. a cheap sweep) uses fewer blocks
+    small, small_err = frechet.kid(a[:16], b[:16])  # a small N (e.g. a cheap sweep) uses fewer blocks
     assert small_err > 0 and abs(small) < 5 * small_err
     with pytest.raises(ValueError, match="at least 4"):
-        metrics.kid(a[:3], b[:3])
+        frechet.kid(a[:3], b[:3])
 
 
 def test_the_reported_decoder_elbo_is_the_loss_at_unit_weight():

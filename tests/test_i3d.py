@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ul import fvd, i3d
+from ul.eval import fvd, i3d
 
 CLIP_STARTS = (0, 200)  # frames: a clip from the start of the video and one from later on
 
@@ -137,7 +137,7 @@ def test_load_converts_once_then_reads_safetensors_only(tmp_path, monkeypatch, n
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     for (key, a), (_, b) in zip(loaded.state_dict().items(), net.state_dict().items(), strict=True):
         assert torch.equal(a, b), key
-    with pytest.raises(FileNotFoundError, match="python -m ul.i3d convert"):
+    with pytest.raises(FileNotFoundError, match="python -m ul.eval.i3d convert"):
         i3d.load(tmp_path / "nowhere.safetensors")
 
 
@@ -145,7 +145,10 @@ def test_fvd_is_zero_against_itself_and_larger_against_other_clips(clips, net, p
     # Frames shuffled in time: the same pictures without their motion, which I3D sees.
     order = np.random.default_rng(0).permutation(clips.shape[1])
     shuffled = fvd.features(clips[:, order], net, layout="NTHWC")
-    same, other = fvd.fvd(port_logits, port_logits), fvd.fvd(port_logits, shuffled)
+    same, other = (
+        fvd.frechet_video_distance(port_logits, port_logits),
+        fvd.frechet_video_distance(port_logits, shuffled),
+    )
     # "~0": with N = 2 the covariances have rank 1 in 400 dimensions, and the square root of that
     # singular product leaves round-off (measured: 8e-4 against 921 for the shuffled clips).
     assert abs(same) < 1e-5 * other and other > 100, (same, other)

@@ -12,16 +12,18 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from ul import metrics
 from ul.common.images import from_uint8, save_grid, save_pairs_grid, to_uint8
-from ul.metrics import InceptionFeatures, fid_from_features, frechet_distance, gaussian_stats, psnr_db
+from ul.eval import inception, psnr
+from ul.eval.frechet import fid_from_features, frechet_distance, gaussian_stats
+from ul.eval.inception import InceptionFeatures
+from ul.eval.psnr import psnr_db
 
 # ------------------------------------------------------------------------------------------ PSNR
 
 
 def test_psnr_identical_images_hit_the_cap():
     x = torch.rand(3, 1, 8, 8)
-    assert torch.allclose(psnr_db(x, x), torch.full((3,), metrics.PSNR_CAP_DB))
+    assert torch.allclose(psnr_db(x, x), torch.full((3,), psnr.PSNR_CAP_DB))
 
 
 def test_psnr_of_known_mse():
@@ -36,7 +38,7 @@ def test_psnr_is_per_image():
     y = x.clone()
     y[1] += 0.1  # only the second image differs
     out = psnr_db(x, y)
-    assert out[0] == metrics.PSNR_CAP_DB and abs(out[1].item() - 20.0) < 1e-4
+    assert out[0] == psnr.PSNR_CAP_DB and abs(out[1].item() - 20.0) < 1e-4
 
 
 def test_psnr_on_minus_one_one_reads_6_02_db_lower():
@@ -137,35 +139,35 @@ def _noise(n: int, seed: int, size: int = 32) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def inception():
+def net():
     try:
-        metrics.default_inception_path()
+        inception.default_inception_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
     return InceptionFeatures(batch_size=16, progress=False)
 
 
 @pytest.fixture(scope="module")
-def feats(inception):
+def feats(net):
     """Features of four small sets; 58 images through the network."""
     a, a2 = _shapes(16, seed=10), _shapes(16, seed=11)
     dark = (_shapes(12, seed=10) // 3).astype(np.uint8)  # the same kind of images, much darker
-    return {"a": inception(a), "a2": inception(a2), "b": inception(_noise(14, seed=12)), "dark": inception(dark)}
+    return {"a": net(a), "a2": net(a2), "b": net(_noise(14, seed=12)), "dark": net(dark)}
 
 
 def test_inception_features_shape_and_finite(feats):
     f = feats["a"]
-    assert f.shape == (16, metrics.INCEPTION_DIM) and f.dtype == np.float64
+    assert f.shape == (16, inception.INCEPTION_DIM) and f.dtype == np.float64
     assert np.isfinite(f).all() and f.std() > 0
 
 
-def test_inception_grey_and_float_inputs(inception):
+def test_inception_grey_and_float_inputs(net):
     # 1 channel == the same image repeated to 3; float [0, 1] == its uint8 version (6 images).
     grey = _shapes(2, seed=20).mean(axis=1, keepdims=True).astype(np.uint8)
-    f_grey = inception(grey)
-    f_rgb = inception(np.repeat(grey, 3, axis=1))
+    f_grey = net(grey)
+    f_rgb = net(np.repeat(grey, 3, axis=1))
     np.testing.assert_allclose(f_grey, f_rgb, rtol=0, atol=1e-5)
-    f_float = inception(torch.from_numpy(grey).float() / 255.0)
+    f_float = net(torch.from_numpy(grey).float() / 255.0)
     np.testing.assert_allclose(f_float, f_grey, rtol=0, atol=1e-5)
 
 
@@ -191,19 +193,19 @@ def fashion_test_images():
     return read_idx(path)[:64, None].copy()
 
 
-def test_fused_inception_matches_the_shipped_graph_on_real_images(inception, fashion_test_images):
+def test_fused_inception_matches_the_shipped_graph_on_real_images(net, fashion_test_images):
     """The fused network (batch norm folded, oneDNN conv+ReLU; the default) against the shipped
     TorchScript graph, on the same real images: features equal to float noise, FID within 1e-4
     relative (the issue's bar is 0.5%)."""
     try:
-        metrics.default_inception_path()
+        inception.default_inception_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
     reference = InceptionFeatures(batch_size=16, progress=False, variant="reference")
     x = fashion_test_images
-    f_new, f_ref = inception(x), reference(x)
-    assert inception.variant == "fused" and inception.precision == "fp32"
-    assert inception.model is not reference.model, "the fused rebuild fell back to the shipped graph"
+    f_new, f_ref = net(x), reference(x)
+    assert net.variant == "fused" and net.precision == "fp32"
+    assert net.model is not reference.model, "the fused rebuild fell back to the shipped graph"
     np.testing.assert_allclose(f_new, f_ref, rtol=0, atol=1e-4 * np.abs(f_ref).max())
     fid_new, fid_ref = fid_from_features(f_new[:32], f_new[32:]), fid_from_features(f_ref[:32], f_ref[32:])
     assert fid_ref > 1 and abs(fid_new - fid_ref) / fid_ref < 1e-4, (fid_new, fid_ref)
@@ -212,7 +214,7 @@ def test_fused_inception_matches_the_shipped_graph_on_real_images(inception, fas
 def test_fused_inception_bf16_is_opt_in_and_close(fashion_test_images):
     """bf16 is faster but not float noise: features within 10% (mean relative), not the default."""
     try:
-        metrics.default_inception_path()
+        inception.default_inception_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
     x = fashion_test_images[:8]

@@ -30,6 +30,15 @@ def from_uint8(x: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
+def check_unit_range(name: str, x: torch.Tensor) -> torch.Tensor:
+    """`x` itself if every value is in [0, 1], else a ValueError naming the range found."""
+    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise ValueError(
+            f"{name}: images must be in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+        )
+    return x
+
+
 def frames_of(x: np.ndarray | torch.Tensor, per_clip: int = 0) -> torch.Tensor:
     """Clips N×C×T×H×W → their frames (N·T)×C×H×W as a tensor (frame-level metrics); images unchanged.
     `per_clip` > 0 keeps that many evenly spaced frames of each clip, the first and last included."""

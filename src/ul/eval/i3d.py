@@ -14,7 +14,7 @@ Layout and conventions of `I3D`:
   the end; pools pad with −inf), which is what the weights were trained with;
 - module and tensor names follow the reference (`Mixed_4b.Branch_1.Conv3d_0b_3x3.conv.weight`).
 
-The pickle is read once, by `convert` (`python -m ul.i3d convert`), with an unpickler that accepts
+The pickle is read once, by `convert` (`python -m ul.eval.i3d convert`), with an unpickler that accepts
 only numpy's array reconstruction; evaluation loads the safetensors file it writes (`load`).
 """
 
@@ -289,7 +289,7 @@ def convert(out: str | os.PathLike | None = None, ckpt: str | os.PathLike | None
     The tensors are checked against `I3D` (same names, same shapes, nothing missing or extra)
     before anything is written, and the file is written atomically.
     """
-    from safetensors.torch import save_file  # noqa: PLC0415 (keeps `import ul.i3d` light)
+    from safetensors.torch import save_file  # noqa: PLC0415 (keeps `import ul.eval.i3d` light)
 
     out = Path(out) if out is not None else default_weights_path()
     ckpt = Path(ckpt) if ckpt is not None else reference_checkpoint()
@@ -314,7 +314,9 @@ def load(path: str | os.PathLike | None = None, device: str | torch.device = "cp
     path = Path(path) if path is not None else default_weights_path()
     if not path.is_file():
         if path != default_weights_path():
-            raise FileNotFoundError(f"I3D weights not found at {path}; create them with `python -m ul.i3d convert`")
+            raise FileNotFoundError(
+                f"I3D weights not found at {path}; create them with `python -m ul.eval.i3d convert`"
+            )
         convert(path)
     net = I3D()
     net.load_state_dict(load_file(str(path)), strict=True)
@@ -326,7 +328,7 @@ def load(path: str | os.PathLike | None = None, device: str | torch.device = "cp
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ul.i3d",
+        prog="python -m ul.eval.i3d",
         description="The Kinetics-400 I3D network of FVD: convert its weights to safetensors.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

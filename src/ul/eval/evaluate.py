@@ -15,7 +15,7 @@
 
 Video (clips N×C×T×H×W): PSNR, rFID and gFID are frame-level (every frame of every clip is an
 image; for FID, `eval.fid_frames_per_clip` evenly spaced frames of each clip when it is set, since
-neighbouring frames add little and Inception is the evaluation's slowest part), the rate is also given per frame, the grids are animated PNGs, and rFVD / gFVD (ul.fvd, the
+neighbouring frames add little and Inception is the evaluation's slowest part), the rate is also given per frame, the grids are animated PNGs, and rFVD / gFVD (ul.eval.fvd, the
 Kinetics-400 I3D) compare whole clips with the same held-out ones (`fvd_frames` says whether the
 clips have the protocol's 16 frames).
 
@@ -34,13 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ul import metrics as M
 from ul.common.config import Config
 from ul.common.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
 from ul.common.shards import ShardReader
 from ul.core import samplers
 from ul.core.model import UnifiedLatents, check_pair
 from ul.core.schedules import bits
+from ul.eval import frechet, inception, psnr
 
 
 def _batches(n: int, size: int):
@@ -123,8 +123,8 @@ def _features(feats_fn, images: np.ndarray, cache_dir: Path, key: str, net: str 
     """Features (`net`) of real held-out images, computed once per (data, rows) and cached."""
     path = cache_dir / f"{net}-{key}-n{len(images)}.npz"
     if path.exists():
-        return M.load_features(path)
-    return M.save_features(path, feats_fn(images))
+        return frechet.load_features(path)
+    return frechet.save_features(path, feats_fn(images))
 
 
 def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
@@ -136,10 +136,10 @@ def fid(
 ) -> dict:
     """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both (of frames, for
     video: `per_clip` evenly spaced frames of each clip, 0 = all)."""
-    inception = M.InceptionFeatures(device=device)
+    net = inception.InceptionFeatures(device=device)
 
     def feats(x):
-        return inception(frames_of(x, per_clip))
+        return net(frames_of(x, per_clip))
 
     def real(name: str) -> np.ndarray:
         key = _rows_key(test, rows[name]) + (f"-f{per_clip}" if per_clip else "")
@@ -149,12 +149,12 @@ def fid(
     out = {}
     for name, images in (("r", recon[: len(rows["fid_ref"])]), ("g", samples)):
         f = feats(images.add(1).div(2))
-        out[f"{name}fid"] = M.fid_from_features(ref, f)
-        out[f"{name}kid"], out[f"{name}kid_stderr"] = M.kid(ref, f)
+        out[f"{name}fid"] = frechet.fid_from_features(ref, f)
+        out[f"{name}kid"], out[f"{name}kid_stderr"] = frechet.kid(ref, f)
     if len(rows["fid_floor"]):
         floor = real("fid_floor")
-        out["fid_floor"] = M.fid_from_features(ref, floor)
-        out["kid_floor"], out["kid_floor_stderr"] = M.kid(ref, floor)
+        out["fid_floor"] = frechet.fid_from_features(ref, floor)
+        out["kid_floor"], out["kid_floor_stderr"] = frechet.kid(ref, floor)
     return out
 
 
@@ -162,19 +162,19 @@ def fvd(
     test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, weights, device
 ) -> dict:
     """rFVD (reconstructions vs the same clips) and gFVD (samples vs held-out clips), I3D logits."""
-    from ul import fvd as V
-    from ul import i3d
+    from ul.eval import i3d
+    from ul.eval.fvd import CLIP_FRAMES, features, frechet_video_distance
 
     net = i3d.load(weights, device)
-    frames = V.CLIP_FRAMES if recon.shape[2] == V.CLIP_FRAMES else None  # else: any length >= 9, said below
+    frames = CLIP_FRAMES if recon.shape[2] == CLIP_FRAMES else None  # else: any length >= 9, said below
 
     def feats(x):
-        return V.features(x, net, frames=frames)
+        return features(x, net, frames=frames)
 
     ref = _features(feats, test[rows["fid_ref"]], cache, _rows_key(test, rows["fid_ref"]), net="i3d")
     return {
-        "rfvd": V.fvd(ref, feats(recon[: len(ref)].add(1).div(2))),
-        "gfvd": V.fvd(ref, feats(samples.add(1).div(2))),
+        "rfvd": frechet_video_distance(ref, feats(recon[: len(ref)].add(1).div(2))),
+        "gfvd": frechet_video_distance(ref, feats(samples.add(1).div(2))),
         "fvd_num_clips": len(ref),
         "fvd_frames": int(recon.shape[2]),
         "fvd_protocol": "I3D Kinetics-400 logits, frames resized to 224x224 (TF1 bilinear)"
@@ -210,7 +210,7 @@ def evaluate(
     i3d_weights: str | Path | None = None,
 ) -> dict:
     """Every metric of the module doc, on `test`; grids into `out_dir`. FVD (video only) needs
-    `i3d_weights` (`python -m ul.i3d convert`) and `with_fid`."""
+    `i3d_weights` (`python -m ul.eval.i3d convert`) and `with_fid`."""
     check_pair(model, base)
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,13 +222,13 @@ def evaluate(
     rows = subsets(test, n, n_fid, cfg.seed)
     originals = test[rows["eval"]]
     recon, terms = reconstruct_all(model, originals, cfg, gen, device)
-    psnr = M.psnr_db(frames_of(from_uint8(originals)).add(1).div(2), frames_of(recon).add(1).div(2))
+    per_image_psnr = psnr.psnr_db(frames_of(from_uint8(originals)).add(1).div(2), frames_of(recon).add(1).div(2))
     rate = bits(terms["rate"], latent_shape=model.z_shape, image_shape=model.x_shape)
     samples = generate_all(base, model, n_fid, cfg, gen, device)
     save_grids(samples, originals, recon, out_dir, e.grid_size, cfg.data.fps or 8.0)
     video = originals.ndim == 5
     result = {
-        "psnr_db": float(psnr.mean()),
+        "psnr_db": float(per_image_psnr.mean()),
         "psnr_reduction": f"mean of per-{'frame' if video else 'image'} PSNRs, images in [0, 1]",
         "latent_bits_per_image": rate["bits_per_image"],
         "latent_bits_per_dim": rate["bits_per_dim"],
