@@ -25,7 +25,7 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul import latent_cache
+from ul.artifacts import latent_cache
 from ul.common.compose import preset_config
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader, ShardWriter

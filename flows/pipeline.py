@@ -19,8 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from flows import common
-from ul.model_card import load_metrics, metrics_rows, metrics_table, provenance_lines
-from ul.storage.release import provenance
+from ul.artifacts.bundle import provenance
+from ul.artifacts.model_card import load_metrics, metrics_rows, metrics_table, provenance_lines
 
 SUMMARY_KEY, METRICS_KEY = "ul-pipeline-summary", "ul-pipeline-metrics"
 GRIDS = (

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import preset_config
 
-from ul import export
+from ul.artifacts import export
 from ul.core.klvae import KLVAE
 from ul.core.model import BaseModel, UnifiedLatents, stage1_model
 from ul.train.loop import StepDone

@@ -14,7 +14,8 @@ import torch
 from datahelpers import raw_files
 from PIL import Image
 
-from ul import Autoencoder, Generator, cli, export
+from ul import Autoencoder, Generator, cli
+from ul.artifacts import export
 from ul.data import manifest
 from ul.inputs import load_image
 

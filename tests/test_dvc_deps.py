@@ -185,7 +185,7 @@ def test_closure_of_a_real_stage():
 def test_data_stages_do_not_import_the_model(name):
     """A change to the model must not re-run (hours of) fetching and decoding: the data stages'
     closures hold no model code."""
-    model = {"ul.core.model", "ul.core.networks", "ul.core.losses", "ul.core.samplers", "ul.export"}
+    model = {"ul.core.model", "ul.core.networks", "ul.core.losses", "ul.core.samplers", "ul.artifacts.export"}
     via: dict = {}
     closure(f"ul.stages.{name}", via=via)
     assert not model & via.keys(), [chain(via, m) for m in sorted(model & via.keys())]

@@ -8,13 +8,13 @@ import sys
 import torch
 from safetensors.torch import load, save
 
-from ul.export import canonical
+from ul.artifacts.export import canonical
 
 SAVE = """
 import sys, torch
 from ul.common.compose import preset_config
 from pathlib import Path
-from ul import export
+from ul.artifacts import export
 from ul.core.model import BaseModel
 cfg = preset_config(Path(sys.argv[2]), "ci")
 torch.manual_seed(0)

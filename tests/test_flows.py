@@ -57,7 +57,7 @@ CI = ["preset=ci", *CHEAP]
 
 sys.path.insert(0, str(ROOT))
 from flows import common  # noqa: E402
-from ul.model_card import HEADLINE  # noqa: E402
+from ul.artifacts.model_card import HEADLINE  # noqa: E402
 from ul.storage import StorageError  # noqa: E402
 
 STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "i3d_weights", "evaluate"]

@@ -18,9 +18,10 @@ import yaml
 from conftest import preset_config
 from servers import COMMIT, ROOT, Moto, Prism, free_port, prism_binary
 
-from ul import cli, export
+from ul import cli, release
+from ul.artifacts import export
 from ul.core.model import BaseModel, UnifiedLatents
-from ul.storage import StorageError, lakefs, release
+from ul.storage import StorageError, lakefs
 
 KEY, SECRET = "AKIAUL-TEST", "ul-test-secret-do-not-log"
 needs_prism = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ul import export
+from ul.artifacts import export
 from ul.common.config import Config
 from ul.core.losses import NoiseDraw
 from ul.core.model import BaseModel, UnifiedLatents, check_pair

@@ -70,7 +70,7 @@ def _data(argv) -> int:
 
 
 def _release(argv) -> int:
-    from ul.storage import release
+    from ul import release
 
     p = argparse.ArgumentParser(
         prog="ul release", description=release.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from ul import inputs
 from ul.api import Autoencoder, Generator
+from ul.artifacts.export import ExportError
 from ul.common import atomic
 from ul.common.atomic import staged_dir
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 from ul.core import samplers
-from ul.export import ExportError
 from ul.train.distributed import resolve_device
 
 LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
@@ -295,8 +295,7 @@ def sample(argv) -> int:
 
 
 def export_bundle(argv) -> int:
-    from ul.storage import StorageError
-    from ul.storage.release import write_bundle
+    from ul.artifacts.bundle import write_bundle
 
     p = argparse.ArgumentParser(
         prog="ul export",
@@ -309,11 +308,8 @@ def export_bundle(argv) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     _check_new_folder(out)
-    try:
-        with staged_dir(out) as tmp:
-            names = write_bundle(Path(args.root), tmp)
-    except StorageError as err:
-        raise CommandError(str(err)) from None
+    with staged_dir(out) as tmp:
+        names = write_bundle(Path(args.root), tmp)
     print(f"wrote {len(names)} files to {out}/: " + ", ".join(names))
     return 0
 

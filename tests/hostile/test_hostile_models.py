@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ul import export
+from ul.artifacts import export
 from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.errors import ExportError

@@ -17,9 +17,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ul.common.hashing import sha256_bytes
 from ul.data import DataError
 from ul.data.idx import read_idx
-from ul.data.manifest import Entry, sha256_bytes
+from ul.data.manifest import Entry
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [

@@ -10,7 +10,6 @@ that the same images always give the same bytes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -36,18 +35,6 @@ class Entry:
     bytes: int
     shard: str = ""  # set when the file is packed (ul.data.rawshards.pack)
     key: str = ""
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write(folder: Path, entries: Iterable[Entry], classes: list[str]) -> Path:

@@ -26,9 +26,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ul.common.hashing import sha256_bytes
 from ul.data import DataError, builtin
 from ul.data.idx import read_idx
-from ul.data.manifest import Entry, sha256_bytes
+from ul.data.manifest import Entry
 
 DIGIT = 28  # MNIST digits are 28×28
 STEP = 0.1  # the standard generator's speed: a tenth of the free canvas per frame

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ul import export, latent_cache
+from ul.artifacts import export, latent_cache
 from ul.common.shards import ShardReader
 from ul.stages import _cli
 from ul.train.distributed import resolve_device

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ul import export
+from ul.artifacts import export
 from ul.common.shards import ShardReader
 from ul.core.model import BaseModel
 from ul.eval.evaluate import evaluate

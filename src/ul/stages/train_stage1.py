@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ul import export
+from ul.artifacts import export
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import stage1_model

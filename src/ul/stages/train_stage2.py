@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ul import export, latent_cache
+from ul.artifacts import export, latent_cache
 from ul.core.model import BaseModel
 from ul.stages import _cli
 from ul.train import flops

@@ -1,6 +1,6 @@
 """Reports in markdown: the model card of an export, the metrics table and the provenance lines
 that the model cards, `ul release` and the Prefect summaries share (the provenance itself is
-gathered by `ul.storage.release.provenance`)."""
+gathered by `ul.artifacts.bundle.provenance`)."""
 
 from __future__ import annotations
 

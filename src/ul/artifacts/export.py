@@ -3,7 +3,7 @@
     models/stage1/                  (and models/stage2/)
         model.safetensors           EMA weights (safetensors: tensors only, cannot run code)
         config.json                 the class and the full config that built it
-        README.md                   the model card (ul.model_card)
+        README.md                   the model card (ul.artifacts.model_card)
 
 This is what caching, evaluation, sampling, `ul release` and `ul.Autoencoder.load` read; the
 training checkpoint (`ckpt.pt`, with optimizer and RNG) beside it is for resuming only.
@@ -20,13 +20,13 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from ul import model_card
+from ul.artifacts import model_card
 from ul.common import atomic
 from ul.common.config import Config, ConfigError, from_dict, to_dict
 from ul.common.errors import ExportError
+from ul.common.hashing import sha256_file
 from ul.core.klvae import KLVAE
 from ul.core.model import BaseModel, UnifiedLatents
-from ul.data.manifest import sha256_file
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
 FORMAT = "ul-export/1"
