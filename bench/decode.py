@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ul.data import decode_pil, manifest, rawshards
-from ul.data.decode import cuda_available
-from ul.data.sources import fetch
+from ul.data import manifest, rawshards
+from ul.data.decode import pil as decode_pil
+from ul.data.decode.images import cuda_available
+from ul.data.fetch.sources import fetch
 
 
 def _rate(batches, files, **opts) -> float:
@@ -40,7 +41,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
-    from ul.data import decode_dali  # after argparse so --help is fast
+    from ul.data.decode import dali as decode_dali  # after argparse so --help is fast
 
     with tempfile.TemporaryDirectory(prefix="ul-bench-") as tmp:
         raw = Path(tmp) / "raw"

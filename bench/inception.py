@@ -20,8 +20,8 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul.data.builtin import FASHION_DIR
-from ul.data.idx import read_idx
+from ul.data.fetch.builtin import FASHION_DIR
+from ul.data.fetch.idx import read_idx
 from ul.eval import frechet, inception
 
 REFERENCE = "shipped graph (before)"

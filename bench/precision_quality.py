@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from _flops import machine_note
 
-from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import UnifiedLatents
 from ul.eval.psnr import psnr_db
+from ul.params import preset_config
 from ul.train import precision
 from ul.train.loop import train
 

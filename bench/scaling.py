@@ -7,8 +7,8 @@ encodes its index) are written as loose files, as fetch did before, and packed i
 with the manifest, as fetch does now (ul.data.rawshards). Both layouts are then put under DVC in
 one temporary git + DVC repository, each as the output of a one-line stage, and timed side by
 side: `dvc commit` (hash + cache), the no-op `dvc repro` and `dvc status`, `dvc checkout` into an
-emptied workspace, and for the shards the decode and validate stages' own work (ul.data.decode on
-DALI, ul.data.validate's tables and Great Expectations). Prints a table and the per-file slopes,
+emptied workspace, and for the shards the decode and validate stages' own work (ul.data.decode.images on
+DALI, ul.data.validate.tables and Great Expectations). Prints a table and the per-file slopes,
 and writes them as JSON. The estimate for ImageNet-1k in the README is drawn from these slopes.
 """
 
@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ul.data import builtin, manifest, rawshards
-from ul.data.idx import read_idx
+from ul.common import hashing
+from ul.data import manifest, rawshards
+from ul.data.fetch import builtin
+from ul.data.fetch.idx import read_idx
 
 SHARD_BYTES = 256 << 20
 
@@ -61,7 +63,7 @@ def _write_loose(raw: Path, n: int) -> list[manifest.Entry]:
         rel = f"{split}/{label}/{i:07d}.png"
         (raw / rel).parent.mkdir(parents=True, exist_ok=True)
         (raw / rel).write_bytes(data)
-        entries.append(manifest.Entry(rel, split, label, manifest.sha256_bytes(data), len(data)))
+        entries.append(manifest.Entry(rel, split, label, hashing.sha256_bytes(data), len(data)))
     return entries
 
 
@@ -114,8 +116,8 @@ def measure(n: int, tmp: Path) -> dict:
 
 def _stages(raw: Path, decoded: Path, validation: Path) -> dict:
     """The decode and validate stages' work on the shards."""
-    from ul.data.decode import decode
-    from ul.data.validate import validate
+    from ul.data.decode.images import decode
+    from ul.data.validate.gate import validate
 
     out = {"decode_s": _timed(lambda: decode(raw, decoded, 32, 1, device="cpu"))}
     out["validate_s"] = _timed(lambda: validate(raw, decoded, validation, 32, 1))

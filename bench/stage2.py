@@ -26,10 +26,10 @@ from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ul.artifacts import latent_cache
-from ul.common.compose import preset_config
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader, ShardWriter
 from ul.core.model import BaseModel, UnifiedLatents
+from ul.params import preset_config
 from ul.train import precision
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -22,8 +22,8 @@ import torch
 from _flops import add_precisions_arg, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
-from ul.common.compose import preset_config
 from ul.core.model import UnifiedLatents
+from ul.params import preset_config
 from ul.train import precision
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -13,7 +13,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 from filelock import FileLock  # noqa: E402
 
-from ul.common import compose as conf  # noqa: E402
+from ul import params  # noqa: E402
 from ul.common.config import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +44,8 @@ def pytest_collection_modifyitems(items):
 
 
 def preset_config(preset: str = "ci", **overrides) -> Config:
-    """This project's `preset=<name>` (ul.common.compose.preset_config), plus `key=value` overrides."""
-    return conf.preset_config(ROOT / "conf", preset, [f"{k}={v}" for k, v in overrides.items()])
+    """This project's `preset=<name>` (ul.params.preset_config), plus `key=value` overrides."""
+    return params.preset_config(ROOT / "conf", preset, [f"{k}={v}" for k, v in overrides.items()])
 
 
 @pytest.fixture

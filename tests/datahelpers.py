@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ul.common import hashing
 from ul.data import manifest, rawshards
 
 # A real video: H.264 in MP4, 30 fps (PyPI mvtb-data, pinned in the lock).
@@ -64,7 +65,7 @@ def packed(root: Path, files: dict[str, bytes]) -> rawshards.Selection:
     """`files` (name → bytes, names in sorted order) as the train split of a raw folder's shards,
     selected in that order: what the batch decoders read."""
     write_folder(root, {f"train/{name}": data for name, data in files.items()})
-    entries = [manifest.Entry(f"train/{n}", "train", None, manifest.sha256_bytes(d), len(d)) for n, d in files.items()]
+    entries = [manifest.Entry(f"train/{n}", "train", None, hashing.sha256_bytes(d), len(d)) for n, d in files.items()]
     return rawshards.Selection(rawshards.Shards(root), rawshards.pack(root, entries, 1 << 30))
 
 

@@ -9,11 +9,11 @@ import yaml
 from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
-from ul.common.compose import compose_params
 from ul.common.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
 from ul.core import samplers
 from ul.core.model import BaseModel, UnifiedLatents
 from ul.core.networks import latent_shape
+from ul.params import compose_params
 
 
 def _keys(d, prefix=""):

@@ -10,13 +10,16 @@ import pytest
 from datahelpers import corrupt_idat, jpeg, noise, packed, png, raw_files, rewrite_raw
 
 from ul.common.shards import ShardReader
-from ul.data import DataError, builtin, decode_pil, manifest
-from ul.data.decode import decode
-from ul.data.idx import read_idx
-from ul.data.sources import fetch
+from ul.data import manifest
+from ul.data.decode import pil as decode_pil
+from ul.data.decode.images import decode
+from ul.data.fetch import builtin
+from ul.data.fetch.idx import read_idx
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 pytest.importorskip("nvidia.dali")
-from ul.data import decode_dali  # noqa: E402
+from ul.data.decode import dali as decode_dali  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,7 @@ def test_corrupt_image_fails_by_path_or_is_skipped(raw, tmp_path, how):
 
 
 def test_pillow_fallback_when_dali_is_missing(raw, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ul.data.decode_dali", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "ul.data.decode.dali", None)  # import now raises ImportError
     m = decode(raw, tmp_path / "pil", 32, 1, device="auto")
     assert m["backend"] == "pillow" and "dali_import_error" in m
     with pytest.raises(DataError, match="device=cuda needs NVIDIA DALI"):

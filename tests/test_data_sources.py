@@ -13,9 +13,11 @@ import pytest
 from datahelpers import Server, class_folder, noise, png, raw_files, tar_gz, tree_hashes, write_folder, zip_bytes
 from PIL import Image
 
-from ul.data import DataError, builtin, manifest
-from ul.data.idx import read_idx
-from ul.data.sources import fetch
+from ul.data import manifest
+from ul.data.fetch import builtin
+from ul.data.fetch.idx import read_idx
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 
 def _sha(data: bytes) -> str:

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from datahelpers import class_folder, png, raw_files, rewrite_raw
 
-from ul.data import DataError
-from ul.data.decode import decode
-from ul.data.sources import fetch
-from ul.data.validate import ValidationError, validate
+from ul.data.decode.images import decode
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
+from ul.data.validate.gate import ValidationError, validate
 
 pytest.importorskip("great_expectations")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_docs_are_offline_byte_stable_and_the_real_time_is_kept_beside_them(tmp_
 
     from datahelpers import tree_hashes
 
-    from ul.data.validate import REMOTE
+    from ul.data.validate.docs import REMOTE
 
     raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path)
     before = datetime.now(UTC).replace(microsecond=0)

@@ -21,10 +21,11 @@ from PIL import Image
 
 from ul.common.config import MovingMNISTConfig
 from ul.common.shards import ShardReader
-from ul.data import DataError, builtin, moving_mnist
-from ul.data.decode import decode
-from ul.data.idx import read_idx
-from ul.data.sources import fetch
+from ul.data.decode.images import decode
+from ul.data.fetch import builtin, moving_mnist
+from ul.data.fetch.idx import read_idx
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 TREE = OPENCV_DATA / "tree.avi"
@@ -118,7 +119,7 @@ def test_moving_mnist_needs_frames_and_image_datasets_refuse_them(tmp_path):
 
 def test_moving_mnist_decodes_and_validates(tmp_path):
     pytest.importorskip("great_expectations")
-    from ul.data.validate import validate
+    from ul.data.validate.gate import validate
 
     fetch("builtin:moving-mnist", tmp_path / "raw", frames=6, moving_mnist=MM)
     m = decode(tmp_path / "raw", tmp_path / "dec", 32, 1, "resize", device="cpu", frames=6)
@@ -227,7 +228,7 @@ def test_video_on_the_gpu_is_refused(tmp_path):
 
 def test_video_suite_names_blank_still_and_duplicate_clips(tmp_path):
     pytest.importorskip("great_expectations")
-    from ul.data.validate import ValidationError, validate
+    from ul.data.validate.gate import ValidationError, validate
 
     still = np.repeat(_moving(7)[:1], 6, axis=0)
     src = write_folder(

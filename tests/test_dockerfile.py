@@ -90,7 +90,7 @@ def test_installs_follow_the_lock_with_the_cuda_torch(dockerfile):
 def test_image_has_the_offline_web_assets(dockerfile):
     """The validate stage vendors its Data Docs' CSS/JS from tools/node_modules and `dvc plots show`
     inlines vega from it: the image installs tools/package.json's dependencies (not the dev tools)."""
-    from ul.data.validate import CDN_TO_NPM
+    from ul.data.validate.docs import CDN_TO_NPM
 
     run = next(a for op, a in dockerfile if op == "RUN" and "npm ci" in a)
     steps = [shlex.split(s) for s in run.split("&&")]

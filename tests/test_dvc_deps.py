@@ -9,103 +9,16 @@ too, on some path), and the `__init__.py` of every package on the way."""
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from imports import SRC, chain, closure
 from project import ROOT, copy_project, sh
 
-SRC = ROOT / "src"
 STAGE_CMD = re.compile(r"python -m (ul\.stages\.\w+)")
-
-
-def module_file(name: str, src: Path = SRC) -> Path | None:
-    """The file Python runs for module `name` under `src` (a module or a package's __init__.py)."""
-    base = src.joinpath(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def imported_names(name: str, path: Path) -> tuple[set[str], set[str]]:
-    """The dotted names module `name` (file `path`) imports: (anywhere in its body, functions
-    included; only in its module-level `__getattr__`). A PEP 562 `__getattr__` runs only when an
-    attribute the module lacks is asked for (`from ul import Autoencoder`), so its imports count
-    only then. For `from m import a` both `m` and `m.a` are returned: `a` may be a submodule."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    lazy = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
-    eager = [n for n in tree.body if n not in lazy]
-    return _imports(eager, package), _imports(lazy, package)
-
-
-def _imports(nodes: list[ast.AST], package: str) -> set[str]:
-    names = set()
-    for node in (n for top in nodes for n in ast.walk(top)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: `from . import x` in package p is `from p import x`
-                parts = package.split(".")
-                if node.level - 1 > len(parts):
-                    continue
-                module = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
-            else:
-                module = node.module
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Call) and _is_import_module(node.func) and node.args:
-            arg = node.args[0]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                names.add(arg.value)
-    return names
-
-
-def _is_import_module(func: ast.expr) -> bool:
-    """`importlib.import_module` or a bare `import_module` (from importlib import import_module)."""
-    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
-        isinstance(func, ast.Name) and func.id == "import_module"
-    )
-
-
-def closure(module: str, src: Path = SRC, top: str = "ul", via: dict | None = None) -> set[Path]:
-    """The files of package `top` under `src` that importing `module` runs; `via`, if given, is
-    filled with {module: the module whose import first reached it}."""
-    seen: dict[str, Path] = {}
-    lazy: dict[str, set[str]] = {}  # module -> what its __getattr__ imports, until something asks
-    todo = [(module, None)]
-    while todo:
-        target, importer = todo.pop()
-        parts = target.split(".")
-        if parts[0] != top:
-            continue
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
-            name = ".".join(parts[:i])
-            if name in seen:
-                continue
-            path = module_file(name, src)
-            if path is None:  # an attribute (`from ul.x import function`), maybe served by __getattr__
-                parent = ".".join(parts[: i - 1])
-                todo.extend((n, parent) for n in lazy.pop(parent, ()))
-                break
-            seen[name] = path
-            if via is not None:
-                via[name] = importer
-            eager, lazy[name] = imported_names(name, path)
-            todo.extend((n, name) for n in eager)
-    return set(seen.values())
-
-
-def chain(via: dict, name: str) -> str:
-    """`a -> b -> name`: how the first import of `name` was reached."""
-    path = [name]
-    while via.get(path[-1]):
-        path.append(via[path[-1]])
-    return " -> ".join(reversed(path))
 
 
 def covered(rel: str, deps: list[str]) -> bool:
@@ -128,6 +41,17 @@ def test_every_imported_file_is_a_dep(name):
     stage = stages()[name]
     missing = sorted(f for f in stage_closure(stage) if not covered(f, stage.get("deps", [])))
     assert not missing, f"stage {name} imports files that are not in its deps in dvc.yaml: {missing}"
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_a_folder_dep_is_one_whose_every_file_the_stage_imports(name):
+    """A folder dep re-runs the stage on any change under it: only right when it imports them all."""
+    stage = stages()[name]
+    files = stage_closure(stage)
+    folders = [d for d in stage.get("deps", []) if d.startswith("src/") and (ROOT / d).is_dir()]
+    partial = {d: sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / d).rglob("*.py")) for d in folders}
+    partial = {d: [f for f in every if f not in files] for d, every in partial.items()}
+    assert not {d: fs for d, fs in partial.items() if fs}, f"stage {name}: folder deps with files it never imports"
 
 
 @pytest.mark.parametrize("name", list(stages()))
@@ -176,9 +100,9 @@ def test_closure_of_a_real_stage():
         "ul/stages/_cli.py",
         "ul/common/config.py",
         "ul/data/__init__.py",
-        "ul/data/sources.py",
+        "ul/data/fetch/sources.py",
     } <= got
-    assert "ul/data/decode.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
+    assert "ul/data/decode/images.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
 
 
 @pytest.mark.parametrize("name", ["fetch", "decode", "validate"])

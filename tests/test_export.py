@@ -12,7 +12,7 @@ from ul.artifacts.export import canonical
 
 SAVE = """
 import sys, torch
-from ul.common.compose import preset_config
+from ul.params import preset_config
 from pathlib import Path
 from ul.artifacts import export
 from ul.core.model import BaseModel

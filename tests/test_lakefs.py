@@ -162,7 +162,7 @@ def test_pin_resolves_the_branch_through_the_api(tmp_path, lakefs_env, prism, ca
         assert yaml.safe_load(f.read_text())["data"]["source"] == pinned
     assert "GET" in prism.requests() and "/api/v1/repositories/ul-data/commits/main" in prism.requests()
 
-    from ul.common.compose import compose_params  # what `dvc exp run` composes now names the commit
+    from ul.params import compose_params  # what `dvc exp run` composes now names the commit
 
     assert compose_params(conf.parent, ["preset=ci"])["data"]["source"] == pinned
     from ul.common.config import load

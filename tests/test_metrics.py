@@ -184,8 +184,8 @@ def test_fid_real_features(feats):
 @pytest.fixture(scope="module")
 def fashion_test_images():
     """64 real Fashion-MNIST test images (28×28 grey, uint8), N×1×H×W."""
-    from ul.data.builtin import FASHION_DIR
-    from ul.data.idx import read_idx
+    from ul.data.fetch.builtin import FASHION_DIR
+    from ul.data.fetch.idx import read_idx
 
     path = FASHION_DIR / "t10k-images-idx3-ubyte.gz"
     if not path.is_file():

@@ -166,8 +166,8 @@ def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
 
     from ul.common.config import to_dict
     from ul.common.images import from_uint8
-    from ul.data.builtin import FILES, _fashion_dir
-    from ul.data.idx import read_idx
+    from ul.data.fetch.builtin import FILES, _fashion_dir
+    from ul.data.fetch.idx import read_idx
     from ul.train.loop import train
 
     images = read_idx(_fashion_dir() / FILES["train"][0])[:2048]

@@ -175,22 +175,22 @@ def test_data_docs_render_offline(tmp_path, monkeypatch):
     pytest.importorskip("great_expectations")
     from datahelpers import class_folder
 
-    from ul.data import validate as v
-    from ul.data.decode import decode
-    from ul.data.sources import fetch
+    from ul.data.decode.images import decode
+    from ul.data.fetch.sources import fetch
+    from ul.data.validate import gate, gx
 
     raw_copy = tmp_path / "gx-as-made"
-    real = v.offline_docs
+    real = gx.offline_docs
 
     def keep_a_copy(docs_dir, *args, **kw):  # the docs as GX makes them, for the control below
         shutil.copytree(docs_dir, raw_copy)
         return real(docs_dir, *args, **kw)
 
-    monkeypatch.setattr(v, "offline_docs", keep_a_copy)
+    monkeypatch.setattr(gx, "offline_docs", keep_a_copy)
 
     fetch(f"file://{class_folder(tmp_path / 'src')}", tmp_path / "raw")
     decode(tmp_path / "raw", tmp_path / "dec", 32, 1, device="cpu")
-    assert v.validate(tmp_path / "raw", tmp_path / "dec", tmp_path / "validation", 32, 1)["success"]
+    assert gate.validate(tmp_path / "raw", tmp_path / "dec", tmp_path / "validation", 32, 1)["success"]
     docs = tmp_path / "validation" / "docs"
     suites = ["manifest", "counts", "images"]
     page = next(docs.glob("validations/images/*/*/*.html"))

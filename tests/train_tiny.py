@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.core.model import UnifiedLatents
+from ul.params import preset_config
 from ul.train.loop import train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -23,7 +23,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ul.common import compose
+from ul.params import write_params
 
 MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "export")
 STAGES = ("fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
@@ -36,7 +36,7 @@ def _params(argv) -> int:
     p.add_argument("--conf", default="conf", help="Hydra config folder (default: %(default)s)")
     args = p.parse_args(argv)
     try:
-        compose.write_params(Path(args.conf), args.overrides, Path(args.out))
+        write_params(Path(args.conf), args.overrides, Path(args.out))
     except Exception as err:  # hydra and schema errors alike: one readable line
         print(f"error: {err}", file=sys.stderr)
         return 1

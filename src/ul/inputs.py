@@ -1,8 +1,8 @@
 """A user's images → model input, exactly as the decode stage prepares training data.
 
-Files go through the decode stage's Pillow path (`ul.data.decode_pil.transform`: the same channel
+Files go through the decode stage's Pillow path (`ul.data.decode.pil.transform`: the same channel
 conversion and the same centre pad/crop or resize as DALI), then `images.from_uint8` to [-1, 1];
-for a video model, video files go through the decode stage's PyAV path (`ul.data.decode_pyav`).
+for a video model, video files go through the decode stage's PyAV path (`ul.data.decode.pyav`).
 Every failure is an `InputError` that names the input and the reason.
 """
 
@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from ul.common.images import from_uint8
-from ul.data import decode_pil, imagecheck
-from ul.data.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
+from ul.data.decode import imagecheck, pil
+from ul.data.fetch.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
 
 SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
@@ -73,7 +73,7 @@ def load_image(path: str | Path, resolution: int, channels: int, resize_mode: st
     try:
         with Image.open(io.BytesIO(data)) as im:
             _check(im, path)
-            return decode_pil.transform(im, resolution, channels, resize_mode)
+            return pil.transform(im, resolution, channels, resize_mode)
     except InputError:
         raise
     except Exception as err:  # Pillow raises many types for a damaged file
@@ -82,18 +82,18 @@ def load_image(path: str | Path, resolution: int, channels: int, resize_mode: st
 
 def load_clip(path: str | Path, frames: int, fps: float, resolution: int, channels: int, resize_mode: str):
     """A video file → uint8 C×T×H×W, exactly as the decode stage reads it; InputError names the file."""
-    from ul.data import decode_pyav
+    from ul.data.decode import pyav
 
     try:
-        return decode_pyav.load(str(path), frames, fps, resolution, channels, resize_mode)
-    except decode_pyav.ClipError as err:
+        return pyav.load(str(path), frames, fps, resolution, channels, resize_mode)
+    except pyav.ClipError as err:
         raise InputError(f"{path}: {err}") from None
 
 
 def from_pil(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> torch.Tensor:
     """A PIL image → 1×C×H×W float in [-1, 1]."""
     _check(im, "image")
-    return from_uint8(decode_pil.transform(im, resolution, channels, resize_mode)[None])
+    return from_uint8(pil.transform(im, resolution, channels, resize_mode)[None])
 
 
 def from_arrays(images: np.ndarray, channels: int) -> torch.Tensor:

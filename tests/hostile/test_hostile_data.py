@@ -11,9 +11,10 @@ import re
 import pytest
 from datahelpers import class_folder
 
-from ul.data import DataError, manifest
-from ul.data.decode import decode
-from ul.data.sources import fetch
+from ul.data import manifest
+from ul.data.decode.images import decode
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def _rewrite_first_path(raw, new_path):
     ],
 )
 def test_a_forged_manifest_path_is_refused_by_decode_and_validate(tmp_path, raw, path, reason):
-    from ul.data.validate import manifest_table
+    from ul.data.validate.tables import manifest_table
 
     split = manifest.read(raw)[0].split
     _rewrite_first_path(raw, path.format(split=split))
@@ -70,7 +71,8 @@ def test_a_mangled_manifest_is_one_error(tmp_path, raw):
 
 def test_skip_then_validate_passes_and_counts_the_skipped_file(tmp_path):
     """Class 9: a file decode skips is counted by validate, not failed on (its size is unreadable)."""
-    from ul.data.validate import counts_table, manifest_table, validate
+    from ul.data.validate.gate import validate
+    from ul.data.validate.tables import counts_table, manifest_table
 
     src = class_folder(tmp_path / "src", per_class=4)
     (src / "cat" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
@@ -105,7 +107,7 @@ def _rewrite_first_location(raw, shard=None, key=None):
     ],
 )
 def test_a_forged_shard_or_key_is_refused_before_any_file_is_opened(tmp_path, raw, shard, key, reason):
-    from ul.data.validate import manifest_table
+    from ul.data.validate.tables import manifest_table
 
     split = manifest.read(raw)[0].split
     other = "train" if split == "test" else "test"

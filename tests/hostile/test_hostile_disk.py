@@ -12,7 +12,7 @@ import torch
 import yaml
 from datahelpers import class_folder, tree_hashes
 
-from ul.common.compose import compose_params
+from ul.params import compose_params
 from ul.stages import decode as decode_stage
 from ul.stages import fetch as fetch_stage
 from ul.train.checkpoint import CheckpointWriteError

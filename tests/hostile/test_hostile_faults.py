@@ -18,7 +18,7 @@ import yaml
 from datahelpers import class_folder, tree_hashes
 
 from ul.common import atomic
-from ul.data.sources import fetch
+from ul.data.fetch.sources import fetch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +83,7 @@ def _finish(name: str, cwd: Path) -> float:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A folder source of 240 images and params for it (the ci preset at 32×32 grey)."""
-    from ul.common.compose import compose_params
+    from ul.params import compose_params
 
     root = tmp_path_factory.mktemp("faults")
     src = class_folder(root / "src", per_class=120)

@@ -13,9 +13,12 @@ from PIL import Image
 
 from ul import inputs
 from ul.common.shards import ShardReader
-from ul.data import DataError, decode_pil, imagecheck, manifest
-from ul.data.decode import decode
-from ul.data.sources import fetch
+from ul.data import manifest
+from ul.data.decode import imagecheck
+from ul.data.decode import pil as decode_pil
+from ul.data.decode.images import decode
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 pytest.importorskip("nvidia.dali")
 

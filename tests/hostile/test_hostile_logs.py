@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from flows import common
-from ul.data import DataError
+from ul.data.layout import DataError
 from ul.stages import _cli
 from ul.storage import StorageError
 
@@ -61,7 +61,7 @@ def test_stage_exit_status_is_75_only_for_transient_failures(err, code):
 
 
 def test_network_failures_of_an_archive_download_are_transient(tmp_path):
-    from ul.data import archive
+    from ul.data.fetch import archive
 
     with pytest.raises(DataError) as err:  # nothing listens on port 9 (discard) on loopback
         archive.download("http://127.0.0.1:9/a.zip", "0" * 64, tmp_path / "a.zip", timeout=5)

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from ul.artifacts import export
-from ul.common.compose import preset_config
 from ul.common.config import to_dict
 from ul.common.errors import ExportError
 from ul.core.model import UnifiedLatents
+from ul.params import preset_config
 from ul.train import checkpoint
 from ul.train.loop import CKPT, train
 
@@ -166,7 +166,7 @@ def _one_error_line(capsys):
 
 @pytest.fixture
 def params(tmp_path):
-    from ul.common.compose import write_params
+    from ul.params import write_params
 
     return write_params(CONF, ["preset=ci"], tmp_path / "params.yaml")
 
@@ -191,7 +191,7 @@ def test_damaged_stage_inputs_are_one_error_line(tmp_path, params, capsys):
 
 
 def test_an_error_message_cannot_forge_a_log_line():
-    from ul.data import DataError
+    from ul.data.layout import DataError
     from ul.stages._cli import error_line
 
     line = error_line(DataError("bad file x.png\nerror: stage evaluate failed\r\x1b[2K http://u:hunter2@h/x"))

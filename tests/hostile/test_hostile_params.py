@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ul.common.compose import compose_params, write_params
 from ul.common.config import ConfigError, load
+from ul.params import compose_params, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,10 @@ import threading
 import pytest
 from datahelpers import class_folder, noise, png, raw_files, write_folder
 
-from ul.data import DataError, folder, manifest
-from ul.data.sources import fetch
+from ul.data import manifest
+from ul.data.fetch import folder
+from ul.data.fetch.sources import fetch
+from ul.data.layout import DataError
 
 
 def _sha(data: bytes) -> str:
@@ -187,7 +189,7 @@ def _bomb_tgz(size: int) -> bytes:
 
 @pytest.mark.parametrize("kind", ["zip", "tgz"])
 def test_a_decompression_bomb_is_refused_before_extraction(tmp_path, server, monkeypatch, kind):
-    from ul.data import archive
+    from ul.data.fetch import archive
 
     data = _bomb_zip(8 << 20) if kind == "zip" else _bomb_tgz(8 << 20)
     assert len(data) < 100_000
@@ -202,7 +204,7 @@ def test_a_decompression_bomb_is_refused_before_extraction(tmp_path, server, mon
 def test_archive_size_entry_and_download_budgets(tmp_path, server, images, monkeypatch):
     from datahelpers import tar_gz, zip_bytes
 
-    from ul.data import archive
+    from ul.data.fetch import archive
 
     tgz, zipped = tar_gz(images), zip_bytes(images)
     monkeypatch.setattr(archive, "MAX_UNCOMPRESSED_BYTES", 1000)
@@ -273,7 +275,7 @@ def test_a_credential_in_a_source_url_query_is_refused(tmp_path, url, param):
 
 
 def test_a_plain_query_is_data(tmp_path):
-    from ul.data import archive
+    from ul.data.fetch import archive
 
     archive.refuse_credentials("https://example.org/d.zip?dl=1&version=3")  # nothing to refuse
 

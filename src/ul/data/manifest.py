@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ul.data import DataError, bad_name, shown
+from ul.data.layout import DataError, bad_name, shown
 
 MANIFEST = "manifest.csv"
 CLASSES = "classes.json"

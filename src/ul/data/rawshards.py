@@ -24,12 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from ul.data import DataError, shown
+from ul.data.layout import DataError, shown
 from ul.data.manifest import SPLITS, Entry
 
 SHARDS = "shards"
 INDEX_VERSION = "v1.2"
-EXTENSIONS = ("png", "jpg", "jpeg")  # the still-image members DALI's reader takes (ul.data.folder)
+EXTENSIONS = ("png", "jpg", "jpeg")  # the still-image members DALI's reader takes (ul.data.fetch.folder)
 BLOCK = 512  # a tar header, and the unit its members are padded to
 MAX_INDEX_BYTES = 1 << 28  # an index larger than this is not one fetch wrote
 

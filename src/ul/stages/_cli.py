@@ -14,7 +14,7 @@ from pathlib import Path
 from ul.common import atomic
 from ul.common.config import Config, ConfigError, load
 from ul.common.errors import ExportError, NonFiniteLossError, redact_urls
-from ul.data import DataError
+from ul.data.layout import DataError
 
 
 def parser(stage: str, doc: str) -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ul.data.decode import decode
+from ul.data.decode.images import decode
 from ul.stages import _cli
 
 

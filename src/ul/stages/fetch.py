@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ul.data.sources import fetch
+from ul.data.fetch.sources import fetch
 from ul.stages import _cli
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ul.data.validate import validate
+from ul.data.validate.gate import validate
 from ul.stages import _cli
 
 

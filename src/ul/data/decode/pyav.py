@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ul.data import imagecheck
-from ul.data.decode_pil import transform
+from ul.data.decode import imagecheck
+from ul.data.decode.pil import transform
 
 BACKEND = "pyav"
 

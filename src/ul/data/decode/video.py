@@ -1,9 +1,9 @@
 """`decode` for video (data.frames > 0): each fetched file → one uint8 C×T×H×W clip, in shards.
 
-The clip rules and the backend are ul.data.decode_pyav's (PyAV on the CPU; see there which backend
+The clip rules and the backend are ul.data.decode.pyav's (PyAV on the CPU; see there which backend
 runs where). Every file is decoded once and a file that cannot give a clip is named by path as a
 corrupt image is: `on_error="fail"` stops with one DataError listing them all, `"skip"` leaves them
-out and lists them in `skipped.json`. The output has the image layout (ul.data.decode): per split a
+out and lists them in `skipped.json`. The output has the image layout (ul.data.decode.images): per split a
 shard folder of N×C×T×H×W rows with `paths.txt`, labels when every file has one, and index stats
 that add `frames` and `fps` to the image ones.
 """
@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from ul.common.atomic import staged_dir
 from ul.common.shards import ShardWriter
-from ul.data import DataError, decode_pyav, rawshards
-from ul.data.decode import PATHS, SKIPPED, refuse
+from ul.data import rawshards
+from ul.data.decode import pyav
+from ul.data.layout import PATHS, SKIPPED, DataError, refuse
 from ul.data.manifest import SPLITS, Entry
 
 
@@ -40,8 +41,8 @@ def _clips(raw_dir: Path, keep: list[Entry], opts: dict, threads: int):
 
     def one(e: Entry):
         try:
-            return e, decode_pyav.load(shards.read(e), **opts), None
-        except decode_pyav.ClipError as err:
+            return e, pyav.load(shards.read(e), **opts), None
+        except pyav.ClipError as err:
             return e, None, str(err)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -85,7 +86,7 @@ def decode(
     threads: int = 2,
 ) -> dict:
     """Decode `entries` of `raw_dir` into `out_dir`; `opts` = frames, fps, resolution, channels,
-    resize_mode (checked by the caller, ul.data.decode.decode). Returns metrics; raises DataError."""
+    resize_mode (checked by the caller, ul.data.decode.images.decode). Returns metrics; raises DataError."""
     dev = _device(device)
     start = time.perf_counter()
     with staged_dir(out_dir) as out:
@@ -104,7 +105,7 @@ def decode(
         "clips": counts,
         "frames": opts["frames"],
         "skipped": len(bad),
-        "backend": decode_pyav.BACKEND,
+        "backend": pyav.BACKEND,
         "device": dev,
         "clips_per_s": round(sum(counts.values()) / max(seconds, 1e-9), 1),
     }

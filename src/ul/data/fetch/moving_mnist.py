@@ -27,8 +27,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from ul.common.hashing import sha256_bytes
-from ul.data import DataError, builtin
-from ul.data.idx import read_idx
+from ul.data.fetch import builtin
+from ul.data.fetch.idx import read_idx
+from ul.data.layout import DataError
 from ul.data.manifest import Entry
 
 DIGIT = 28  # MNIST digits are 28×28

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ul.data import DataError
+from ul.data.layout import DataError
 
 
 def read_idx(path: str | Path) -> np.ndarray:

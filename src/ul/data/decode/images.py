@@ -1,7 +1,7 @@
 """`decode`: turn the fetched files into uint8 N×C×H×W shards per split, with NVIDIA DALI.
 
 The files are read from the raw folder's tar shards (ul.data.rawshards: DALI's WebDataset reader,
-or their bytes for Pillow and video). Every file is first checked cheaply (ul.data.imagecheck) so a corrupt or truncated image is named
+or their bytes for Pillow and video). Every file is first checked cheaply (ul.data.decode.imagecheck) so a corrupt or truncated image is named
 by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
 and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
 decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
@@ -9,7 +9,7 @@ the CPU; Pillow is used only when DALI cannot be imported, and the metrics say w
 Output: `out_dir/<split>/` (ul.common.shards, with labels when every image has one and `paths.txt`, the
 manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 
-With `frames` > 0 (data.frames) the files are videos and ul.data.decode_video decodes them into
+With `frames` > 0 (data.frames) the files are videos and ul.data.decode.video decodes them into
 N×C×T×H×W clips instead (PyAV on the CPU), with the same error handling and output layout.
 """
 
@@ -26,29 +26,26 @@ from tqdm import tqdm
 
 from ul.common.atomic import staged_dir
 from ul.common.shards import ShardWriter
-from ul.data import DataError, imagecheck, manifest, rawshards, shown
-from ul.data.decode_common import BackendError
+from ul.data import manifest, rawshards
+from ul.data.decode import imagecheck
+from ul.data.layout import PATHS, SKIPPED, BackendError, DataError, refuse
 from ul.data.manifest import SPLITS, Entry
-
-SKIPPED = "skipped.json"
-PATHS = "paths.txt"
-MAX_LISTED = 10
 
 
 def _backend(name: str) -> tuple[str, Callable, str | None]:
     """(name, batches function, why DALI is missing) for "auto" | "dali" | "pillow"."""
     if name != "pillow":
         try:
-            return "dali", importlib.import_module("ul.data.decode_dali").batches, None
+            return "dali", importlib.import_module("ul.data.decode.dali").batches, None
         except ImportError as err:
             if name == "dali":
                 raise DataError(f"NVIDIA DALI cannot be imported ({err}); pip install nvidia-dali-cuda120") from None
             missing = str(err)
     else:
         missing = None
-    from ul.data import decode_pil
+    from ul.data.decode import pil
 
-    return "pillow", decode_pil.batches, missing
+    return "pillow", pil.batches, missing
 
 
 def cuda_available() -> bool:
@@ -87,16 +84,6 @@ def _check_args(
     ):
         if not ok:
             raise DataError(what)
-
-
-def refuse(bad: dict[str, str], raw_dir: Path, noun: str = "image") -> None:
-    """Stop with one DataError naming the unreadable files (`noun`: what they are) and why."""
-    listed = "; ".join(f"{shown(p)} ({r})" for p, r in list(bad.items())[:MAX_LISTED])
-    more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-    raise DataError(
-        f"{len(bad)} unreadable {noun}(s) in {raw_dir}: {listed}{more}. "
-        "Fix or remove them, or set decode.on_error=skip to leave them out"
-    )
 
 
 def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts: dict) -> dict[str, int]:
@@ -153,10 +140,10 @@ def decode(
     if not entries:
         raise DataError(f"{raw_dir / manifest.MANIFEST}: no images listed")
     if frames > 0:
-        from ul.data import decode_video
+        from ul.data.decode import video
 
         opts = dict(frames=frames, fps=fps, resolution=resolution, channels=channels, resize_mode=resize_mode)
-        return decode_video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
+        return video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
     shards = rawshards.Shards(raw_dir)

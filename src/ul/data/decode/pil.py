@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps
 
-from ul.data.decode_common import BackendError
+from ul.data.layout import BackendError
 from ul.data.rawshards import Selection
 
 

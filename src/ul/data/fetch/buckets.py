@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ul.common.errors import redact_urls
-from ul.data import DataError
+from ul.data.layout import DataError
 from ul.storage import StorageError, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
 
@@ -66,7 +66,7 @@ def _where(loc: Bucket) -> str:
 def _budget(loc: Bucket, objects: list[dict]) -> None:
     """Refuse, before any download, a listing over the count or size budget or with a key that is
     both an object and a folder (`a` and `a/b.png`), which no folder can hold."""
-    from ul.data.archive import MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES, shown_name
+    from ul.data.fetch.archive import MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES, shown_name
 
     if len(objects) > MAX_ENTRIES:
         raise DataError(f"{loc.url}: {len(objects):,} objects, over the budget of {MAX_ENTRIES:,}")

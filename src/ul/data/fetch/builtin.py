@@ -18,8 +18,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ul.common.hashing import sha256_bytes
-from ul.data import DataError
-from ul.data.idx import read_idx
+from ul.data.fetch.idx import read_idx
+from ul.data.layout import DataError
 from ul.data.manifest import Entry
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -76,7 +76,7 @@ def encode_png(image: np.ndarray) -> bytes:
 def write(name: str, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
     """Write the PNGs of builtin dataset `name` into `out_dir`; `limits[split]` > 0 keeps a prefix."""
     if name not in DATASETS:
-        names = ", ".join(sorted([*DATASETS, "moving-mnist"]))  # moving-mnist: ul.data.moving_mnist
+        names = ", ".join(sorted([*DATASETS, "moving-mnist"]))  # moving-mnist: ul.data.fetch.moving_mnist
         raise DataError(f"builtin:{name}: unknown dataset; choose one of {names}")
     locate, classes = DATASETS[name]
     folder = locate()

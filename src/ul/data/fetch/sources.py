@@ -4,8 +4,8 @@
 Sources (`data.source`):
     builtin:fashion-mnist | builtin:mnist   packaged IDX files, written as PNGs
     builtin:moving-mnist                     video clips of bouncing MNIST digits, written as APNGs
-                                             (data.frames > 0; ul.data.moving_mnist)
-    file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.folder for the layout);
+                                             (data.frames > 0; ul.data.fetch.moving_mnist)
+    file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.fetch.folder for the layout);
                                              with data.frames > 0, of videos (.mp4 .webm .avi .mkv .mov .gif,
                                              APNG .png), as are the archive, S3 and lakeFS sources
     https://host/x.tar.gz | .tgz | .tar | .zip   an archive, verified with the REQUIRED data.sha256
@@ -25,8 +25,11 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from ul.common import hashing
 from ul.common.atomic import scratch_dir, staged_dir
-from ul.data import DataError, archive, buckets, builtin, folder, manifest, moving_mnist, rawshards, shown
+from ul.data import manifest, rawshards
+from ul.data.fetch import archive, buckets, builtin, folder, moving_mnist
+from ul.data.layout import DataError, shown
 from ul.data.manifest import Entry
 
 MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
@@ -124,7 +127,7 @@ def fetch(
         entries, classes = _collect(source, sha256, out, scratch, limits, skipped, frames, _mm(moving_mnist))
         entries = rawshards.pack(out, entries, shard_mb << 20)
         path = manifest.write(out, entries, classes)
-        manifest_sha = manifest.sha256_file(path)
+        manifest_sha = hashing.sha256_file(path)
     for rel, reason in list(skipped.items())[:MAX_LISTED]:
         print(f"warning: skipped {shown(rel)}: {reason}", file=sys.stderr)
     if len(skipped) > MAX_LISTED:

@@ -3,7 +3,7 @@
 A clip's row holds its layout (channels, frames, height, width, dtype), its pixel statistics
 (min, max, mean, std over all frames), `motion` (the mean absolute change between consecutive
 frames) and `clip_sha256` (the hash of its decoded bytes). The expectations flag a wrong layout,
-a blank clip (as for images: ul.data.validate.pixel_expectations), a still (every frame the same:
+a blank clip (as for images: ul.data.validate.suites.pixel_expectations), a still (every frame the same:
 motion 0; a video decoded from one repeated frame teaches nothing about time) and duplicates
 (two clips with the same decoded bytes, e.g. one video fetched under two names).
 """
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from ul.common.shards import ShardReader
-from ul.data.decode import PATHS
+from ul.data.layout import PATHS
 from ul.data.manifest import SPLITS
-from ul.data.validate import pixel_expectations
+from ul.data.validate.suites import pixel_expectations
 
 COLUMNS = ["split", "row", "path", "channels", "frames", "height", "width", "dtype"]
 COLUMNS += ["min", "max", "mean", "std", "motion", "clip_sha256"]

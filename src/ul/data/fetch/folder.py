@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from ul.data import DataError, bad_name, shown
+from ul.data.layout import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from ul.data import DataError
-from ul.data import shown as _shown
+from ul.data.layout import DataError
+from ul.data.layout import shown as _shown
 
 CHUNK = 1 << 16
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

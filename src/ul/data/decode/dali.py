@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 from nvidia.dali import fn, pipeline_def, types
 
-from ul.data.decode_common import BackendError
+from ul.data.layout import BackendError
 from ul.data.rawshards import EXTENSIONS, Selection
 
 PREFETCH = 2
@@ -39,7 +39,7 @@ def _pipeline(tars: list[str], indexes: list[str], resolution: int, channels: in
         data,
         device="mixed" if gpu else "cpu",
         output_type=types.GRAY if channels == 1 else types.RGB,
-        adjust_orientation=True,  # EXIF orientation applied, as decode_pil does (ul.data.imagecheck)
+        adjust_orientation=True,  # EXIF orientation applied, as decode_pil does (ul.data.decode.imagecheck)
     )
     if resize_mode == "resize":
         images = fn.resize(images, resize_shorter=resolution)  # linear, antialiased when shrinking
