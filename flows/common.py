@@ -16,6 +16,8 @@ from typing import TextIO
 
 import yaml
 
+from ul.common.errors import TEMPFAIL
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DVC = (sys.executable, "-m", "dvc")
 UL = (sys.executable, "-m", "ul.cli")
@@ -28,11 +30,10 @@ TRANSIENT = re.compile(
     r"remote end closed|broken pipe|\b50[234]\b|unable to acquire lock|EndpointConnectionError",
     re.IGNORECASE,
 )
-# A stage's exit status 75 (EX_TEMPFAIL, ul.stages._cli) is its own verdict "worth a retry"; under
+# A stage's exit status TEMPFAIL (75, EX_TEMPFAIL: ul.common.errors) is its own verdict "worth a retry"; under
 # DVC it reaches us in DVC's line below. Our stages' `error:` lines carry file names, which whoever
 # made the data chose ("connection refused.png"), so they never decide a retry, and only whole lines
 # of DVC's own count as verdicts (a name cannot start a line: names are printed escaped).
-TEMPFAIL = 75
 STAGE_EXIT = re.compile(r"^ERROR: failed to reproduce '[^'\n]+': failed to run: .*, exited with (-?\d+)$", re.M)
 VERDICTS = (  # DVC's own log lines (dvc/stage), strongest first
     ("ran", re.compile(r"^Running stage '([^'\n]+)':$", re.M)),
@@ -131,14 +132,11 @@ def refuse_interpolations(overrides: list) -> None:
     """Overrides are data, not code: a `${...}` (an OmegaConf interpolation or resolver such as
     `${oc.env:SECRET}`, which `dvc exp run -S` would resolve into params.yaml) is refused, naming
     the key, before any command runs."""
-    from ul.common.config import ConfigError
+    from ul.common.config import refuse_interpolations as refuse
 
-    for item in overrides:
+    for item in overrides:  # one at a time: a key given twice is checked both times
         key, _, value = str(item).partition("=")
-        if "${" in value:
-            raise ConfigError(
-                f"{key}={value!r}: interpolations and resolvers are refused in overrides (params are data, not code)"
-            )
+        refuse({key: value}, what="overrides")
 
 
 def subprocess_env() -> dict:

@@ -121,15 +121,24 @@ def test_steps_are_network_evaluations(sampler):
     assert len(calls) == 7 + 8
 
 
-def test_generation_and_reconstruction_shapes_and_range():
+def test_generation_is_algorithm_2_and_decoding_clamps_only_the_sampler_output():
+    """generate = the base model's z0 at λ(0), then the decoder conditioned on it, one generator
+    throughout; decode = the decoder's sampler, clamped to [-1, 1] and otherwise unchanged."""
     model, cfg = _tiny()
-    base = BaseModel(cfg)
+    base = BaseModel(cfg).eval()
+    model.eval()
+    x = samplers.generate(base, model, 3, 4, 4, "ddim", torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
-    x = samplers.generate(base.eval(), model.eval(), 3, 4, 4, "ddim", g)
-    assert x.shape == (3, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
+    z0 = base.sample_latents(3, 4, "ddim", g)
+    assert z0.shape == (3, *model.z_shape) and torch.isfinite(z0).all()
+    torch.testing.assert_close(x, model.decode(z0, 4, "ddim", g), rtol=0, atol=0)
     z0 = model.noisy(model.encode(torch.zeros(2, 1, 32, 32)), torch.randn(2, *model.z_shape, generator=g))
+    state = g.get_state()
     r = model.decode(z0, 4, "ancestral", g)
-    assert r.shape == (2, 1, 32, 32) and r.min() >= -1 and r.max() <= 1
+    g.set_state(state)
+    raw = samplers.sample(model.decoder, (2, 1, 32, 32), model.decoder_schedule, 4, "ancestral", cond=z0, generator=g)
+    assert torch.isfinite(raw).all() and raw.shape == r.shape == (2, 1, 32, 32)
+    torch.testing.assert_close(r, raw.clamp(-1, 1), rtol=0, atol=0)
 
 
 def test_an_unknown_sampler_is_an_error_not_a_fallback():

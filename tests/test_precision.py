@@ -3,6 +3,7 @@ that under bf16 autocast the loss terms, parameters, optimizer state and EMA sta
 
 import pytest
 import torch
+from conftest import preset_config
 
 from ul.common.config import ConfigError, from_dict, to_dict
 from ul.core.model import BaseModel, stage1_model
@@ -62,12 +63,9 @@ def test_bf16_terms_are_float32(ci_cfg, latent):
         assert v.dtype is torch.float32, k
 
 
-def test_bf16_training_keeps_float32_state(tmp_path, ci_cfg):
+def test_bf16_training_keeps_float32_state(tmp_path):
     """Parameters, AdamW moments and EMA are float32 after bf16 steps (autocast casts copies)."""
-    cfg = ci_cfg
-    cfg.data.resolution = 16
-    cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
-    cfg.stage1.steps, cfg.stage1.batch_size, cfg.stage1.threads, cfg.stage1.precision = 2, 4, 1, "bf16"
+    cfg = preset_config("tiny", **{"stage1.steps": 2, "stage1.batch_size": 4, "stage1.precision": "bf16"})
     torch.manual_seed(0)
     model = stage1_model(cfg)
     images = torch.rand(16, 1, 16, 16) * 2 - 1

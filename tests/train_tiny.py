@@ -22,10 +22,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def main():
     out, steps = Path(sys.argv[1]), int(sys.argv[2])
     ckpt_every = int(sys.argv[3]) if len(sys.argv) > 3 else steps
-    cfg = preset_config(CONF, "ci")
-    cfg.data.resolution = 16
-    cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
-    cfg.stage1.steps, cfg.stage1.ckpt_every, cfg.stage1.batch_size, cfg.stage1.threads = steps, ckpt_every, 8, 1
+    cfg = preset_config(CONF, "tiny")
+    cfg.stage1.steps, cfg.stage1.ckpt_every = steps, ckpt_every
     cfg.stage1.precision = os.environ.get("UL_TINY_PRECISION", "fp32")
     torch.manual_seed(0)
     model = UnifiedLatents(cfg)

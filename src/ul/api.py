@@ -12,7 +12,6 @@ base model generates. Rates are in bits.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -21,7 +20,10 @@ from ul.artifacts import export
 from ul.common.config import Config
 from ul.core.losses import NoiseDraw
 from ul.core.model import BaseModel, UnifiedLatents, check_pair
-from ul.core.schedules import LN2
+from ul.core.samplers import generate
+from ul.core.schedules import bits
+
+RATE_UNITS = ("image", "pixel", "dim")
 
 
 class Autoencoder:
@@ -93,16 +95,16 @@ class Autoencoder:
     ) -> torch.Tensor:
         """Bits of z0 per image (`unit="pixel"`: per pixel, H·W; `"dim"`: per latent dimension):
         the prior's bound L_z / ln 2, averaged over `draws` noise draws, one value per image."""
-        divisor = {"image": 1, "pixel": math.prod(self.image_shape[1:]), "dim": math.prod(self.latent_shape)}
-        if unit not in divisor:
-            raise ValueError(f"unknown rate unit {unit!r} (choose from {', '.join(divisor)})")
+        if unit not in RATE_UNITS:
+            raise ValueError(f"unknown rate unit {unit!r} (choose from {', '.join(RATE_UNITS)})")
         m, gen = self.model, generator or torch.Generator().manual_seed(0)
         z_clean = m.encode(self._images(x))
         nats = torch.zeros(len(z_clean), dtype=torch.float64)
         for _ in range(draws):
             draw = NoiseDraw.draw(len(z_clean), m.z_shape, gen).to(z_clean.device)
             nats += m.rate_nats(z_clean, draw).double().cpu()
-        return (nats / draws / LN2 / divisor[unit]).float()
+        per_image = bits(nats / draws, latent_shape=self.latent_shape, image_shape=self.image_shape, per_example=True)
+        return per_image[f"bits_per_{unit}"].float()
 
     def _images(self, x: torch.Tensor) -> torch.Tensor:
         _check_shape("images", x, self.image_shape)
@@ -151,6 +153,7 @@ class Generator:
         progress: bool = False,
     ) -> torch.Tensor:
         """n images, N×C×H×W in [-1, 1]."""
-        device = self.autoencoder.device
-        z0 = self.base.sample_latents(n, base_steps, sampler, generator, device, progress)
-        return self.autoencoder.decode(z0, decoder_steps, sampler, generator, progress)
+        model = self.autoencoder.model
+        return generate(
+            self.base, model, n, base_steps, decoder_steps, sampler, generator, self.autoencoder.device, progress
+        )

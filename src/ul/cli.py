@@ -23,6 +23,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from ul.common.errors import report
 from ul.params import write_params
 
 MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "export")
@@ -38,8 +39,7 @@ def _params(argv) -> int:
     try:
         write_params(Path(args.conf), args.overrides, Path(args.out))
     except Exception as err:  # hydra and schema errors alike: one readable line
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report(err)
     print(f"wrote {args.out}")
     return 0
 
@@ -63,8 +63,7 @@ def _data(argv) -> int:
     try:
         pinned = lakefs.pin(args.url, Path(args.conf), Path(args.params))
     except StorageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report(err)
     print(f"data.source = {pinned}  (written to {args.conf} and {args.params})")
     return 0
 
@@ -93,8 +92,7 @@ def _release(argv) -> int:
     try:
         out = release.release(args.target, args.root, args.source_ref, args.message)
     except StorageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return report(err)
     print(f"released {len(out['files'])} files as lakeFS commit {out['commit']}: {out['url']}")
     return 0
 
@@ -131,7 +129,7 @@ def main(argv=None) -> int:
     if cmd in commands or cmd in STAGES:
         stage = commands.get(cmd, cmd)
         return importlib.import_module(f"ul.stages.{stage}").main(rest)
-    print(f"error: unknown command {cmd!r}; try `ul --help`", file=sys.stderr)
+    report(f"unknown command {cmd!r}; try `ul --help`")
     return 2
 
 

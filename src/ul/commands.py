@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from ul.api import Autoencoder, Generator
 from ul.artifacts.export import ExportError
 from ul.common import atomic
 from ul.common.atomic import staged_dir
+from ul.common.errors import report
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 from ul.core import samplers
 from ul.train.distributed import resolve_device
@@ -329,5 +329,4 @@ def run(name: str, argv) -> int:
     try:
         return COMMANDS[name](argv)
     except (CommandError, inputs.InputError, ExportError, ValueError, OSError) as err:
-        print(f"error: {err}".splitlines()[0], file=sys.stderr)
-        return 1
+        return report(err, one_line=True)

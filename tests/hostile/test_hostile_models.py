@@ -26,10 +26,8 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _tiny():
-    cfg = preset_config(CONF, "ci")
-    cfg.data.resolution = 16
-    cfg.encoder.channels, cfg.decoder.channels, cfg.prior.channels = [8, 8], [8, 8], [8]
-    cfg.stage1.batch_size, cfg.stage1.threads, cfg.stage1.steps, cfg.stage1.ckpt_every = 4, 1, 2, 1
+    cfg = preset_config(CONF, "tiny")
+    cfg.stage1.batch_size, cfg.stage1.steps, cfg.stage1.ckpt_every = 4, 2, 1
     return cfg
 
 
@@ -191,8 +189,8 @@ def test_damaged_stage_inputs_are_one_error_line(tmp_path, params, capsys):
 
 
 def test_an_error_message_cannot_forge_a_log_line():
+    from ul.common.errors import error_line
     from ul.data.layout import DataError
-    from ul.stages._cli import error_line
 
     line = error_line(DataError("bad file x.png\nerror: stage evaluate failed\r\x1b[2K http://u:hunter2@h/x"))
     first, *rest = line.split("\n")

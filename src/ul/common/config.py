@@ -404,19 +404,20 @@ def _bounds(cfg: Config) -> None:
                 _check(getattr(net, k) <= top, f"{name}.{k}", getattr(net, k), f"must be <= {top}")
 
 
-def refuse_interpolations(raw, prefix: str = "") -> None:
-    """Refuse `${...}` anywhere in a parameter mapping, naming the key: an OmegaConf interpolation
-    or resolver (`${oc.env:SECRET}`) would read the environment or run code when resolved."""
+def refuse_interpolations(raw, prefix: str = "", what: str = "parameters") -> None:
+    """Refuse `${...}` anywhere in a parameter mapping (or `what` else: overrides), naming the key:
+    an OmegaConf interpolation or resolver (`${oc.env:SECRET}`) would read the environment or run
+    code when resolved."""
     if isinstance(raw, DictConfig) or (not isinstance(raw, dict | list) and OmegaConf.is_config(raw)):
         raw = OmegaConf.to_container(raw, resolve=False)
     items = raw.items() if isinstance(raw, dict) else enumerate(raw) if isinstance(raw, list) else ()
     for k, v in items:
         key = f"{prefix}.{k}" if prefix and not isinstance(k, int) else f"{prefix}[{k}]" if prefix else str(k)
         if isinstance(v, dict | list):
-            refuse_interpolations(v, key)
+            refuse_interpolations(v, key, what)
         elif isinstance(v, str) and "${" in v:
             raise ConfigError(
-                f"{key}={v!r}: interpolations and resolvers are refused in parameters (params are data, not code)"
+                f"{key}={v!r}: interpolations and resolvers are refused in {what} (params are data, not code)"
             )
 
 

@@ -112,8 +112,16 @@ def sample(
 
 @torch.no_grad()
 def generate(
-    base, model, n: int, base_steps: int, decoder_steps: int, sampler: str = "dpm2m", generator=None, device="cpu"
+    base,
+    model,
+    n: int,
+    base_steps: int,
+    decoder_steps: int,
+    sampler: str = "dpm2m",
+    generator=None,
+    device="cpu",
+    progress: bool = False,
 ) -> torch.Tensor:
     """Algorithm 2: the base model down to z0 at λ(0), then the decoder conditioned on it; [-1, 1]."""
-    z0 = base.sample_latents(n, base_steps, sampler, generator, device)
-    return model.decode(z0, decoder_steps, sampler, generator)
+    z0 = base.sample_latents(n, base_steps, sampler, generator, device, progress)
+    return model.decode(z0, decoder_steps, sampler, generator, progress)

@@ -79,15 +79,18 @@ def low_discrepancy_t(batch: int, generator: torch.Generator, device=None) -> to
 LN2 = math.log(2.0)
 
 
-def bits(nats: torch.Tensor | float, *, latent_shape=None, image_shape=None) -> dict:
-    """Convert a per-image rate in nats to bits per image and its normalised forms.
+def bits(nats: torch.Tensor | float, *, latent_shape=None, image_shape=None, per_example: bool = False) -> dict:
+    """Convert a per-image rate in nats to bits per image and its normalised forms: the one place
+    that converts units. Means over the examples, or with `per_example` float64 tensors of one value
+    per example.
 
     latent_shape = (C, h, w) gives bits per latent dim; image_shape = (C_img, H, W) gives bits per
     pixel (/H·W) and per sub-pixel (/C_img·H·W). docs/method.md: the paper's normaliser is not
     stated, so all are reported, each key naming its unit. For video (image_shape = (C, T, H, W))
     an "image" is a clip: bits per clip, per frame (/T), per pixel (/T·H·W) and per sub-pixel.
     """
-    per_image = float(torch.as_tensor(nats, dtype=torch.float64).mean()) / LN2
+    per_image = torch.as_tensor(nats, dtype=torch.float64) / LN2
+    per_image = per_image if per_example else float(per_image.mean())
     out = {"bits_per_image": per_image}
     if latent_shape is not None:
         out["bits_per_dim"] = per_image / math.prod(latent_shape)

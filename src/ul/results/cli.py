@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
+from ul.common import errors
 from ul.results import studies
 
 
@@ -64,8 +64,7 @@ def main(argv=None) -> int:
 
             failed = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}", names=args.point)
             if failed:
-                print(f"error: experiments failed: {', '.join(failed)}", file=sys.stderr)
-                return 1
+                return errors.report(f"experiments failed: {', '.join(failed)}")
             return 0
         if args.cmd == "fid-noise":
             return _fid_noise(args)
@@ -80,8 +79,7 @@ def main(argv=None) -> int:
         return 0
     except subprocess.CalledProcessError as err:
         last = (err.stderr or "").strip().splitlines()[-1:] or [f"exit {err.returncode}"]
-        print(f"error: {' '.join(err.cmd[2:4])}: {last[0]}", file=sys.stderr)
-        return 1
+        return errors.report(f"{' '.join(err.cmd[2:4])}: {last[0]}")
 
 
 def _fid_noise(args) -> int:

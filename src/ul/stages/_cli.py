@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ul.common import atomic
 from ul.common.config import Config, ConfigError, load
-from ul.common.errors import ExportError, NonFiniteLossError, redact_urls
+from ul.common.errors import TEMPFAIL, ExportError, NonFiniteLossError, error_line
 from ul.data.layout import DataError
 
 
@@ -38,10 +38,6 @@ def write_metrics(path: str | Path, metrics: dict) -> None:
 
 
 EXPECTED = (ConfigError, DataError, ExportError, NonFiniteLossError, OSError)
-# EX_TEMPFAIL (sysexits.h): the stage's own verdict that trying again later may work (a server or
-# the network failed). Flows read it from the exit status, never from the message, which may carry
-# file names chosen by whoever made the data.
-TEMPFAIL = 75
 
 
 def exit_status(err: BaseException) -> int:
@@ -50,15 +46,6 @@ def exit_status(err: BaseException) -> int:
 
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|ACCESS_KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
-
-
-def error_line(err: BaseException) -> str:
-    """`error: ...` for an expected failure: URL user info removed, control characters escaped,
-    and any further line of the message indented, so that no text in it (a file name, a server's
-    answer) can forge a line of its own in the log that a flow reads."""
-    text = redact_urls(str(err)) or type(err).__name__
-    lines = ["".join(c if c.isprintable() else ascii(c)[1:-1] for c in ln) for ln in text.splitlines()]
-    return "error: " + "\n".join([lines[0]] + [ln if ln[:1].isspace() else "  " + ln for ln in lines[1:]])
 
 
 def refuse_secrets(cfg: Config) -> None:
