@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test bench lock params image tools
+.PHONY: setup run test test-fast bench lock params image tools
 
 setup: $(STAMP) /usr/share/datasets/fashion-mnist tools /usr/bin/chromium /usr/share/doc/opencv-doc/examples/data/tree.avi
 
@@ -28,20 +28,20 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	  { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; \
 	else echo "note: run 'sudo apt-get install dataset-fashion-mnist' for the default data"; fi
 
-# The headless browser of tests/test_offline_html.py (Debian chromium), installed when we are root on Debian.
+# The headless browser of tests/pipeline/test_offline_html.py (Debian chromium), installed when we are root on Debian.
 /usr/bin/chromium:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq chromium >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "note: chromium could not be installed; tests/test_offline_html.py will be skipped"; \
+	  echo "note: chromium could not be installed; tests/pipeline/test_offline_html.py will be skipped"; \
 	else echo "note: run 'sudo apt-get install chromium' for the offline-rendering tests"; fi
 
-# Real AVI clips for tests/test_data_video.py (Debian opencv-doc), installed when we are root on Debian.
+# Real AVI clips for tests/unit/test_data_video.py (Debian opencv-doc), installed when we are root on Debian.
 /usr/share/doc/opencv-doc/examples/data/tree.avi:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq opencv-doc >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq opencv-doc >/dev/null; } || \
-	  echo "note: opencv-doc could not be installed; its AVI tests in tests/test_data_video.py will be skipped"; \
+	  echo "note: opencv-doc could not be installed; its AVI tests in tests/unit/test_data_video.py will be skipped"; \
 	else echo "note: run 'sudo apt-get install opencv-doc' for the real-AVI tests"; fi
 
 # Node packages (tools/package.json): the web libraries that `dvc plots show` (tools/dvc-plots.html,
@@ -60,6 +60,11 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -n auto --dist loadfile
+
+# The fast lane: the tests not marked slow (no DVC pipeline, server or browser), in under 2 minutes.
+test-fast: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 bench: setup
 	$(PY) bench/train.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py && $(PY) bench/scaling.py

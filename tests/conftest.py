@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+# Tests by kind: tests/unit (the library in-process), tests/pipeline (real DVC, Prefect, servers, a
+# browser: every one of them marked slow here), tests/hostile (hostile input, each kind). The fast
+# lane, `make test-fast`, is everything not marked slow.
+PIPELINE = Path(__file__).resolve().parent / "pipeline"
+
 # The modules that take minutes, longest first: handed out first, so that the workers finish together
 # rather than one of them starting the video pipeline at the end. The ci_project users lead, so the
 # first worker builds the shared run while the second works through the flows.
@@ -39,6 +44,12 @@ SLOW_FIRST = (
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if PIPELINE in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+    slow = {item.path.name for item in items if item.get_closest_marker("slow")}
+    named = {item.path.name for item in items} & set(SLOW_FIRST)
+    assert named <= slow, f"SLOW_FIRST names modules with no slow test: {sorted(named - slow)}"
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module keeps its order
 

@@ -2,7 +2,7 @@
 `import ul.x`, `from ul.x import y` (y may be a module), `from ul import x`, relative imports,
 `importlib.import_module("ul.x")` with a literal name, imports inside functions (the lazy ones run
 too, on some path), and the `__init__.py` of every package on the way. Shared by the tests of
-dvc.yaml's deps (tests/test_dvc_deps.py) and of the layers (tests/test_layers.py)."""
+dvc.yaml's deps (tests/unit/test_dvc_deps.py) and of the layers (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 

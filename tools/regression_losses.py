@@ -1,4 +1,4 @@
-"""The pinned loss terms of tests/test_regression.py: stage 1 at the `ci` preset, seed 0, on a
+"""The pinned loss terms of tests/unit/test_regression.py: stage 1 at the `ci` preset, seed 0, on a
 fixed batch of synthetic images, through the real training loop (its noise draws, their order,
 the EMA and the optimiser), logged at step 1 (the initial weights) and step 6 (after 5 updates).
 

@@ -1,6 +1,6 @@
 """Faults (issue 9): a killed run never wedges the next (class 10), and SIGKILL at seeded moments
 of the data stages: re-running completes and gives the bytes of an uninterrupted run. (Training
-stages: tests/test_train.py kills a run and resumes it bit-exactly; a full disk during a
+stages: tests/unit/test_train.py kills a run and resumes it bit-exactly; a full disk during a
 checkpoint write: tests/hostile/test_hostile_models.py.)"""
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ def project(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, output", [("fetch", "data/raw"), ("decode", "data/decoded")])
 def test_sigkill_at_seeded_moments_then_rerun_gives_the_uninterrupted_bytes(tmp_path, project, stage, output):
     import shutil

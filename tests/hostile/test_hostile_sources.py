@@ -301,6 +301,7 @@ def test_environment_credentials_go_to_the_origin_only(tmp_path, server, images,
         other.close()
 
 
+@pytest.mark.slow
 def test_user_info_in_an_endpoint_never_reaches_a_message(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://me:hunter2@127.0.0.1:1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")

@@ -7,7 +7,7 @@ then checks ranges. Integers given for float fields (`-S noise.logsnr=5`) are ac
 
 The values live in `conf/config.yaml` (the default run, = the `cpu` preset). The defaults below
 repeat them, so that `Config()` and a partial mapping (an export written before a key existed)
-mean that same run; tests/test_config.py fails, naming each key, where the two differ.
+mean that same run; tests/unit/test_config.py fails, naming each key, where the two differ.
 Devices are named `auto | cpu | cuda` everywhere (auto = cuda when one is visible).
 """
 

@@ -120,6 +120,7 @@ def test_sampler_choices_are_the_samplers():
     assert SAMPLERS == tuple(samplers.STEPS)
 
 
+@pytest.mark.slow
 def test_gpu_preset_builds_and_steps_at_batch_one():
     """The paper's shapes: ResNet encoder with 2×2 patching, UViT decoder, ViT prior, 2-stage base.
     The step runs the same networks (same modules and parameter shapes) on 64² images: at 256² one

@@ -155,12 +155,14 @@ def feats(net):
     return {"a": net(a), "a2": net(a2), "b": net(_noise(14, seed=12)), "dark": net(dark)}
 
 
+@pytest.mark.slow
 def test_inception_features_shape_and_finite(feats):
     f = feats["a"]
     assert f.shape == (16, inception.INCEPTION_DIM) and f.dtype == np.float64
     assert np.isfinite(f).all() and f.std() > 0
 
 
+@pytest.mark.slow
 def test_inception_grey_and_float_inputs(net):
     # 1 channel == the same image repeated to 3; float [0, 1] == its uint8 version (6 images).
     grey = _shapes(2, seed=20).mean(axis=1, keepdims=True).astype(np.uint8)
@@ -193,6 +195,7 @@ def fashion_test_images():
     return read_idx(path)[:64, None].copy()
 
 
+@pytest.mark.slow
 def test_fused_inception_matches_the_shipped_graph_on_real_images(net, fashion_test_images):
     """The fused network (batch norm folded, oneDNN conv+ReLU; the default) against the shipped
     TorchScript graph, on the same real images: features equal to float noise, FID within 1e-4
@@ -211,6 +214,7 @@ def test_fused_inception_matches_the_shipped_graph_on_real_images(net, fashion_t
     assert fid_ref > 1 and abs(fid_new - fid_ref) / fid_ref < 1e-4, (fid_new, fid_ref)
 
 
+@pytest.mark.slow
 def test_fused_inception_bf16_is_opt_in_and_close(fashion_test_images):
     """bf16 is faster but not float noise: features within 10% (mean relative), not the default."""
     try:

@@ -20,7 +20,7 @@ from ul.data.layout import DataError
 from ul.data.validate.gate import ValidationError, validate
 
 pytest.importorskip("great_expectations")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pipeline(src: Path, tmp: Path, **decode_opts):
@@ -141,6 +141,7 @@ def _stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_stages_run_in_order_and_fail_cleanly(tmp_path):
     (tmp_path / "params.yaml").write_text(
         "data:\n  source: builtin:fashion-mnist\n  max_train: 30\n  max_test: 10\n"

@@ -69,6 +69,7 @@ def _reference_logits(x: torch.Tensor) -> np.ndarray:
     return np.asarray(logits, np.float64)
 
 
+@pytest.mark.slow
 def test_port_matches_the_jax_reference_on_real_video(clips, port_logits):
     assert clips.shape == (2, 16, 576, 704, 3) and clips.std() > 10  # real frames, not a blank decode
     ref = _reference_logits(fvd.preprocess(clips, "NTHWC"))
@@ -141,6 +142,7 @@ def test_load_converts_once_then_reads_safetensors_only(tmp_path, monkeypatch, n
         i3d.load(tmp_path / "nowhere.safetensors")
 
 
+@pytest.mark.slow
 def test_fvd_is_zero_against_itself_and_larger_against_other_clips(clips, net, port_logits):
     # Frames shuffled in time: the same pictures without their motion, which I3D sees.
     order = np.random.default_rng(0).permutation(clips.shape[1])

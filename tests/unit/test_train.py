@@ -15,7 +15,7 @@ from ul.core.model import UnifiedLatents
 from ul.train import checkpoint
 from ul.train.loop import CKPT, NonFiniteLossError, train
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where train_tiny.py lives
 PY = sys.executable
 
 
@@ -40,6 +40,7 @@ def _assert_equal(a, b, **tol):
 
 # bf16 autocast (stage1.precision) must keep both guarantees: oneDNN's bf16 kernels are as
 # deterministic as its fp32 ones, and the checkpoint holds only float32 state.
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_same_seed_same_parameters(tmp_path, precision):
     procs = [_run(tmp_path / n, 6, precision=precision) for n in "ab"]
@@ -48,6 +49,7 @@ def test_same_seed_same_parameters(tmp_path, precision):
     _assert_equal(_params(tmp_path / "a"), _params(tmp_path / "b"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_killed_run_resumes_bit_exact(tmp_path, precision):
     ref = _run(tmp_path / "ref", 12, 3, precision=precision)
@@ -67,6 +69,7 @@ def test_killed_run_resumes_bit_exact(tmp_path, precision):
     _assert_equal(_params(tmp_path / "ref"), _params(tmp_path / "killed"))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path):
     # In fp32: under bf16 autocast each rank rounds its half-batch weight gradients to bf16 before
     # the all-reduce, so N processes differ from one by bf16 rounding (~1e-3 relative), which Adam

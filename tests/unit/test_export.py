@@ -5,6 +5,7 @@ import hashlib
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load, save
 
@@ -14,6 +15,8 @@ SAVE = """
 import sys, torch
 from ul.params import preset_config
 from pathlib import Path
+
+import pytest
 from ul.artifacts import export
 from ul.core.model import BaseModel
 cfg = preset_config(Path(sys.argv[2]), "ci")
@@ -22,6 +25,7 @@ export.save(BaseModel(cfg), cfg, sys.argv[1], {"steps": 1})
 """
 
 
+@pytest.mark.slow
 def test_the_same_weights_export_to_the_same_bytes_in_every_process(tmp_path):
     from conftest import ROOT
 
