@@ -4,7 +4,7 @@
 
 Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
 latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
-eval/reconstructions.png; Inception reference features are cached in data/fid_stats. For video
+eval/reconstructions.png; Inception reference features are cached in data/fid_features. For video
 (data.frames > 0) the metrics are per frame, plus rFVD/gFVD with the I3D weights of --i3d, and the
 grids are animated PNGs.
 """
@@ -31,7 +31,9 @@ def main(argv=None) -> int:
     p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
     p.add_argument("--out", default="eval", help="grids folder (default: %(default)s)")
     p.add_argument(
-        "--fid-cache", default="data/fid_stats", help="Inception reference statistics (default: %(default)s)"
+        "--fid-cache",
+        default="data/fid_features",
+        help="cached Inception features of the reference images (default: %(default)s)",
     )
     p.add_argument("--i3d", default=I3D_WEIGHTS, help="I3D weights for FVD, video only (default: %(default)s)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID/gFID and FVD (the slow part on CPU)")
