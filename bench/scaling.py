@@ -1,13 +1,14 @@
 """Raw data at scale: one file per image against tar shards, side by side, at several dataset sizes.
 
-    python bench/scaling.py [--sizes 70000 300000] [--out bench/scaling.json]
+    python bench/scaling.py [--sizes 70000 300000] [--out bench/scaling.json] [--only source]
 
 For each size N: N distinct 28×28 PNGs (Fashion-MNIST images, each made distinct by a pixel that
 encodes its index) are written as loose files, as fetch did before, and packed into tar shards
 with the manifest, as fetch does now (ul.data.rawshards). Both layouts are then put under DVC in
 one temporary git + DVC repository, each as the output of a one-line stage, and timed side by
 side: `dvc commit` (hash + cache), the no-op `dvc repro` and `dvc status`, `dvc checkout` into an
-emptied workspace, and for the shards the decode and validate stages' own work (ul.data.decode.images on
+emptied workspace, the `source` stage's fingerprint of the loose folder as a user's `file://` source
+(cold: every file hashed; warm: unchanged, a stat per file; touched: 1% of the mtimes moved), and for the shards the decode and validate stages' own work (ul.data.decode.images on
 DALI, ul.data.validate.tables and Great Expectations). Prints a table and the per-file slopes,
 and writes them as JSON. The estimate for ImageNet-1k in the README is drawn from these slopes.
 """
@@ -77,7 +78,24 @@ STAGES = """stages:
 """
 
 
-def measure(n: int, tmp: Path) -> dict:
+def _source(folder: Path, cache: Path) -> dict:
+    """The source stage's check of a folder of loose images: cold, unchanged, and 1% touched."""
+    import os
+
+    from ul.data.fetch.fingerprint import fingerprint
+
+    url = f"file://{folder}"
+    out = {"source_cold_s": _timed(lambda: fingerprint(url, cache=cache))}
+    out["source_warm_s"] = min(_timed(lambda: fingerprint(url, cache=cache)) for _ in range(3))
+    files = sorted(p for p in folder.rglob("*.png"))[::100]
+    for f in files:
+        st = f.stat()
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    out["source_touched_s"] = _timed(lambda: fingerprint(url, cache=cache))
+    return out
+
+
+def measure(n: int, tmp: Path, only_source: bool = False) -> dict:
     repo = tmp / f"repo-{n}"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -88,6 +106,10 @@ def measure(n: int, tmp: Path) -> dict:
     loose.mkdir()
     entries = []
     row["write_loose_s"] = _timed(lambda: entries.extend(_write_loose(loose, n)))
+    row.update(_source(loose, tmp / f"source-cache-{n}.json"))
+    if only_source:
+        shutil.rmtree(repo)
+        return row
     shards = repo / "shards"
     shards.mkdir()
     for split in manifest.SPLITS:
@@ -128,12 +150,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[70000, 300000])
     p.add_argument("--out", default="bench/scaling.json")
+    p.add_argument("--only", choices=["source"], help="only the source stage's fingerprint (no DVC)")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ul-scaling-") as tmp:
         for n in args.sizes:
-            rows.append(measure(n, Path(tmp)))
+            rows.append(measure(n, Path(tmp), args.only == "source"))
             print(json.dumps(rows[-1]), file=sys.stderr)
+    if args.only:
+        for r in rows:
+            print(f"{r['images']:>8} images: source check cold {r['source_cold_s']:.2f}s, "
+                  f"unchanged {r['source_warm_s']:.2f}s, 1% touched {r['source_touched_s']:.2f}s")  # fmt: skip
+        return
     Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
     _print(rows)
 
@@ -147,6 +175,8 @@ def _print(rows: list[dict]) -> None:
             print(f"{r['images']:>8}  dvc {step:<12} {a:9.2f}s {b:9.2f}s {a / b:6.1f}x")
         print(f"{r['images']:>8}  {'write / pack':<16} {r['write_loose_s']:9.2f}s {r['pack_s']:9.2f}s")
         print(f"{r['images']:>8}  {'decode, validate':<16} {'':>10} {r['decode_s']:9.2f}s {r['validate_s']:6.1f}s")
+        print(f"{r['images']:>8}  {'source check':<16} cold {r['source_cold_s']:.2f}s, unchanged {r['source_warm_s']:.2f}s, "
+              f"1% touched {r['source_touched_s']:.2f}s")  # fmt: skip
     if len(rows) >= 2:
         lo, hi = rows[0], rows[-1]
         dn = hi["images"] - lo["images"]

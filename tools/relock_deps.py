@@ -39,7 +39,9 @@ def _tree_copy(dest: Path) -> None:
 
 
 def _placeholders(proj: Path, stages: dict) -> set[str]:
-    """A stand-in for every stage output (a file where the path has a suffix, else a folder)."""
+    """A stand-in for every stage output (a file where the path has a suffix, else a folder), but
+    for the small, uncached files this work tree holds for real (data/source.json): their hashes
+    are recorded as they are, for the stages that depend on them."""
     outs = set()
     for stage in stages.values():
         for section in ("outs", "metrics", "plots"):
@@ -48,6 +50,11 @@ def _placeholders(proj: Path, stages: dict) -> set[str]:
                 outs.add(rel)
                 path = proj / rel
                 if path.exists():
+                    continue
+                real = ROOT / rel
+                if isinstance(out, dict) and out[rel].get("cache") is False and real.is_file():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(real.read_bytes())
                     continue
                 if path.suffix:
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +65,8 @@ def _placeholders(proj: Path, stages: dict) -> set[str]:
     return outs
 
 
-def fresh_deps() -> tuple[dict, set[str]]:
-    """{stage: its deps entries as DVC records them now}, and the paths that are stage outputs."""
+def fresh_lock() -> tuple[dict, set[str]]:
+    """The lock DVC records for this tree with placeholder outputs, and the paths that are outputs."""
     with tempfile.TemporaryDirectory(prefix="ul-relock-") as tmp:
         proj = Path(tmp)
         _tree_copy(proj)
@@ -69,15 +76,23 @@ def fresh_deps() -> tuple[dict, set[str]]:
         subprocess.run(["git", "init", "-q"], **run)
         subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q"], **run)
         lock = yaml.safe_load((proj / "dvc.lock").read_text())
-    return {name: stage.get("deps", []) for name, stage in lock["stages"].items()}, outs
+    return lock, outs
 
 
-def relocked(committed: dict, fresh: dict, outs: set[str]) -> dict:
-    """`committed` with each stage's deps taken from `fresh`, but for deps that are stage outputs."""
+def relocked(committed: dict, fresh_lock: dict, outs: set[str]) -> dict:
+    """`committed` with each stage's deps taken from `fresh`, but for deps that are stage outputs
+    the committed lock already records; a stage new to dvc.yaml is taken from `fresh` whole."""
     new = {**committed, "stages": {}}
-    for name, stage in committed["stages"].items():
+    for name in fresh_lock["stages"]:
+        if name not in committed["stages"]:
+            new["stages"][name] = fresh_lock["stages"][name]
+            continue
+        stage = committed["stages"][name]
         old = {d["path"]: d for d in stage.get("deps", [])}
-        deps = [old[d["path"]] if d["path"] in outs and d["path"] in old else d for d in fresh[name]]
+        deps = [
+            old[d["path"]] if d["path"] in outs and d["path"] in old else d
+            for d in fresh_lock["stages"][name].get("deps", [])
+        ]
         new["stages"][name] = {**stage, "deps": deps}
     return new
 
@@ -87,9 +102,9 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="only say whether dvc.lock's deps are current")
     args = p.parse_args(argv)
     committed = yaml.safe_load((ROOT / "dvc.lock").read_text())
-    fresh, outs = fresh_deps()
+    fresh, outs = fresh_lock()
     new = relocked(committed, fresh, outs)
-    stale = [n for n in committed["stages"] if committed["stages"][n].get("deps") != new["stages"][n]["deps"]]
+    stale = [n for n in new["stages"] if committed["stages"].get(n, {}).get("deps") != new["stages"][n].get("deps")]
     if args.check:
         if stale:
             print(f"error: dvc.lock: the deps of {', '.join(stale)} are stale; run python tools/relock_deps.py")

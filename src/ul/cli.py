@@ -27,7 +27,7 @@ from ul.common.errors import report
 from ul.params import write_params
 
 MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "export")
-STAGES = ("fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
+STAGES = ("source", "fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
 
 
 def _params(argv) -> int:

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from datahelpers import class_folder
 from PIL import Image
-from project import CHEAP, copy_project
+from project import CHEAP, copy_project, pending
 from servers import (
     COMMIT,
     FINAL,
@@ -60,7 +60,17 @@ from flows import common  # noqa: E402
 from ul.artifacts.model_card import HEADLINE  # noqa: E402
 from ul.storage import StorageError  # noqa: E402
 
-STAGES = ["fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "i3d_weights", "evaluate"]
+STAGES = [
+    "source",
+    "fetch",
+    "decode",
+    "validate",
+    "train_stage1",
+    "cache_latents",
+    "train_stage2",
+    "i3d_weights",
+    "evaluate",
+]
 KEYS = {"LAKEFS_ACCESS_KEY_ID": "AKIAUL-TEST", "LAKEFS_SECRET_ACCESS_KEY": "ul-test-secret-do-not-log"}
 
 
@@ -431,13 +441,13 @@ def test_rerun_is_up_to_date_and_push_is_retried_until_the_remote_is_up(server, 
             remote.start()
             remote.s3().create_bucket(Bucket="ul-dvc")
             run = wait_final(c, run.id, 300, alive=deployed.worker)
-            logs = wait_logs(c, run.id, "Could not connect to the endpoint URL", "stages run: none")
+            logs = wait_logs(c, run.id, "Could not connect to the endpoint URL", "stages run: ['source'];")
             assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
             push = task_runs(c, run.id)["dvc-push"]
             assert push.state.type.value == "COMPLETED" and push.run_count >= 2
             assert "Could not connect to the endpoint URL" in logs
             summary = artifacts(c, run.id)["ul-pipeline-summary"]
-            assert "Stages run: none; up to date: " + ", ".join(STAGES) in summary
+            assert "Stages run: source; up to date: " + ", ".join(STAGES[1:]) in summary  # source: always looked at
             assert "- DVC remote: pushed" in summary
         lock = yaml.safe_load((repo / "dvc.lock").read_text())
         model_md5 = next(o["md5"] for o in lock["stages"]["train_stage1"]["outs"] if o["path"] == "models/stage1")
@@ -498,7 +508,7 @@ def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, de
             time.sleep(CUT_S)
             link.mend()
             run = wait_final(c, run.id, 300, alive=deployed.worker)
-            logs = wait_logs(c, run.id, "files failed to upload", "stages run: none")
+            logs = wait_logs(c, run.id, "files failed to upload", "stages run: ['source'];")
             assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
             push = task_runs(c, run.id)["dvc-push"]
             assert push.state.type.value == "COMPLETED" and push.run_count >= 2, logs[-3000:]
@@ -506,7 +516,7 @@ def test_remote_going_away_during_push_is_retried_and_nothing_is_lost(server, de
         assert 0 < at_cut < len(moto.keys("ul-dvc-cut"))  # the cut came mid-push
         assert tree_digest(repo / ".dvc" / "cache") == cache
         assert sh(["git", "status", "--porcelain"], repo) == workspace
-        assert "Data and pipelines are up to date" in sh([*common.DVC, "status"], repo)
+        assert pending(repo) == {}
         assert "Cache and remote 'flaky' are in sync" in sh([*common.DVC, "status", "--cloud"], repo)
         assert "Everything is up to date" in sh([*common.DVC, "push"], repo)
     finally:

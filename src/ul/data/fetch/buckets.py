@@ -8,6 +8,7 @@ never appear in messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -81,15 +82,9 @@ def _budget(loc: Bucket, objects: list[dict]) -> None:
 
 def download(loc: Bucket, dest: Path) -> Path:
     """Download every object under the prefix into `dest`, keeping key paths; returns `dest`."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
-
-    try:
+    objects = listing(loc)
+    with _errors(loc):
         client = s3.client(loc.endpoint, loc.access_key, loc.secret_key)
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
-        objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
-        if not objects:
-            raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
-        _budget(loc, objects)
         for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
             rel = obj["Key"][len(loc.prefix) :]
             if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
@@ -99,6 +94,28 @@ def download(loc: Bucket, dest: Path) -> Path:
             client.download_file(loc.bucket, obj["Key"], str(target))
             if target.stat().st_size != obj["Size"]:
                 raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
+    return dest
+
+
+def listing(loc: Bucket, client=None) -> list[dict]:
+    """The objects under the prefix (Key, Size, ETag, ...), within the budgets; nothing is downloaded."""
+    with _errors(loc):
+        client = client or s3.client(loc.endpoint, loc.access_key, loc.secret_key)
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
+        objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        if not objects:
+            raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
+        _budget(loc, objects)
+    return objects
+
+
+@contextlib.contextmanager
+def _errors(loc: Bucket):
+    """S3 client failures as one DataError naming the location (transient where a retry may work)."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+    try:
+        yield
     except EndpointConnectionError as err:
         raise DataError(
             f"cannot reach the S3 endpoint {redact_urls(str(err.kwargs.get('endpoint_url', loc.endpoint)))} "
@@ -117,4 +134,3 @@ def download(loc: Bucket, dest: Path) -> Path:
         ) from None
     except BotoCoreError as err:  # connection resets, read timeouts: the transfer may work next time
         raise DataError(redact_urls(f"{_where(loc)}: {err}"), transient=True) from None
-    return dest

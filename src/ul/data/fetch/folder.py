@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -156,6 +158,17 @@ def check_root(root: Path) -> Path:
     if not real.is_dir():
         raise DataError(f"{shown(str(root))}: folder does not exist")
     return real
+
+
+def source_root(source: str) -> Path:
+    """The folder of a `file:///abs/dir` source, checked (local, existing, not a system folder)."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.netloc not in ("", "localhost"):
+        raise DataError(f"{source}: file:// URLs must be local (file:///absolute/path)")
+    root = Path(urllib.request.url2pathname(parsed.path))
+    if not root.is_dir():
+        raise DataError(f"{source}: folder {root} does not exist")
+    return check_root(root)
 
 
 def unwrap(root: Path) -> Path:

@@ -20,8 +20,6 @@ existing `out_dir` is only replaced once the new one is complete.
 from __future__ import annotations
 
 import sys
-import urllib.parse
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -34,16 +32,6 @@ from ul.data.manifest import Entry
 
 MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
 SCHEMES = ("builtin:", "file://", "https://", "http://", "s3://", "lakefs://")
-
-
-def _file_root(source: str) -> Path:
-    parsed = urllib.parse.urlsplit(source)
-    if parsed.netloc not in ("", "localhost"):
-        raise DataError(f"{source}: file:// URLs must be local (file:///absolute/path)")
-    root = Path(urllib.request.url2pathname(parsed.path))
-    if not root.is_dir():
-        raise DataError(f"{source}: folder {root} does not exist")
-    return folder.check_root(root)
 
 
 def _builtin(name: str, out: Path, limits: dict[str, int], frames: int, mm) -> tuple[list[Entry], list[str]]:
@@ -72,7 +60,7 @@ def _collect(
         return _builtin(source[len("builtin:") :], out, limits, frames, mm)
     kind = folder.VIDEO if frames > 0 else folder.IMAGES
     if source.startswith("file://"):
-        return folder.copy(_file_root(source), out, limits, skipped, kind)
+        return folder.copy(folder.source_root(source), out, limits, skipped, kind)
     if source.startswith(("https://", "http://")):
         path = archive.download(source, sha256, scratch / "archive")
         root = archive.extract(path, scratch / "extracted", archive.redact(source))
