@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ul.common.device import cuda_available
 from ul.data import manifest, rawshards
 from ul.data.decode import pil as decode_pil
-from ul.data.decode.images import cuda_available
 from ul.data.fetch.sources import fetch
 
 

@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import common
-from ul.results import report
+from ul.results import report, studies
 
 RESULTS_KEY, SUMMARY_KEY = "ul-sweep-results", "ul-sweep-summary"
 METRICS = ("psnr_db", "rfid", "gfid", "latent_bits_per_pixel", "latent_bits_per_dim", "fid_num_samples")
@@ -39,10 +39,7 @@ def _value(v) -> str:
 @task(name="queue-experiment", task_run_name="queue-{name}", cache_policy=NO_CACHE, timeout_seconds=600)
 def queue_experiment(repo: Path, name: str, sets: list) -> None:
     log = get_run_logger()
-    args = [a for s in sets for a in ("-S", s)]
-    common.run(
-        [*common.DVC, "exp", "run", "--queue", "--name", name, *args], repo, f"queue {name}", 600, log.info, log.error
-    )
+    common.run([*common.DVC, *studies.exp_run(name, sets, queue=True)], repo, f"queue {name}", 600, log.info, log.error)
 
 
 @task(name="run-queue", task_run_name="run-queue", cache_policy=NO_CACHE)
@@ -86,40 +83,22 @@ def collect(show: list, names: dict) -> list:
 
 
 def plot(rows: list, swept: list, path: Path) -> Path | None:
-    """Latent bits per pixel against PSNR and against gFID, one point per experiment."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Latent bits per pixel against PSNR and against gFID, one point per experiment (the studies'
+    plotting, ul.results.report.plot_panels)."""
     pts = [r for r in rows if r.get("latent_bits_per_pixel") is not None]
     if not pts:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, metric, label in ((axes[0], "psnr_db", "PSNR (dB) ↑"), (axes[1], "gfid", "gFID ↓")):
+    panels = []
+    for metric, label in (("psnr_db", "PSNR (dB) ↑"), ("gfid", "gFID ↓")):
         xy = sorted(
             ((r["latent_bits_per_pixel"], r[metric], r) for r in pts if r.get(metric) is not None), key=lambda p: p[:2]
         )
-        if xy:
-            ax.plot([p[0] for p in xy], [p[1] for p in xy], "o-")
-            for x, y, r in xy:
-                ax.annotate(
-                    ", ".join(f"{k.split('.')[-1]}={r[k]}" for k in swept),
-                    (x, y),
-                    fontsize=7,
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                )
-        ax.margins(0.15)  # room for the labels
-        ax.set_xlabel("latent bits per pixel")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+        notes = [", ".join(f"{k.split('.')[-1]}={r[k]}" for k in swept) for _, _, r in xy]
+        panels.append(("latent bits per pixel", label, [("UL", [p[0] for p in xy], [p[1] for p in xy], notes)], False))
     n = pts[0].get("fid_num_samples")
-    fig.suptitle("Unified Latents sweep: rate vs distortion" + (f" (FID N={n})" if n else ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return report.plot_panels(
+        path, panels, "Unified Latents sweep: rate vs distortion" + (f" (FID N={n})" if n else "")
+    )
 
 
 @flow(name="ul-sweep")

@@ -22,10 +22,10 @@ from ul.api import Autoencoder, Generator
 from ul.artifacts.export import ExportError
 from ul.common import atomic
 from ul.common.atomic import staged_dir
+from ul.common.device import resolve_device
 from ul.common.errors import report
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
 from ul.core import samplers
-from ul.train.distributed import resolve_device
 
 LATENT_KEYS = ("z_clean", "names", "model_sha256", "logsnr0")
 

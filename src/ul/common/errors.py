@@ -24,6 +24,18 @@ def redact_urls(text: str) -> str:
     return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]*@", r"\1", text)
 
 
+def redact_url(url: str) -> str:
+    """One URL without its user info (user:password@) and query string, safe to print; a text that
+    may hold URLs goes through `redact_urls`."""
+    import urllib.parse
+
+    p = urllib.parse.urlsplit(url)
+    host = p.hostname or ""
+    if p.port:
+        host += f":{p.port}"
+    return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
+
+
 def error_line(err: BaseException | str, one_line: bool = False) -> str:
     """`error: ...` for an expected failure: URL user info removed, control characters escaped,
     and any further line of the message indented (or dropped, `one_line`), so that no text in it

@@ -142,7 +142,7 @@ def reached_bpp(x: Experiment, last: int = 2) -> float | None:
     return sum(rows) / len(rows) if rows else None
 
 
-def _plot(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
+def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
     """panels: [(xlabel, ylabel, [(label, xs, ys, annotations)], logx)] side by side; `hlines`:
     {panel index: [(y, label)]} dashed reference lines in the series' colours (log y there)."""
     import matplotlib
@@ -189,7 +189,7 @@ def rate_distortion(exps: dict, out: Path) -> str:
         panels.append(
             ("latent bits per pixel", label, [("UL", a, b, [f"c={p[2].params['ul.loss_factor']}" for p in pts])], False)
         )
-    _plot(out / "rate-distortion.png", panels, "Rate–distortion over the loss factor c_lf (λ(0) = 5)")
+    plot_panels(out / "rate-distortion.png", panels, "Rate–distortion over the loss factor c_lf (λ(0) = 5)")
     return (
         "## Rate–distortion over the loss factor (the paper's Table 2)\n\n"
         + table(["loss factor", *QUALITY], rows)
@@ -222,7 +222,7 @@ def ul_vs_klvae(exps: dict, out: Path) -> str:
             lambda x: x.metrics.get("gfid"),
         )
         series.append((latent, a, b, [f"{int(p[2].params['stage2.steps'])} steps" for p in pts]))
-    _plot(
+    plot_panels(
         out / "ul-vs-klvae.png",
         [("stage-2 training FLOPs (counted)", "gFID ↓", series, True)],
         "UL vs KL-VAE latents (8×8×4) at equal stage-2 compute",
@@ -253,7 +253,7 @@ def targets(exps: dict, out: Path) -> str:
             ]
         )
     steps = lambda x: [r["step"] for r in x.curve1]  # noqa: E731
-    _plot(
+    plot_panels(
         out / "bitrate-targets.png",
         [
             (

@@ -72,8 +72,14 @@ def points(study: str | None = None, names: list[str] | None = None) -> list[Poi
     return [p for p in POINTS if p.name in wanted]
 
 
+def exp_run(name: str, sets: list[str], queue: bool = False) -> list[str]:
+    """`dvc exp run` arguments for one named experiment of `key=value` overrides (queued, or run
+    now): what the studies and the ul-sweep flow both run."""
+    return ["exp", "run", *(["--queue"] if queue else []), "--name", name, *[a for s in sets for a in ("-S", s)]]
+
+
 def command(point: Point, preset: str | None = None) -> list[str]:
     """The `dvc exp run` arguments of a point: at its study's preset, or at `preset` for a quick
     check of the mechanics (`preset=ci`, `preset=video-ci`)."""
-    sets = [a for s in (preset or point.preset or PRESET, *point.overrides) for a in ("-S", s)]
-    return ["exp", "run", "--name", point.name, *sets, *([point.stop_at] if point.stop_at else [])]
+    sets = [preset or point.preset or PRESET, *point.overrides]
+    return [*exp_run(point.name, sets), *([point.stop_at] if point.stop_at else [])]

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from ul.artifacts import export, latent_cache
+from ul.common.device import resolve_device
 from ul.common.shards import ShardReader
 from ul.stages import _cli
-from ul.train.distributed import resolve_device
 
 
 def main(argv=None) -> int:

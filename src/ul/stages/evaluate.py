@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from ul.artifacts import export
+from ul.common.device import resolve_device
 from ul.common.shards import ShardReader
 from ul.core.model import BaseModel
 from ul.eval.evaluate import evaluate
 from ul.stages import _cli
 from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
-from ul.train.distributed import resolve_device
 
 
 def main(argv=None) -> int:

@@ -43,17 +43,6 @@ def init(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` → CUDA when visible (the local rank's GPU under torchrun), else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda requested but no CUDA GPU is visible")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()

@@ -28,9 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ul.common.config import TrainConfig
+from ul.common.device import resolve_device
 from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 from ul.train import checkpoint, precision
-from ul.train.distributed import barrier, init, resolve_device
+from ul.train.distributed import barrier, init
 
 CKPT = "ckpt.pt"
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ul.common.atomic import staged_dir
+from ul.common.device import cuda_available, resolve_device
 from ul.common.shards import ShardWriter
 from ul.data import manifest, rawshards
 from ul.data.decode import imagecheck
@@ -48,14 +49,6 @@ def _backend(name: str) -> tuple[str, Callable, str | None]:
     return "pillow", pil.batches, missing
 
 
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def _device(device: str, backend: str) -> str:
     """ "cpu" or "cuda": where this backend decodes for decode.device `device`."""
     if device == "cpu":
@@ -68,7 +61,7 @@ def _device(device: str, backend: str) -> str:
                 "decode.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu"
             )
         return "cuda"
-    return "cuda" if backend == "dali" and cuda_available() else "cpu"
+    return resolve_device("auto").type if backend == "dali" else "cpu"  # auto: the GPU where DALI can use one
 
 
 def _check_args(

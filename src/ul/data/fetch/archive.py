@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ul.common.errors import redact_url
 from ul.data.layout import DataError
 from ul.data.layout import shown as _shown
 
@@ -39,15 +40,6 @@ MAX_DOWNLOAD_BYTES = 32 << 30
 MAX_UNCOMPRESSED_BYTES = 64 << 30
 MAX_ENTRIES = 2_000_000
 MAX_RATIO = 50  # uncompressed / archive bytes; JPEG and PNG files compress by a few percent
-
-
-def redact(url: str) -> str:
-    """The URL without user:password and query string, safe to print."""
-    p = urllib.parse.urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host += f":{p.port}"
-    return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
 
 
 USER_ENV, PASSWORD_ENV = "UL_FETCH_USER", "UL_FETCH_PASSWORD"
@@ -67,14 +59,14 @@ def refuse_credentials(url: str) -> None:
     p = urllib.parse.urlsplit(url)
     if p.username is not None or p.password is not None:
         raise DataError(
-            f"data.source={redact(url)!r}: user info (user:password@) in a source URL is refused, since the "
+            f"data.source={redact_url(url)!r}: user info (user:password@) in a source URL is refused, since the "
             f"URL is stored in params.yaml, dvc.lock and the model card; set {USER_ENV} and "
             f"{PASSWORD_ENV} in the environment instead"
         )
     secret = [k for k, _ in urllib.parse.parse_qsl(p.query, keep_blank_values=True) if CREDENTIAL_QUERY.match(k)]
     if secret:
         raise DataError(
-            f"data.source={redact(url)!r}: the query parameter {secret[0]!r} carries a credential (a signed or "
+            f"data.source={redact_url(url)!r}: the query parameter {secret[0]!r} carries a credential (a signed or "
             f"tokenised URL), which would be stored in params.yaml, dvc.lock and the model card; serve the "
             f"archive with Basic auth from {USER_ENV}/{PASSWORD_ENV}, or put it in a bucket (s3:// with AWS_* "
             f"keys from the environment)"
@@ -112,7 +104,7 @@ def _request(url: str) -> urllib.request.Request:
 
 def download(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) -> Path:
     """Stream `url` to `dest`, checking length and sha256; returns `dest`."""
-    shown = redact(url)
+    shown = redact_url(url)
     if not sha256:
         raise DataError(
             f"{shown}: an archive URL needs its sha256 (set data.sha256 to the archive's "

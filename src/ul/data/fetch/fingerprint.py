@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ul.common import atomic
-from ul.common.errors import redact_urls
+from ul.common.errors import redact_url, redact_urls
 from ul.data.fetch import buckets, builtin, folder
 from ul.data.layout import DataError
 from ul.storage.lakefs import COMMIT_ID, LakeFSPath
@@ -55,7 +55,7 @@ def fingerprint(source: str, sha256: str | None = None, frames: int = 0, cache: 
 def _summary(source: str, kind: str, rows: list[tuple[str, int, str]]) -> dict:
     h = hashlib.sha256(json.dumps([VERSION, source, rows], separators=(",", ":")).encode())
     return {
-        "source": redact_urls(source),
+        "source": redact_url(source) if "://" in source else source,
         "kind": kind,
         "files": len(rows),
         "bytes": sum(size for _, size, _ in rows),

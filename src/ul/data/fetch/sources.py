@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ul.common import hashing
 from ul.common.atomic import scratch_dir, staged_dir
+from ul.common.errors import redact_url
 from ul.data import manifest, rawshards
 from ul.data.fetch import archive, buckets, builtin, folder, moving_mnist
 from ul.data.layout import DataError, shown
@@ -63,7 +64,7 @@ def _collect(
         return folder.copy(folder.source_root(source), out, limits, skipped, kind)
     if source.startswith(("https://", "http://")):
         path = archive.download(source, sha256, scratch / "archive")
-        root = archive.extract(path, scratch / "extracted", archive.redact(source))
+        root = archive.extract(path, scratch / "extracted", redact_url(source))
         return folder.copy(root, out, limits, skipped, kind)
     loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
     return folder.copy(buckets.download(loc, scratch / "objects"), out, limits, skipped, kind)
@@ -97,7 +98,7 @@ def fetch(
     """
     out_dir = Path(out_dir)
     if not source.startswith(SCHEMES):
-        raise DataError(f"data.source={archive.redact(source)!r}: unsupported; use one of {', '.join(SCHEMES)}")
+        raise DataError(f"data.source={redact_url(source)!r}: unsupported; use one of {', '.join(SCHEMES)}")
     if "://" in source:
         archive.refuse_credentials(source)
     if max_train < 0 or max_test < 0:
@@ -123,7 +124,7 @@ def fetch(
     counts = Counter(e.split for e in entries)
     extra = {"skipped": {shown(k): v for k, v in sorted(skipped.items())}} if skipped else {}
     return {
-        "source": archive.redact(source) if "://" in source else source,
+        "source": redact_url(source) if "://" in source else source,
         "clips" if frames > 0 else "images": {s: counts.get(s, 0) for s in manifest.SPLITS},
         "classes": len(classes),
         "bytes": sum(e.bytes for e in entries),
