@@ -2,6 +2,7 @@
 
     python tools/relock_deps.py           # rewrite dvc.lock's deps of files in git (src/, tools/, ...)
     python tools/relock_deps.py --check   # exit 1, naming the stages, when dvc.lock's deps are stale
+    python tools/relock_deps.py --only source fetch decode validate   # only these stages
 
 Moving or splitting modules changes what each stage depends on, not what it writes, so the
 reference run stays valid without re-training: only the deps entries of dvc.lock must follow. DVC
@@ -100,10 +101,15 @@ def relocked(committed: dict, fresh_lock: dict, outs: set[str]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true", help="only say whether dvc.lock's deps are current")
+    p.add_argument("--only", nargs="+", metavar="STAGE", help="re-hash only these stages (a change that alters "
+                   "the others' outputs must leave them stale, for `dvc repro` to re-run)")  # fmt: skip
     args = p.parse_args(argv)
     committed = yaml.safe_load((ROOT / "dvc.lock").read_text())
     fresh, outs = fresh_lock()
     new = relocked(committed, fresh, outs)
+    for name in set(new["stages"]) - set(args.only or new["stages"]):
+        if name in committed["stages"]:
+            new["stages"][name] = committed["stages"][name]
     stale = [n for n in new["stages"] if committed["stages"].get(n, {}).get("deps") != new["stages"][n].get("deps")]
     if args.check:
         if stale:

@@ -103,6 +103,26 @@ def test_duplicate_and_blank_images_fail_by_name(tmp_path):
     result = json.loads((tmp_path / "val" / "result.json").read_text())  # written before the raise
     assert result["success"] is False and not result["suites"]["manifest"]["success"]
     assert (tmp_path / "val" / "docs" / "index.html").exists() and err.value.metrics["failed"] == 3
+    assert "fix: exact duplicate files: set decode.drop=[duplicates]" in msg  # the way on, named
+    assert "fix: blank or saturated images: set decode.drop=[blank]" in msg
+
+
+def test_decode_drop_leaves_out_duplicates_and_blanks_says_which_and_validate_passes(tmp_path):
+    src = class_folder(tmp_path / "src")
+    (src / "dog" / "copy.png").write_bytes((src / "cat" / "001.png").read_bytes())
+    (src / "dog" / "blank.png").write_bytes(png(np.zeros((20, 24), np.uint8)))
+    raw, dec = _pipeline(src, tmp_path, drop=("duplicates", "blank"))
+    listed = {e["path"]: e for e in json.loads((dec / "skipped.json").read_text())}
+    dup = next(p for p in listed if p.endswith(("cat/001.png", "dog/copy.png")))  # the later one in manifest order
+    assert listed[dup]["drop"] == "duplicates" and "an exact duplicate of" in listed[dup]["reason"]
+    blanks = {p for p, e in listed.items() if e.get("drop") == "blank"}
+    assert {p.rsplit("/", 1)[-1] for p in blanks} == {"blank.png"} and len(listed) == 2
+    metrics = validate(raw, dec, tmp_path / "val", 32, 1)
+    assert metrics["success"] and metrics["images"] == 24  # 24 + the copy + the blank one, less two
+    again = _pipeline(src, tmp_path / "again", drop=("duplicates", "blank"))[1]
+    assert (again / "skipped.json").read_bytes() == (dec / "skipped.json").read_bytes()  # deterministic
+    with pytest.raises(DataError, match=r"decode.drop=\['dups'\]: unknown"):
+        _pipeline(src, tmp_path / "bad", drop=("dups",))
 
 
 def test_wrong_size_and_missing_rows_fail(tmp_path):
@@ -167,3 +187,12 @@ def test_stages_run_in_order_and_fail_cleanly(tmp_path):
     proc = _stage("fetch", tmp_path, "--params", "absent.yaml")
     assert proc.returncode == 1 and "parameter file not found" in proc.stderr and "Traceback" not in proc.stderr
     assert "python -m ul.stages.validate" in _stage("validate", tmp_path, "--help").stdout
+
+
+def test_images_larger_than_the_resolution_in_pad_mode_name_the_resize_override(tmp_path):
+    src = class_folder(tmp_path / "src")  # 20×24 images
+    fetch(f"file://{src}", tmp_path / "raw")
+    decode(tmp_path / "raw", tmp_path / "dec", 16, 1, device="cpu")  # pad mode crops them to 16×16
+    with pytest.raises(ValidationError) as err:
+        validate(tmp_path / "raw", tmp_path / "dec", tmp_path / "val", 16, 1)
+    assert "fix: images larger than data.resolution: set data.resize_mode=resize" in str(err.value)

@@ -61,6 +61,7 @@ class DataConfig:
 class DecodeConfig:
     device: str = "auto"  # auto | cpu | cuda (DALI decodes with device="mixed" on cuda)
     on_error: str = "fail"  # fail | skip
+    drop: list = field(default_factory=list)  # on request: "duplicates" and/or "blank" (decode.images.DROPS)
     threads: int = 2
     batch_size: int = 256
 
@@ -265,6 +266,8 @@ def validate(cfg: Config) -> Config:
     _check(d.shard_mb >= 1, "data.shard_mb", d.shard_mb, "must be >= 1 (MiB per raw shard)")
     _choice("decode.device", cfg.decode.device, DEVICES)
     _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
+    for item in cfg.decode.drop:
+        _choice("decode.drop", item, ("duplicates", "blank"))
     _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")
     _check(0 <= d.frames <= 1024, "data.frames", d.frames, "must be in [0, 1024] (0 = still images)")
     _check(math.isfinite(d.fps) and 0 <= d.fps <= 1000, "data.fps", d.fps, "must be in [0, 1000] (0 = native)")

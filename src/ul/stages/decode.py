@@ -7,7 +7,10 @@ Reads data.resolution, data.channels, data.resize_mode (pad: centre pad/crop, no
 resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|cuda,
 on_error fail|skip, threads, batch_size), and data.frames and data.fps (clip length; frames per
 second, 0 = the file's own rate). A corrupt image or video stops the stage naming its path, or
-with decode.on_error=skip is left out and listed in <out>/skipped.json.
+with decode.on_error=skip is left out and listed in <out>/skipped.json. decode.drop=[duplicates,blank]
+leaves out, on request, exact duplicate files (the first is kept) and blank or saturated images,
+each listed there with its reason, and counted in the metrics: what the validate stage would
+otherwise refuse.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main(argv=None) -> int:
             cfg.decode.batch_size,
             frames=cfg.data.frames,
             fps=cfg.data.fps,
+            drop=tuple(cfg.decode.drop),
         )
         # Throughput varies run to run; printed, not stored, so the stage's DVC hash is reproducible.
         unit = "clips" if cfg.data.frames > 0 else "images"

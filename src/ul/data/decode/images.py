@@ -32,6 +32,8 @@ from ul.data.decode import imagecheck
 from ul.data.layout import PATHS, SKIPPED, BackendError, DataError, refuse
 from ul.data.manifest import SPLITS, Entry
 
+DROPS = ("duplicates", "blank")  # what decode.drop may name
+
 
 def _backend(name: str) -> tuple[str, Callable, str | None]:
     """(name, batches function, why DALI is missing) for "auto" | "dali" | "pillow"."""
@@ -79,8 +81,31 @@ def _check_args(
             raise DataError(what)
 
 
-def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts: dict) -> dict[str, int]:
-    """Decode `keep` (manifest order) into one shard folder per split; returns counts."""
+def blank(batch: np.ndarray) -> np.ndarray:
+    """Per decoded image (uint8 N×C×H×W): True where it is blank or saturated, as the validate stage
+    judges it (ul.data.validate.suites.pixel_expectations): no variation, or a mean outside [1, 254]."""
+    flat = batch.reshape(len(batch), -1).astype(np.float64)
+    mean = flat.mean(1)
+    return (flat.std(1) <= 0) | (mean < 1) | (mean > 254)
+
+
+def _duplicates(entries: list[Entry]) -> dict[str, str]:
+    """{path: reason} for every file whose bytes an earlier one of the manifest (its order) holds."""
+    first: dict[str, str] = {}
+    out = {}
+    for e in entries:
+        if e.sha256 in first:
+            out[e.path] = f"an exact duplicate of {first[e.sha256]}"
+        else:
+            first[e.sha256] = e.path
+    return out
+
+
+def _write(
+    out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts: dict, drop_blank: bool = False
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Decode `keep` (manifest order) into one shard folder per split; returns counts and, with
+    `drop_blank`, {path: reason} of the blank images left out."""
     labelled = all(e.label is not None for e in keep)
     writers = {s: ShardWriter(out / s) for s in SPLITS}
     files = rawshards.Selection(rawshards.Shards(raw_dir), keep)
@@ -88,10 +113,13 @@ def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts:
     labels = np.array([e.label if labelled else -1 for e in keep], dtype=np.int64)
     pos = 0
     with tqdm(total=len(files), desc="decode", unit="img", mininterval=1.0) as bar:
+        blanks: dict[str, str] = {}
         for batch in batches(files, **opts):
             rows = slice(pos, pos + len(batch))
+            kept = ~blank(batch) if drop_blank else np.ones(len(batch), bool)
+            blanks.update({keep[pos + i].path: "blank or saturated" for i in np.flatnonzero(~kept)})
             for s in SPLITS:
-                m = split_of[rows] == s
+                m = (split_of[rows] == s) & kept
                 if m.any():
                     writers[s].add(batch[m], labels[rows][m] if labelled else None)
             pos += len(batch)
@@ -101,9 +129,10 @@ def _write(out: Path, raw_dir: Path, keep: list[Entry], batches: Callable, opts:
         if writers[s].count == 0:
             raise DataError(f"split {s!r}: no decodable images left in {raw_dir}")
         writers[s].close(stats={k: opts[k] for k in ("resolution", "channels", "resize_mode")})
-        (out / s / PATHS).write_text("".join(f"{e.path}\n" for e in keep if e.split == s), encoding="utf-8")
+        paths = "".join(f"{e.path}\n" for e in keep if e.split == s and e.path not in blanks)
+        (out / s / PATHS).write_text(paths, encoding="utf-8")
         counts[s] = writers[s].count
-    return counts
+    return counts, blanks
 
 
 def decode(
@@ -119,8 +148,14 @@ def decode(
     backend: str = "auto",
     frames: int = 0,
     fps: float = 0.0,
+    drop: tuple[str, ...] = (),
 ) -> dict:
     """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
+
+    `drop` (decode.drop) leaves out, on request, what validate would refuse but a user wants gone
+    rather than fixed: "duplicates" (files whose bytes an earlier file holds; the first is kept) and
+    "blank" (images that decode to no variation or a mean outside [1, 254]). Each is listed in
+    `skipped.json` with its reason and `"drop"`, and counted in the metrics.
 
     `backend` ("auto" | "dali" | "pillow") exists for tests and benchmarks; "auto" = DALI if importable.
     `frames` > 0: the files are videos, decoded to clips of `frames` frames at `fps` (0 = native).
@@ -139,9 +174,12 @@ def decode(
         return video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
+    if unknown := set(drop) - set(DROPS):
+        raise DataError(f"decode.drop={list(drop)}: unknown {sorted(unknown)}; choose from {list(DROPS)}")
     shards = rawshards.Shards(raw_dir)
+    dropped = {p: ("duplicates", r) for p, r in _duplicates(entries).items()} if "duplicates" in drop else {}
     skipped, largest = {}, 1
-    for e in tqdm(entries, desc="check", unit="img", mininterval=1.0):
+    for e in tqdm([e for e in entries if e.path not in dropped], desc="check", unit="img", mininterval=1.0):
         reason, pixels = imagecheck.check(shards.read(e), resolution)
         if reason:
             skipped[e.path] = reason
@@ -160,9 +198,10 @@ def decode(
     start = time.perf_counter()
     with staged_dir(out_dir) as out:
         while True:
-            keep = [e for e in entries if e.path not in skipped]
+            keep = [e for e in entries if e.path not in skipped and e.path not in dropped]
             try:
-                counts = _write(out, raw_dir, keep, batches, opts)
+                counts, blanks = _write(out, raw_dir, keep, batches, opts, "blank" in drop)
+                dropped.update({p: ("blank", r) for p, r in blanks.items()})
                 break
             except BackendError as err:  # passed the quick check, still undecodable: find it, then retry
                 late = {e.path: r for e in keep[err.first :] if (r := imagecheck.full(shards.read(e)))}
@@ -172,9 +211,10 @@ def decode(
                     refuse(late, raw_dir)
                 skipped.update(late)
         seconds = time.perf_counter() - start
+        listed = [{"path": p, "reason": r} for p, r in skipped.items()]
+        listed += [{"path": p, "reason": r, "drop": kind} for p, (kind, r) in dropped.items()]
         (out / SKIPPED).write_text(
-            json.dumps([{"path": p, "reason": r} for p, r in sorted(skipped.items())], indent=1) + "\n",
-            encoding="utf-8",
+            json.dumps(sorted(listed, key=lambda x: x["path"]), indent=1) + "\n", encoding="utf-8"
         )
     metrics = {
         "images": counts,
@@ -183,6 +223,9 @@ def decode(
         "device": dev,
         "images_per_s": round(sum(counts.values()) / max(seconds, 1e-9), 1),
     }
+    if drop:  # only on request, so that the default run's metrics stay as they were
+        metrics["dropped"] = {kind: sum(k == kind for k, _ in dropped.values()) for kind in drop}
+        metrics["dropped_files"] = [{"path": p, "reason": r, "drop": k} for p, (k, r) in sorted(dropped.items())]
     if dali_missing:
         metrics["dali_import_error"] = dali_missing
     return metrics

@@ -25,7 +25,7 @@ from ul.common.atomic import staged_dir
 from ul.data import manifest
 from ul.data.layout import DataError
 from ul.data.validate.docs import RUN_SUFFIX, stable
-from ul.data.validate.gx import describe, run_suites
+from ul.data.validate.gx import describe, fixes, run_suites
 from ul.data.validate.suites import suites
 from ul.data.validate.tables import counts_table, image_table, manifest_table, skipped_paths
 
@@ -72,6 +72,9 @@ def _tables(
     skipped = set(skipped_paths(decoded_dir))
     if frames <= 0:
         raw = manifest_table(raw_dir, skipped)
+        raw = raw[~raw["path"].isin(skipped_paths(decoded_dir, "duplicates"))].reset_index(
+            drop=True
+        )  # same bytes as a kept file
         tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
         return tables, expectations
     from ul.data.decode import pyav
@@ -125,7 +128,9 @@ def validate(
     if failures:
         raise ValidationError(
             f"{len(failures)} expectation(s) failed (details in {Path(out_dir) / 'result.json'}, "
-            f"{Path(out_dir) / 'docs' / 'index.html'}):\n  " + "\n  ".join(failures),
+            f"{Path(out_dir) / 'docs' / 'index.html'}):\n  "
+            + "\n  ".join(failures)
+            + "".join(f"\n  fix: {fix}" for fix in fixes(results, resize_mode)),
             metrics,
         )
     return metrics

@@ -92,3 +92,26 @@ def describe(table: str, r) -> str:
     else:
         detail = f"observed {res.get('observed_value')!r}"
     return f"{table}: {cfg.type}({kwargs}): {detail}"
+
+
+def fixes(results: dict, resize_mode: str) -> list[str]:
+    """What a user can set to get past the failed expectations, where an option does it: drop what
+    should be dropped rather than fixed (decode.drop), rescale what pad mode would crop."""
+    failed = {
+        (r.expectation_config.type, r.expectation_config.kwargs.get("column"))
+        for vr in results.values()
+        for r in vr.results
+        if not r.success
+    }
+    out = []
+    if ("expect_column_values_to_be_unique", "sha256") in failed:
+        out.append("exact duplicate files: set decode.drop=[duplicates] to keep the first of each")
+    if any(t == "expect_column_values_to_be_between" and c in ("std", "mean") for t, c in failed):
+        out.append(
+            "blank or saturated images: set decode.drop=[blank] to leave them out (both: decode.drop=[duplicates,blank])"
+        )
+    if resize_mode == "pad" and any(c in ("width", "height") for _, c in failed):
+        out.append(
+            "images larger than data.resolution: set data.resize_mode=resize to scale them (pad only pads or crops)"
+        )
+    return out

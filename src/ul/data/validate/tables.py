@@ -84,18 +84,21 @@ def _reader(folder: Path):
         return None
 
 
-def skipped_paths(decoded_dir: Path) -> list[str]:
-    """The manifest paths decode left out (`skipped.json`); a malformed file is a DataError."""
+def skipped_paths(decoded_dir: Path, drop: str | None = None) -> list[str]:
+    """The manifest paths decode left out (`skipped.json`), or only those it dropped as `drop`
+    (decode.drop); a malformed file is a DataError."""
     path = decoded_dir / SKIPPED
     if not path.exists():
         return []
     try:
-        return [str(s["path"]) for s in json.loads(path.read_text(encoding="utf-8"))]
-    except (ValueError, TypeError, KeyError) as err:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+        return [str(s["path"]) for s in listed if drop is None or s.get("drop") == drop]
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise DataError(f"{path}: not a list of skipped files ({type(err).__name__})") from None
 
 
 def counts_table(raw: pd.DataFrame, decoded_dir: Path) -> pd.DataFrame:
+    """Per split: manifest rows (of `raw`), skipped files among them, and decoded rows."""
     skipped = skipped_paths(decoded_dir)
     split_of = dict(zip(raw["path"], raw["split"]))
     rows = []
