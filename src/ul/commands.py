@@ -11,6 +11,8 @@ import argparse
 import json
 import math
 import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,24 +65,63 @@ def _autoencoder(args) -> Autoencoder:
     return Autoencoder.load(args.model, resolve_device(args.device))
 
 
-def _read_images(ae: Autoencoder, paths: list[str]) -> tuple[list[Path], torch.Tensor]:
-    """Every input decoded (all checked before any model work) → names and [-1, 1] images."""
+@dataclass
+class Inputs:
+    """What a command read: the readable files and their [-1, 1] images, the refused ones with
+    why, and how many files of other kinds the folders held (left out, never silently)."""
+
+    files: list[Path]
+    x: torch.Tensor
+    refused: list[tuple[Path, str]]
+    others: int
+    transform: str
+
+    def report(self) -> int:
+        """After the results: a note on what was left out, one `error:` line per refused file;
+        the exit status, 1 when any was refused."""
+        if self.others:
+            print(f"note: left out {self.others} file(s) of other kinds in the folders given", file=sys.stderr)
+        for f, reason in self.refused:
+            report(f"{f}: {reason}", one_line=True)
+        return 1 if self.refused else 0
+
+    def as_json(self) -> dict:
+        return {
+            "transform": self.transform,
+            "refused": [{"file": str(f), "reason": r} for f, r in self.refused],
+            "other_files_left_out": self.others,
+        }
+
+
+def _read_images(ae: Autoencoder, paths: list[str]) -> Inputs:
+    """Every input decoded before any model work: the readable ones → [-1, 1] images, the others
+    refused by name and reason; none readable is an error."""
     d = ae.config.data
-    if d.frames:  # a video model reads video files, each as its first data.frames frames
-        files = inputs.list_images(paths, inputs.VIDEO_SUFFIXES)
-        with tqdm(files, desc="read", unit="clip", leave=False) as bar:
-            clips = [inputs.load_clip(f, d.frames, d.fps, d.resolution, d.channels, d.resize_mode) for f in bar]
-        return files, from_uint8(np.stack(clips))
-    files = inputs.list_images(paths)
-    with tqdm(files, desc="read", unit="img", leave=False) as bar:  # closed before an error is printed
-        arrays = [inputs.load_image(f, d.resolution, d.channels, d.resize_mode) for f in bar]
-    return files, inputs.from_arrays(np.stack(arrays), d.channels)
+    video = bool(d.frames)  # a video model reads video files, each as its first data.frames frames
+    files, others = inputs.list_inputs(paths, inputs.VIDEO_SUFFIXES if video else inputs.SUFFIXES)
+    read, arrays, refused = [], [], []
+    with tqdm(files, desc="read", unit="clip" if video else "img", leave=False, disable=None) as bar:
+        for f in bar:
+            try:
+                if video:
+                    arrays.append(inputs.load_clip(f, d.frames, d.fps, d.resolution, d.channels, d.resize_mode))
+                else:
+                    arrays.append(inputs.load_image(f, d.resolution, d.channels, d.resize_mode))
+                read.append(f)
+            except inputs.InputError as err:
+                refused.append((f, str(err).removeprefix(f"{f}: ")))
+    if not read:
+        if len(refused) == 1:
+            raise inputs.InputError(f"{refused[0][0]}: {refused[0][1]}")
+        raise inputs.InputError(f"none of the {len(refused)} inputs is readable, e.g. {refused[0][0]}: {refused[0][1]}")
+    x = from_uint8(np.stack(arrays)) if video else inputs.from_arrays(np.stack(arrays), d.channels)
+    return Inputs(read, x, refused, others, inputs.transform_text(d))
 
 
 def _batched(fn, x: torch.Tensor, size: int, desc: str) -> torch.Tensor:
     if size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {size}")
-    with tqdm(range(0, len(x), size), desc=desc, unit="batch") as bar:
+    with tqdm(range(0, len(x), size), desc=desc, unit="batch", disable=None) as bar:  # no bar text off a terminal
         return torch.cat([fn(x[i : i + size]).cpu() for i in bar])
 
 
@@ -135,7 +176,8 @@ def encode(argv) -> int:
     if out.suffix != ".npz":
         raise CommandError(f"{out}: the latent file must end in .npz")
     ae = _autoencoder(args)
-    files, x = _read_images(ae, args.images)
+    got = _read_images(ae, args.images)
+    files, x = got.files, got.x
     z = _batched(ae.encode, x, args.batch_size, "encode")
     with atomic.replacing(out) as tmp:
         with open(tmp, "wb") as f:
@@ -146,8 +188,8 @@ def encode(argv) -> int:
                 model_sha256=np.array(ae.identity),
                 logsnr0=np.array(ae.logsnr0),
             )
-    print(f"wrote {out}: {len(files)} latents of shape {tuple(z.shape[1:])}")
-    return 0
+    print(f"wrote {out}: {len(files)} latents of shape {tuple(z.shape[1:])} (inputs: {got.transform})")
+    return got.report()
 
 
 def read_latents(path: Path, ae: Autoencoder) -> tuple[list[str], torch.Tensor]:
@@ -212,7 +254,8 @@ def reconstruct(argv) -> int:
     out = Path(args.out)
     _check_new_folder(out)
     ae = _autoencoder(args)
-    files, x = _read_images(ae, args.images)
+    got = _read_images(ae, args.images)
+    files, x = got.files, got.x
     gen = torch.Generator().manual_seed(args.seed)
     rec = _batched(lambda xb: ae.reconstruct(xb, args.steps, args.sampler, gen), x, args.batch_size, "reconstruct")
     scale = display_scale(ae.image_shape[-1])
@@ -221,8 +264,8 @@ def reconstruct(argv) -> int:
         {n: _png(im) for n, im in zip(safe_names([f.name for f in files]), rec)},
         grid=lambda tmp: save_pairs_grid(x, rec, tmp / "grid.png", nrow=4, scale=scale),
     )
-    print(f"wrote {len(rec)} reconstructions and grid.png to {out}/")
-    return 0
+    print(f"wrote {len(rec)} reconstructions and grid.png to {out}/ (inputs: {got.transform})")
+    return got.report()
 
 
 def rate(argv) -> int:
@@ -239,7 +282,8 @@ def rate(argv) -> int:
     if args.draws < 1:
         raise CommandError(f"--draws must be at least 1, got {args.draws}")
     ae = _autoencoder(args)
-    files, x = _read_images(ae, args.images)
+    got = _read_images(ae, args.images)
+    files, x = got.files, got.x
     gen = torch.Generator().manual_seed(args.seed)
     bits = _batched(lambda xb: ae.rate(xb, args.draws, generator=gen), x, args.batch_size, "rate")
     pixels = math.prod(ae.image_shape[1:])
@@ -247,15 +291,16 @@ def rate(argv) -> int:
         {"file": str(f), "bits_per_image": float(b), "bits_per_pixel": float(b) / pixels} for f, b in zip(files, bits)
     ]
     if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
+        print(json.dumps({"images": rows, **got.as_json()}, indent=1))
+        return got.report()
     width = max(len("file"), *(len(r["file"]) for r in rows))
     print(f"{'file':<{width}}  {'bits/image':>10}  {'bits/pixel':>10}")
     for r in rows:
         print(f"{r['file']!s:<{width}}  {r['bits_per_image']:>10.2f}  {r['bits_per_pixel']:>10.5f}")
     mean = float(bits.mean())
     print(f"{'mean':<{width}}  {mean:>10.2f}  {mean / pixels:>10.5f}")
-    return 0
+    print(f"inputs: {got.transform}")
+    return got.report()
 
 
 def sample(argv) -> int:
@@ -281,7 +326,7 @@ def sample(argv) -> int:
     x = torch.cat(
         [
             gen.sample(k, args.base_steps, args.steps, args.sampler, rng).cpu()
-            for k in tqdm(counts, desc="sample", unit="batch")
+            for k in tqdm(counts, desc="sample", unit="batch", disable=None)
         ]
     )
     if out.suffix == ".png":

@@ -34,7 +34,13 @@ class InputError(ValueError):
 def list_images(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
     """Files named on a command line: each argument is an image file or a folder, whose regular
     image files (`suffixes`; not links, not sub-folders) are taken in name order."""
+    return list_inputs(args, suffixes)[0]
+
+
+def list_inputs(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES) -> tuple[list[Path], int]:
+    """`list_images`, and how many regular files of other kinds the folders held (left out)."""
     found: list[Path] = []
+    others = 0
     for arg in args:
         path = Path(arg)
         try:
@@ -42,11 +48,9 @@ def list_images(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES
         except OSError as err:
             raise InputError(f"{arg}: {err.strerror or 'cannot read'}") from None
         if stat.S_ISDIR(st.st_mode):
-            files = sorted(
-                Path(e.path)
-                for e in os.scandir(path)
-                if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in suffixes
-            )
+            regular = [Path(e.path) for e in os.scandir(path) if e.is_file(follow_symlinks=False)]
+            files = sorted(f for f in regular if f.suffix.lower() in suffixes)
+            others += len(regular) - len(files)
             if not files:
                 raise InputError(f"{arg}: no {'/'.join(suffixes)} files in this folder")
             found += files
@@ -56,7 +60,7 @@ def list_images(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES
             raise InputError(f"{arg}: not a regular file or folder")
     if not found:
         raise InputError("no input images given")
-    return found
+    return found, others
 
 
 def load_image(path: str | Path, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
@@ -78,6 +82,17 @@ def load_image(path: str | Path, resolution: int, channels: int, resize_mode: st
         raise
     except Exception as err:  # Pillow raises many types for a damaged file
         raise InputError(f"{path}: unreadable image ({type(err).__name__}: {err})".splitlines()[0]) from None
+
+
+def transform_text(data) -> str:
+    """The transform every input goes through (a model's data config), in words."""
+    how = {
+        "pad": "centre pad or crop, no resampling",
+        "resize": "shorter side scaled, then centre crop",
+    }.get(data.resize_mode, data.resize_mode)
+    size = f"{data.resolution}×{data.resolution}"
+    clip = f", the first {data.frames} frames" if data.frames else ""
+    return f"{data.channels} channel(s), {size} ({data.resize_mode}: {how}){clip}, as the model's training data"
 
 
 def load_clip(path: str | Path, frames: int, fps: float, resolution: int, channels: int, resize_mode: str):

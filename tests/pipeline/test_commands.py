@@ -83,7 +83,9 @@ def test_every_command_on_a_folder_of_real_images(run, tmp_path, capsys):
 
     rc, out, err = ul(capsys, "rate", images, "--json", "--model", s1, "--draws", 2)
     assert rc == 0, err
-    rows = json.loads(out)
+    doc = json.loads(out)
+    rows = doc["images"]
+    assert doc["refused"] == [] and doc["other_files_left_out"] == 0 and "32×32 (pad" in doc["transform"]
     assert [Path(r["file"]).name for r in rows] == [f"item {i}.png" for i in range(6)]
     for r in rows:
         assert 0 < r["bits_per_image"] < 1e4 and r["bits_per_pixel"] == pytest.approx(r["bits_per_image"] / 1024)
@@ -142,7 +144,6 @@ def test_bad_input_is_one_error_line_and_writes_nothing(run, tmp_path, capsys):
     np.savez(tmp_path / "shape.npz", **{**z, "z_clean": z["z_clean"][:, :2]})
     cases = [
         (["encode", tmp_path / "missing.png", "-o", tmp_path / "a.npz"], "missing.png", "No such file"),
-        (["encode", images, broken, "-o", tmp_path / "a.npz"], "broken.png", "unreadable image"),
         (["rate", fifo], "pipe.png", "not a regular file"),
         (["rate", deep], "deep.png", "16-bit PNG"),
         (["decode", tmp_path / "other.npz", "-o", tmp_path / "out"], "other.npz", "another model"),
@@ -160,6 +161,34 @@ def test_bad_input_is_one_error_line_and_writes_nothing(run, tmp_path, capsys):
         assert name in lines[0] and reason in lines[0], (argv, lines[0])
     assert not (tmp_path / "a.npz").exists() and not (tmp_path / "out").exists()
     assert sorted(p.name for p in images.iterdir()) == [f"item {i}.png" for i in range(6)]
+
+
+def test_a_folder_command_finishes_the_folder_and_lists_what_it_refused(run, tmp_path, capsys):
+    """One bad file does not stop `ul rate|encode|reconstruct`: every readable file is processed,
+    files of other kinds are counted, each refused one is one `error:` line after the results, and
+    the exit status is 1."""
+    proj, images = run
+    s1 = proj / "models/stage1"
+    mixed = tmp_path / "mixed"
+    shutil.copytree(images, mixed)
+    (mixed / "broken.png").write_bytes((images / "item 0.png").read_bytes()[:200])
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(mixed / "deep.png")
+    (mixed / "notes.txt").write_text("not an image")
+    rc, out, err = ul(capsys, "rate", mixed, "--json", "--model", s1, "--draws", 1)
+    doc = json.loads(out)
+    assert rc == 1 and len(doc["images"]) == 6 and doc["other_files_left_out"] == 1
+    assert {(Path(r["file"]).name, r["reason"].split(" (")[0]) for r in doc["refused"]} == {
+        ("broken.png", "unreadable image"),
+        ("deep.png", "unreadable image"),
+    }
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and all("\r" not in line for line in err.splitlines()), err  # no bar text before them
+    assert "note: left out 1 file(s) of other kinds" in err
+    rc, out, err = ul(capsys, "encode", mixed, "-o", tmp_path / "z.npz", "--model", s1)
+    assert rc == 1 and np.load(tmp_path / "z.npz")["z_clean"].shape[0] == 6 and err.count("error: ") == 2
+    assert "inputs: 1 channel(s), 32×32 (pad: centre pad or crop" in out
+    rc, out, err = ul(capsys, "rate", mixed / "broken.png", "--model", s1)
+    assert rc == 1 and err.strip().startswith("error: ") and "broken.png" in err and err.count("error: ") == 1
 
 
 def test_the_python_api_round_trips_and_refuses_mismatched_models(run, tmp_path):

@@ -79,7 +79,7 @@ def test_the_ul_command_reads_and_writes_clips(video_project, tmp_path):
     for name in ("00000.png", "00001.png"):
         (clips / name).write_bytes(held_out[f"test/{name}"])
     r = sh(["ul", "rate", "--json", "--draws", "1", str(clips)], video_project)
-    rows = json.loads(r.stdout)
+    rows = json.loads(r.stdout)["images"]
     assert [Path(x["file"]).name for x in rows] == ["00000.png", "00001.png", "traffic.mp4"]
     assert all(x["bits_per_image"] > 0 for x in rows)
     sh(["ul", "reconstruct", "--steps", "2", "-o", str(tmp_path / "rec"), str(clips)], video_project)
