@@ -599,7 +599,8 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
         assert 0 < r["psnr_db"] < 60 and r["latent_bits_per_pixel"] > 0 and r["gfid"] > 0, r
     assert rows[0]["psnr_db"] != rows[1]["psnr_db"]  # two different models, not one result twice
     png = repo / "plots" / "t-sweep.png"
-    assert Image.open(png).size == (1200, 480)
+    w, h = Image.open(png).size  # two panels side by side (ul.results.report.plot_panels)
+    assert w > 2 * h and h > 300, (w, h)
     shown = json.loads(sh([*common.DVC, "exp", "show", "--json"], repo))
     names = {e.get("name") for b in shown for e in (b.get("experiments") or [])}
     assert {"t-sweep-00", "t-sweep-01"} <= names
