@@ -50,7 +50,7 @@ def _images(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "images",
         nargs="+",
-        help="image files (.png/.jpg) and/or folders of them (their regular files); for a video model, video "
+        help="image files (PNG, JPEG, WebP, BMP, TIFF, GIF) and/or folders of them (their regular files); for a video model, video "
         "files (.mp4 .webm .avi .mkv .mov .gif, animated .png), each read as its first data.frames frames",
     )
 
@@ -106,7 +106,7 @@ def _read_images(ae: Autoencoder, paths: list[str]) -> Inputs:
                 if video:
                     arrays.append(inputs.load_clip(f, d.frames, d.fps, d.resolution, d.channels, d.resize_mode))
                 else:
-                    arrays.append(inputs.load_image(f, d.resolution, d.channels, d.resize_mode))
+                    arrays.append(inputs.load_image(f, d.resolution, d.channels, d.resize_mode, d.background))
                 read.append(f)
             except inputs.InputError as err:
                 refused.append((f, str(err).removeprefix(f"{f}: ")))

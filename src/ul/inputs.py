@@ -24,7 +24,7 @@ from ul.data.fetch.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (V
 
 SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
 MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
-MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")  # 8-bit layouts the decode stage reads the same way
+MODES = imagecheck.MODES  # 8-bit layouts the decode stage reads the same way
 
 
 class InputError(ValueError):
@@ -63,21 +63,24 @@ def list_inputs(args: Iterable[str | Path], suffixes: tuple[str, ...] = SUFFIXES
     return found, others
 
 
-def load_image(path: str | Path, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
-    """One image file → uint8 C×resolution×resolution, checked before it is decoded."""
+def load_image(
+    path: str | Path, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
+) -> np.ndarray:
+    """One image file → uint8 C×resolution×resolution, checked before it is decoded, by the decode
+    stage's policy (ul.data.decode.imagecheck; `background`: data.background for transparency)."""
     try:
         if (size := os.stat(path).st_size) > imagecheck.MAX_FILE_BYTES:  # read whole below: a bomb stops here
             raise InputError(f"{path}: {size:,} bytes; an image file is at most {imagecheck.MAX_FILE_BYTES:,}")
         data = Path(path).read_bytes()  # a regular file (list_images): a pipe or device never gets here
     except OSError as err:
         raise InputError(f"{path}: {err.strerror or 'cannot read'}") from None
-    reason = imagecheck.quick(data, resolution)  # the pixel budget and image policy of the decode stage
+    reason = imagecheck.quick(data, resolution, background)  # the pixel budget and image policy of the decode stage
     if reason:
         raise InputError(f"{path}: unreadable image ({reason})")
     try:
         with Image.open(io.BytesIO(data)) as im:
             _check(im, path)
-            return pil.transform(im, resolution, channels, resize_mode)
+            return pil.transform(im, resolution, channels, resize_mode, background)
     except InputError:
         raise
     except Exception as err:  # Pillow raises many types for a damaged file
@@ -105,10 +108,15 @@ def load_clip(path: str | Path, frames: int, fps: float, resolution: int, channe
         raise InputError(f"{path}: {err}") from None
 
 
-def from_pil(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> torch.Tensor:
-    """A PIL image → 1×C×H×W float in [-1, 1]."""
+def from_pil(
+    im: Image.Image, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
+) -> torch.Tensor:
+    """A PIL image → 1×C×H×W float in [-1, 1]; transparency as `background` says (data.background)."""
     _check(im, "image")
-    return from_uint8(pil.transform(im, resolution, channels, resize_mode)[None])
+    if background == "refuse" and (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info):
+        if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+            raise InputError("image: has transparent pixels (alpha); pass background='white' or 'black' to flatten it")
+    return from_uint8(pil.transform(im, resolution, channels, resize_mode, background)[None])
 
 
 def from_arrays(images: np.ndarray, channels: int) -> torch.Tensor:

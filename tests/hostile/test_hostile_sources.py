@@ -57,7 +57,7 @@ def test_a_single_wrapping_link_is_not_unwrapped(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     os.symlink(class_folder(tmp_path / "outside", per_class=3), src / "dataset")
-    with pytest.raises(DataError, match="found 0 JPEG/PNG"):
+    with pytest.raises(DataError, match="found 0 PNG/JPEG/WebP/BMP/TIFF/GIF"):
         fetch(f"file://{src}", tmp_path / "raw")
 
 

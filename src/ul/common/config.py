@@ -47,6 +47,7 @@ class DataConfig:
     resolution: int = 32
     channels: int = 1  # 1 = grey, 3 = RGB
     resize_mode: str = "pad"  # pad: centre-pad/crop without resampling; resize: shorter side, then centre crop
+    background: str = "refuse"  # images with transparent pixels: refuse them, or flatten onto white | black
     max_train: int = 0  # 0 = all
     max_test: int = 0
     shard_mb: int = 256  # the raw files are packed into tar shards of at most this many MiB (ul.data.rawshards)
@@ -262,6 +263,7 @@ def validate(cfg: Config) -> Config:
     _bounds(cfg)
     _choice("data.channels", d.channels, (1, 3))
     _choice("data.resize_mode", d.resize_mode, ("pad", "resize"))
+    _choice("data.background", d.background, ("refuse", "white", "black"))
     _check(d.max_train >= 0 and d.max_test >= 0, "data.max_train", d.max_train, "limits must be >= 0")
     _check(d.shard_mb >= 1, "data.shard_mb", d.shard_mb, "must be >= 1 (MiB per raw shard)")
     _choice("decode.device", cfg.decode.device, DEVICES)

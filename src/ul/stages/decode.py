@@ -4,7 +4,8 @@
     python -m ul.stages.decode [--params params.yaml] [--raw data/raw] [--out data/decoded] [--metrics metrics/decode.json]
 
 Reads data.resolution, data.channels, data.resize_mode (pad: centre pad/crop, no resampling;
-resize: shorter side to the resolution, then centre crop) and decode.* (device auto|cpu|cuda,
+resize: shorter side to the resolution, then centre crop), data.background (refuse | white | black: images
+with transparent pixels refused, or flattened onto that colour) and decode.* (device auto|cpu|cuda,
 on_error fail|skip, threads, batch_size), and data.frames and data.fps (clip length; frames per
 second, 0 = the file's own rate). A corrupt image or video stops the stage naming its path, or
 with decode.on_error=skip is left out and listed in <out>/skipped.json. decode.drop=[duplicates,blank]
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
             frames=cfg.data.frames,
             fps=cfg.data.fps,
             drop=tuple(cfg.decode.drop),
+            background=cfg.data.background,
         )
         # Throughput varies run to run; printed, not stored, so the stage's DVC hash is reproducible.
         unit = "clips" if cfg.data.frames > 0 else "images"

@@ -10,9 +10,14 @@ One policy for both decoders (DALI and Pillow), applied here before either sees 
   is decoded (a small PNG can declare a huge canvas); the decode stage also sizes its batches so
   that a batch of the largest images stays within `BATCH_BYTES`.
 - 16-bit PNGs are refused (the decoders would clip or rescale them differently); convert to 8 bits.
+- formats: PNG and JPEG (read by DALI and Pillow), and WebP, BMP, TIFF and GIF (read by Pillow;
+  `dali_reads` says which files DALI takes). A file of several frames (an animated GIF or WebP, a
+  multipage TIFF) is refused: which frame is meant is the user's choice.
 - transparency: an alpha channel (or a transparent palette entry) that is fully opaque is dropped,
-  as both decoders do; an image with any transparent pixel is refused, since dropping its alpha
-  would show whatever colour the transparent pixels happen to hold. Flatten it first.
+  as both decoders do; an image with any transparent pixel is refused under data.background=refuse
+  (dropping its alpha would show whatever colour the transparent pixels happen to hold), or
+  flattened onto white or black (`data.background`, Pillow's alpha compositing).
+- layouts: 8 bits per channel (grey, palette, RGB, CMYK JPEG); 16-bit and float images are refused.
 - EXIF orientation is applied by both (DALI's `adjust_orientation`, `ImageOps.exif_transpose`).
 - a JPEG must reach its end-of-image marker through its segments and scans; bytes after it are
   ignored, as every decoder ignores them. Its entropy-coded data must also hold every block of the
@@ -28,7 +33,10 @@ import io
 
 from PIL import Image
 
-FORMATS = ("PNG", "JPEG")
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+DALI_FORMATS = ("PNG", "JPEG")  # what this pipeline hands DALI; the others go through Pillow
+MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK")  # 8 bits per channel
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}  # data.background, beside "refuse"
 BUDGET_SCALE = 16  # an image may be up to 16× the training resolution per side ...
 MIN_BUDGET = 4096 * 4096  # ... and always up to 16.8 megapixels
 MAX_FILE_BYTES = 1 << 28  # an image file is read whole; 16.8 megapixels need far fewer bytes
@@ -44,35 +52,58 @@ def _describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".strip().rstrip(":")
 
 
-def check(data: bytes, resolution: int | None = None) -> tuple[str | None, int]:
-    """(None if `data` looks like a complete, acceptable PNG/JPEG else the reason, its pixel count)."""
+def check(data: bytes, resolution: int | None = None, background: str = "refuse") -> tuple[str | None, int]:
+    """(None if `data` is a complete, acceptable image else the reason in words, its pixel count)."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, (w, h), mode, info = im.format, im.size, im.mode, dict(im.info)
+            frames = getattr(im, "n_frames", 1)
             if resolution and w * h > pixel_budget(resolution):  # before any pixel is decoded
                 return (
                     f"{w}×{h} = {w * h:,} pixels, over the budget of {pixel_budget(resolution):,} "
                     f"for resolution {resolution}; downscale it first"
                 ), w * h
             im.verify()  # PNG: walks every chunk and checks its CRC; JPEG: headers only
+    except Image.UnidentifiedImageError:
+        return "not an image Pillow can identify (PNG, JPEG, WebP, BMP, TIFF and GIF are read)", 0
     except Exception as err:  # Pillow raises many types (SyntaxError, OSError, struct.error, ...)
         return _describe(err), 0
     if fmt not in FORMATS:
-        return f"unsupported format {fmt} (only PNG and JPEG)", w * h
+        return f"unsupported format {fmt} (PNG, JPEG, WebP, BMP, TIFF and GIF are read); convert it to PNG", w * h
     if w == 0 or h == 0:
         return f"empty image ({w}x{h})", 0
+    if frames > 1:
+        return (
+            f"{fmt} of {frames} frames (an animation or a multipage file); save the one frame you mean as an image",
+            w * h,
+        )
     if fmt == "JPEG":
         return _jpeg_structure(data) or _jpeg_entropy(data), w * h
-    if _png_bit_depth(data) == 16:
+    if fmt == "PNG" and _png_bit_depth(data) == 16:
         return "16-bit PNG (the decoders would clip or rescale it differently); convert it to 8 bits", w * h
+    if mode not in MODES:
+        return f"{fmt} in mode {mode}, not 8 bits per channel; convert it to 8-bit grey or RGB", w * h
+    if fmt not in DALI_FORMATS and (reason := full(data)):
+        return reason, w * h
     if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info:
-        return _transparency(data), w * h
+        return (_transparency(data) if background == "refuse" else None), w * h
     return None, w * h
 
 
-def quick(data: bytes, resolution: int | None = None) -> str | None:
-    """None if `data` looks like a complete, acceptable PNG/JPEG, else the reason it does not."""
-    return check(data, resolution)[0]
+def dali_reads(data: bytes) -> bool:
+    """Whether DALI decodes this (acceptable) file as Pillow would: PNG or JPEG, not CMYK, nothing
+    to flatten. The others go through Pillow."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+            return im.format in DALI_FORMATS and im.mode != "CMYK" and not (alpha and _transparency(data))
+    except Exception:
+        return False
+
+
+def quick(data: bytes, resolution: int | None = None, background: str = "refuse") -> str | None:
+    """None if `data` is a complete, acceptable image, else the reason it is not."""
+    return check(data, resolution, background)[0]
 
 
 def _png_bit_depth(data: bytes) -> int:
@@ -88,7 +119,7 @@ def _transparency(data: bytes) -> str | None:
     except Exception as err:
         return _describe(err)
     if lo < 255:
-        return "has transparent pixels (alpha); flatten it onto a background first"
+        return "has transparent pixels (alpha); set data.background=white or black to flatten it, or flatten it first"
     return None
 
 

@@ -28,8 +28,8 @@ from ul.common.atomic import staged_dir
 from ul.common.device import cuda_available, resolve_device
 from ul.common.shards import ShardWriter
 from ul.data import manifest, rawshards
-from ul.data.decode import imagecheck
-from ul.data.layout import PATHS, SKIPPED, BackendError, DataError, refuse
+from ul.data.decode import imagecheck, pil
+from ul.data.layout import PATHS, SKIPPED, BackendError, DataError, refuse, shown
 from ul.data.manifest import SPLITS, Entry
 
 DROPS = ("duplicates", "blank")  # what decode.drop may name
@@ -46,8 +46,6 @@ def _backend(name: str) -> tuple[str, Callable, str | None]:
             missing = str(err)
     else:
         missing = None
-    from ul.data.decode import pil
-
     return "pillow", pil.batches, missing
 
 
@@ -149,6 +147,7 @@ def decode(
     frames: int = 0,
     fps: float = 0.0,
     drop: tuple[str, ...] = (),
+    background: str = "refuse",
 ) -> dict:
     """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
 
@@ -178,15 +177,25 @@ def decode(
         raise DataError(f"decode.drop={list(drop)}: unknown {sorted(unknown)}; choose from {list(DROPS)}")
     shards = rawshards.Shards(raw_dir)
     dropped = {p: ("duplicates", r) for p, r in _duplicates(entries).items()} if "duplicates" in drop else {}
-    skipped, largest = {}, 1
+    skipped, largest, pillow_only = {}, 1, []
     for e in tqdm([e for e in entries if e.path not in dropped], desc="check", unit="img", mininterval=1.0):
-        reason, pixels = imagecheck.check(shards.read(e), resolution)
+        data = shards.read(e)
+        reason, pixels = imagecheck.check(data, resolution, background)
         if reason:
             skipped[e.path] = reason
         else:
             largest = max(largest, pixels)
+            if name == "dali" and not imagecheck.dali_reads(data):
+                pillow_only.append(e.path)
     if skipped and on_error == "fail":
         refuse(skipped, raw_dir)
+    if pillow_only:  # WebP, BMP, TIFF, GIF, CMYK JPEG or alpha to flatten: one decoder for the whole set
+        if backend == "dali":
+            raise DataError(
+                f"{len(pillow_only)} file(s) DALI is not given here, e.g. {shown(pillow_only[0])}; use auto"
+            )
+        name, batches = "pillow", pil.batches
+        dev = "cpu"
     opts = dict(
         resolution=resolution,
         channels=channels,
@@ -194,6 +203,7 @@ def decode(
         threads=threads,
         batch_size=min(batch_size, max(1, imagecheck.BATCH_BYTES // (4 * largest))),  # memory, not output
         device=dev,
+        **({"background": background} if name == "pillow" else {}),
     )
     start = time.perf_counter()
     with staged_dir(out_dir) as out:
@@ -228,4 +238,8 @@ def decode(
         metrics["dropped_files"] = [{"path": p, "reason": r, "drop": k} for p, (k, r) in sorted(dropped.items())]
     if dali_missing:
         metrics["dali_import_error"] = dali_missing
+    if pillow_only:
+        metrics["pillow_because"] = (
+            f"{len(pillow_only)} file(s) DALI is not given (WebP, BMP, TIFF, GIF, CMYK or alpha to flatten)"
+        )
     return metrics

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps
 
+from ul.data.decode import imagecheck
 from ul.data.layout import BackendError
 from ul.data.rawshards import Selection
 
@@ -53,17 +54,30 @@ def resize_shorter(img: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(new[1], new[0], c)
 
 
-def load(data: bytes, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
+def load(data: bytes, resolution: int, channels: int, resize_mode: str, background: str = "refuse") -> np.ndarray:
     """Decode one file's bytes to uint8 C×resolution×resolution."""
     with Image.open(io.BytesIO(data)) as im:
-        return transform(im, resolution, channels, resize_mode)
+        return transform(im, resolution, channels, resize_mode, background)
 
 
-def transform(im: Image.Image, resolution: int, channels: int, resize_mode: str) -> np.ndarray:
+def flatten(im: Image.Image, background: str) -> Image.Image:
+    """An image with an alpha channel (or a transparent palette entry) composited onto the
+    `background` colour (data.background: white | black); others, and "refuse", unchanged (the
+    check has refused the transparent ones by then)."""
+    colour = imagecheck.BACKGROUNDS.get(background)
+    if colour is None or not (im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info):
+        return im
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*colour, 255)), rgba).convert("RGB")
+
+
+def transform(
+    im: Image.Image, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
+) -> np.ndarray:
     """An opened image to uint8 C×resolution×resolution: the training-time channel and geometry rules."""
-    if channels == 1 and im.format == "JPEG":
+    if channels == 1 and im.format == "JPEG" and im.mode != "CMYK":
         im.draft("L", im.size)  # luminance straight from the decoder, no colour round trip
-    im = ImageOps.exif_transpose(im)  # EXIF orientation applied, as DALI's decoder does
+    im = flatten(ImageOps.exif_transpose(im), background)  # EXIF orientation applied, as DALI's decoder does
     arr = _to_array(im, channels)
     if resize_mode == "resize":
         arr = resize_shorter(arr, resolution)
@@ -78,12 +92,13 @@ def batches(
     threads: int,
     batch_size: int,
     device: str = "cpu",
+    background: str = "refuse",
 ) -> Iterator[np.ndarray]:
     """Yield N×C×H×W uint8 batches of the selected files in order; a failure raises BackendError."""
 
     def one(k: int) -> np.ndarray:
         try:
-            return load(files.read(k), resolution, channels, resize_mode)
+            return load(files.read(k), resolution, channels, resize_mode, background)
         except Exception as err:
             raise BackendError(k, f"{files.name(k)}: {type(err).__name__}: {err}") from err
 

@@ -1,6 +1,6 @@
-"""Turn a folder of JPEG/PNG files (or of videos) into manifest entries, copying the files byte for byte.
+"""Turn a folder of image files (PNG, JPEG, WebP, BMP, TIFF, GIF; or of videos) into manifest entries, copying the files byte for byte.
 
-Which files count is a `Kind`: IMAGES (.png .jpg .jpeg) or, when data.frames > 0, VIDEO (.mp4
+Which files count is a `Kind`: IMAGES (.png .jpg .jpeg .webp .bmp .tif .tiff .gif) or, when data.frames > 0, VIDEO (.mp4
 .webm .avi .mkv .mov .gif and APNG .png). Only the name is checked here; the content is checked
 when the decode stage opens each file, which names any file that is not what its name says.
 
@@ -40,7 +40,7 @@ from tqdm import tqdm
 from ul.data.layout import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".png")  # .png: APNG
 
 
@@ -49,10 +49,10 @@ class Kind(NamedTuple):
 
     suffixes: tuple[str, ...]
     noun: str  # one file: "image"
-    formats: str  # the accepted formats: "JPEG/PNG"
+    formats: str  # the accepted formats, in words
 
 
-IMAGES = Kind(IMAGE_SUFFIXES, "image", "JPEG/PNG")
+IMAGES = Kind(IMAGE_SUFFIXES, "image", "PNG/JPEG/WebP/BMP/TIFF/GIF")
 VIDEO = Kind(VIDEO_SUFFIXES, "video", "video")
 TEST_PERCENT = 10
 MAX_ENTRIES = 2_000_000  # files and folders walked, before any is hashed

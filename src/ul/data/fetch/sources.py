@@ -5,7 +5,7 @@ Sources (`data.source`):
     builtin:fashion-mnist | builtin:mnist   packaged IDX files, written as PNGs
     builtin:moving-mnist                     video clips of bouncing MNIST digits, written as APNGs
                                              (data.frames > 0; ul.data.fetch.moving_mnist)
-    file:///abs/dir                          a folder of JPEG/PNG files (see ul.data.fetch.folder for the layout);
+    file:///abs/dir                          a folder of PNG/JPEG/WebP/BMP/TIFF/GIF files (see ul.data.fetch.folder);
                                              with data.frames > 0, of videos (.mp4 .webm .avi .mkv .mov .gif,
                                              APNG .png), as are the archive, S3 and lakeFS sources
     https://host/x.tar.gz | .tgz | .tar | .zip   an archive, verified with the REQUIRED data.sha256
