@@ -47,10 +47,14 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 # Node packages (tools/package.json): the web libraries that `dvc plots show` (tools/dvc-plots.html,
 # DVC's plots.html_template) and the validate stage's Data Docs use offline, and prism (the lakeFS API
 # mock, for the tests). Without npm the prism tests are skipped and the validate stage cannot run.
-tools: tools/node_modules/.package-lock.json tools/dvc-plots.html
+tools: tools/node_modules/.package-lock.json tools/dvc-plots.html tools/emoji/node_modules/.package-lock.json
 tools/node_modules/.package-lock.json: tools/package.json tools/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix tools --no-audit --no-fund --ignore-scripts; \
 	else echo "note: npm not found; the lakeFS API tests (prism) will be skipped, the validate stage will fail"; fi
+# A real colour image set (tools/emoji/package.json, pinned): the colour preset's data and its test.
+tools/emoji/node_modules/.package-lock.json: tools/emoji/package.json tools/emoji/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tools/emoji --no-audit --no-fund --ignore-scripts; \
+	else echo "note: npm not found; the colour-data test will be skipped"; fi
 tools/dvc-plots.html: tools/dvc_plots_template.py tools/node_modules/.package-lock.json
 	python3 tools/dvc_plots_template.py --out $@
 
