@@ -90,31 +90,3 @@ def read_input(reader: Callable, folder: str | Path, made_by: str):
     except (ValueError, KeyError, TypeError, IndexError) as err:  # a corrupt index.json or .npy
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{folder}: unreadable ({reason}); re-run the {made_by} stage") from None
-
-
-def run_identity(cfg: Config, keys: tuple, data) -> dict:
-    """What a training checkpoint must match to be resumed: the stage's params and its data."""
-    from ul.common.config import to_dict
-
-    d = to_dict(cfg)
-    return {**{k: d[k] for k in keys}, "data_index": data.index}
-
-
-def training_summary(steps: int, t0: float, tsv: str | Path) -> dict:
-    """What both training stages report: steps, wall time and the last logged training metrics."""
-    import time
-
-    return {"steps": steps, "wall_s": round(time.time() - t0, 1), **last_row(tsv)}
-
-
-def last_row(tsv: str | Path) -> dict:
-    """The final logged training metrics, prefixed `final_`."""
-    import csv
-
-    with open(tsv) as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return {f"final_{k}": float(v) for k, v in rows[-1].items() if k != "step"} if rows else {}
-
-
-def count(module) -> int:
-    return sum(p.numel() for p in module.parameters())

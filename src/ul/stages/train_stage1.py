@@ -23,7 +23,7 @@ from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import stage1_model
 from ul.stages import _cli
-from ul.train import flops, rate_target
+from ul.train import flops, rate_target, summary
 from ul.train.loop import train
 
 KEYS = ("seed", "latent", "data", "noise", "ul", "klvae", "encoder", "prior", "decoder", "stage1")
@@ -47,16 +47,16 @@ def main(argv=None) -> int:
             len(images),
             cfg.stage1,
             args.out,
-            _cli.run_identity(cfg, KEYS, images),
+            summary.run_identity(cfg, KEYS, images),
             cfg.seed,
             args.log,
             desc="stage1",
             after_step=rate_target.callbacks(model, cfg),
         )
         metrics = {
-            **_cli.training_summary(cfg.stage1.steps, t0, args.log),
+            **summary.training_summary(cfg.stage1.steps, t0, args.log),
             **flops.training_flops(ema, lambda idx: from_uint8(images[idx]), cfg.stage1),
-            **{f"params_{name}": _cli.count(part) for name, part in ema.named_children()},
+            **{f"params_{name}": summary.count(part) for name, part in ema.named_children()},
         }
         export.save(ema, cfg, args.out, metrics)
         return metrics

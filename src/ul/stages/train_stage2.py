@@ -18,7 +18,7 @@ import torch
 from ul.artifacts import export, latent_cache
 from ul.core.model import BaseModel
 from ul.stages import _cli
-from ul.train import flops
+from ul.train import flops, summary
 from ul.train.loop import train
 
 KEYS = ("seed", "latent", "data", "noise", "encoder", "base", "stage2")
@@ -44,15 +44,15 @@ def main(argv=None) -> int:
             len(latents),
             cfg.stage2,
             args.out,
-            _cli.run_identity(cfg, KEYS, latents),
+            summary.run_identity(cfg, KEYS, latents),
             cfg.seed,
             args.log,
             desc="stage2",
         )
         metrics = {
-            **_cli.training_summary(cfg.stage2.steps, t0, args.log),
+            **summary.training_summary(cfg.stage2.steps, t0, args.log),
             **flops.training_flops(ema, lambda idx: torch.from_numpy(latents[idx]), cfg.stage2),
-            "params_base": _cli.count(ema),
+            "params_base": summary.count(ema),
             "parameterisation": BaseModel.parameterisation,
         }
         export.save(ema, cfg, args.out, metrics)

@@ -1,0 +1,33 @@
+"""What a training stage reports and resumes by: the run's identity (its params and data, which
+a checkpoint must match), the summary of its training curve, and parameter counts."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from ul.common.config import Config, to_dict
+
+
+def run_identity(cfg: Config, keys: tuple, data) -> dict:
+    """What a training checkpoint must match to be resumed: the stage's params and its data."""
+    d = to_dict(cfg)
+    return {**{k: d[k] for k in keys}, "data_index": data.index}
+
+
+def training_summary(steps: int, t0: float, tsv: str | Path) -> dict:
+    """What both training stages report: steps, wall time and the last logged training metrics."""
+    return {"steps": steps, "wall_s": round(time.time() - t0, 1), **last_row(tsv)}
+
+
+def last_row(tsv: str | Path) -> dict:
+    """The final logged training metrics, prefixed `final_`."""
+    with open(tsv) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {f"final_{k}": float(v) for k, v in rows[-1].items() if k != "step"} if rows else {}
+
+
+def count(module) -> int:
+    """The number of parameters of a module."""
+    return sum(p.numel() for p in module.parameters())
