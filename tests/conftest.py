@@ -84,3 +84,15 @@ def ci_project(tmp_path_factory):
             assert ran_stages(r.stdout + r.stderr) == ALL, r.stdout[-3000:]
             done.touch()
     return proj
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    """A real S3-compatible server (moto) on 127.0.0.1, for a module's tests of S3 sources."""
+    from moto.server import ThreadedMotoServer
+
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    yield f"http://{host}:{port}"
+    srv.stop()

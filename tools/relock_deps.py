@@ -39,7 +39,7 @@ def _tree_copy(dest: Path) -> None:
             (dest / rel.decode()).write_bytes(src.read_bytes())
 
 
-def _placeholders(proj: Path, stages: dict) -> set[str]:
+def placeholders(proj: Path, stages: dict) -> set[str]:
     """A stand-in for every stage output (a file where the path has a suffix, else a folder), but
     for the small, uncached files this work tree holds for real (data/source.json): their hashes
     are recorded as they are, for the stages that depend on them."""
@@ -72,7 +72,7 @@ def fresh_lock() -> tuple[dict, set[str]]:
         proj = Path(tmp)
         _tree_copy(proj)
         stages = yaml.safe_load((proj / "dvc.yaml").read_text())["stages"]
-        outs = _placeholders(proj, stages)
+        outs = placeholders(proj, stages)
         run = dict(cwd=proj, capture_output=True, text=True, check=True)
         subprocess.run(["git", "init", "-q"], **run)
         subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q"], **run)
@@ -113,7 +113,10 @@ def main(argv=None) -> int:
     stale = [n for n in new["stages"] if committed["stages"].get(n, {}).get("deps") != new["stages"][n].get("deps")]
     if args.check:
         if stale:
-            print(f"error: dvc.lock: the deps of {', '.join(stale)} are stale; run python tools/relock_deps.py")
+            print(
+                f"error: dvc.lock: the deps of {', '.join(stale)} differ from the code: `dvc repro` re-runs them; "
+                "if the change only moved code and changed no output, `python tools/relock_deps.py` re-hashes them"
+            )
             return 1
         print("dvc.lock: every stage's deps are current")
         return 0

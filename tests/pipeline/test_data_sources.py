@@ -211,17 +211,6 @@ def test_archive_entries_escaping_the_target_are_refused(tmp_path, server, image
 # ---- s3:// and lakefs:// (moto) --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield f"http://{host}:{port}"
-    srv.stop()
-
-
 def _upload(endpoint, bucket, prefix, files):
     s3 = boto3.client(
         "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"

@@ -10,7 +10,6 @@ import json
 import os
 
 import boto3
-import pytest
 from datahelpers import noise, write_folder
 from PIL import Image
 from project import copy_project, ran_stages, sh
@@ -61,17 +60,6 @@ def test_a_changed_folder_is_fetched_again_and_an_unchanged_one_is_not(tmp_path)
     assert not _fetch_ran(proj)
     manifest = (proj / "data" / "raw" / "manifest.csv").read_text()
     assert "60.png" in manifest and "06.png" not in manifest and "00.png" not in manifest
-
-
-@pytest.fixture
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield f"http://{host}:{port}"
-    srv.stop()
 
 
 def test_a_changed_bucket_is_fetched_again_and_an_unchanged_one_is_not(tmp_path, moto_endpoint):
