@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from ul.common import atomic
@@ -68,9 +67,10 @@ def _folder_rows(root: Path, kind: folder.Kind, cache: Path | None) -> list[tupl
     cache does not already know at the same size, mtime and inode."""
     known = _read_cache(cache)
     fresh, rows = {}, []
-    for rel in folder.Walk(root, kind).files(root):
+    walk = folder.Walk(root, kind)
+    for rel in walk.files(root):
         path = root / rel
-        st = os.stat(path, follow_symlinks=False)
+        st = walk.stats[str(path)]  # the walk's lstat: no second stat per file
         key, stamp = str(path), [st.st_size, st.st_mtime_ns, st.st_ino]
         digest = known.get(key, [None])[-1] if known.get(key, [])[:3] == stamp else None
         if digest is None:
@@ -78,7 +78,7 @@ def _folder_rows(root: Path, kind: folder.Kind, cache: Path | None) -> list[tupl
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
         fresh[key] = [*stamp, digest]
         rows.append((rel, st.st_size, digest))
-    if cache is not None:
+    if cache is not None and fresh != known:  # an unchanged folder writes nothing
         atomic.write_text(cache, json.dumps(fresh, separators=(",", ":")))
     return rows
 

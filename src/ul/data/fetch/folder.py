@@ -83,6 +83,7 @@ class Walk:
         self.entries = 0
         self.bytes = 0
         self.skipped: dict[str, str] = {}
+        self.stats: dict[str, os.stat_result] = {}  # each file found, by its path: the walk's own lstat
 
     def _skip(self, rel: str, reason: str) -> None:
         self.skipped[rel] = reason
@@ -137,6 +138,7 @@ class Walk:
                             "refusing to read further (is this the right folder?)"
                         )
                     found.append(rel)
+                    self.stats[e.path] = st
         return sorted(found)
 
 
