@@ -1,4 +1,4 @@
-"""The library's layers, and their one import direction (README, "The code"):
+"""The library's layers, and their one import direction (README, "Layout"):
 
     app        ul/__init__, api, cli, commands, inputs, release, stages/, results/
     artifacts  export, model card, bundle, latent cache          → core, storage, common
