@@ -113,7 +113,7 @@ def from_pil(
 ) -> torch.Tensor:
     """A PIL image → 1×C×H×W float in [-1, 1]; transparency as `background` says (data.background)."""
     _check(im, "image")
-    if background == "refuse" and (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info):
+    if background == "refuse" and imagecheck.has_alpha(im.mode, im.info):
         if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
             raise InputError("image: has transparent pixels (alpha); pass background='white' or 'black' to flatten it")
     return from_uint8(pil.transform(im, resolution, channels, resize_mode, background)[None])

@@ -23,9 +23,9 @@ pytest.importorskip("great_expectations")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _pipeline(src: Path, tmp: Path, **decode_opts):
+def _pipeline(src: Path, tmp: Path, resolution: int = 32, **decode_opts):
     fetch(f"file://{src}", tmp / "raw")
-    decode(tmp / "raw", tmp / "dec", 32, 1, device="cpu", **decode_opts)
+    decode(tmp / "raw", tmp / "dec", resolution, 1, device="cpu", **decode_opts)
     return tmp / "raw", tmp / "dec"
 
 
@@ -190,9 +190,7 @@ def test_stages_run_in_order_and_fail_cleanly(tmp_path):
 
 
 def test_images_larger_than_the_resolution_in_pad_mode_name_the_resize_override(tmp_path):
-    src = class_folder(tmp_path / "src")  # 20×24 images
-    fetch(f"file://{src}", tmp_path / "raw")
-    decode(tmp_path / "raw", tmp_path / "dec", 16, 1, device="cpu")  # pad mode crops them to 16×16
+    raw, dec = _pipeline(class_folder(tmp_path / "src"), tmp_path, 16)  # 20×24 images; pad mode crops them
     with pytest.raises(ValidationError) as err:
-        validate(tmp_path / "raw", tmp_path / "dec", tmp_path / "val", 16, 1)
+        validate(raw, dec, tmp_path / "val", 16, 1)
     assert "fix: images larger than data.resolution: set data.resize_mode=resize" in str(err.value)

@@ -37,6 +37,14 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 DALI_FORMATS = ("PNG", "JPEG")  # what this pipeline hands DALI; the others go through Pillow
 MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA", "La", "RGBa", "CMYK")  # 8 bits per channel
 BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}  # data.background, beside "refuse"
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+
+
+def has_alpha(mode: str, info: dict) -> bool:
+    """An alpha channel or a transparent palette entry (maybe fully opaque: `_transparency` says)."""
+    return mode in ALPHA_MODES or "transparency" in info
+
+
 BUDGET_SCALE = 16  # an image may be up to 16× the training resolution per side ...
 MIN_BUDGET = 4096 * 4096  # ... and always up to 16.8 megapixels
 MAX_FILE_BYTES = 1 << 28  # an image file is read whole; 16.8 megapixels need far fewer bytes
@@ -85,7 +93,7 @@ def check(data: bytes, resolution: int | None = None, background: str = "refuse"
         return f"{fmt} in mode {mode}, not 8 bits per channel; convert it to 8-bit grey or RGB", w * h
     if fmt not in DALI_FORMATS and (reason := full(data)):
         return reason, w * h
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in info:
+    if has_alpha(mode, info):
         return (_transparency(data) if background == "refuse" else None), w * h
     return None, w * h
 
@@ -95,7 +103,7 @@ def dali_reads(data: bytes) -> bool:
     to flatten. The others go through Pillow."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+            alpha = has_alpha(im.mode, im.info)
             return im.format in DALI_FORMATS and im.mode != "CMYK" and not (alpha and _transparency(data))
     except Exception:
         return False

@@ -65,7 +65,7 @@ def flatten(im: Image.Image, background: str) -> Image.Image:
     `background` colour (data.background: white | black); others, and "refuse", unchanged (the
     check has refused the transparent ones by then)."""
     colour = imagecheck.BACKGROUNDS.get(background)
-    if colour is None or not (im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info):
+    if colour is None or not imagecheck.has_alpha(im.mode, im.info):
         return im
     rgba = im.convert("RGBA")
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (*colour, 255)), rgba).convert("RGB")
