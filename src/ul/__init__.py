@@ -1,12 +1,12 @@
 """Unified Latents: a latent-diffusion autoencoder (Heek et al., 2026) and its training library.
 
-from ul import Autoencoder, Generator
+from ul import Autoencoder, LatentDiffusion
 ae = Autoencoder.load("models/stage1")            # encode / noisy / decode / reconstruct / rate
-x = Generator.load("models/stage1", "models/stage2").sample(16)
+x = LatentDiffusion.load("models/stage1", "models/stage2").sample(16)
 """
 
 __version__ = "0.1.0"
-__all__ = ["Autoencoder", "Generator"]
+__all__ = ["Autoencoder", "LatentDiffusion"]
 
 
 def __getattr__(name):  # lazy: `import ul` stays light for the pipeline's stages

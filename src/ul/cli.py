@@ -23,10 +23,10 @@ import importlib
 import sys
 from pathlib import Path
 
+from ul import extras
 from ul.common.errors import report
-from ul.params import write_params
 
-MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "export")
+MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "info", "export")
 STAGES = ("source", "fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
 
 
@@ -36,6 +36,8 @@ def _params(argv) -> int:
     p.add_argument("-o", "--out", default="params.yaml")
     p.add_argument("--conf", default="conf", help="Hydra config folder (default: %(default)s)")
     args = p.parse_args(argv)
+    from ul.params import write_params
+
     try:
         write_params(Path(args.conf), args.overrides, Path(args.out))
     except Exception as err:  # hydra and schema errors alike: one readable line
@@ -99,6 +101,15 @@ def _release(argv) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except ModuleNotFoundError as err:  # an optional part not installed: say which extra, in one line
+        if extras.extra_of(err) is None:
+            raise
+        return report(extras.message(err, f"`ul {argv[0]}`"))
+
+
+def _dispatch(argv) -> int:
     commands = {s.replace("_", "-"): s for s in STAGES}
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)

@@ -14,7 +14,7 @@ import torch
 from datahelpers import raw_files
 from PIL import Image
 
-from ul import Autoencoder, Generator, cli
+from ul import Autoencoder, LatentDiffusion, cli
 from ul.artifacts import export
 from ul.data import manifest
 from ul.inputs import load_image
@@ -209,7 +209,7 @@ def test_the_python_api_round_trips_and_refuses_mismatched_models(run, tmp_path)
         ae.encode(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="unknown sampler"):
         ae.decode(z, steps=2, sampler="heun")
-    assert Generator.load(proj / "models/stage1", proj / "models/stage2").sample(2, 3, 3).shape == (2, 1, 32, 32)
+    assert LatentDiffusion.load(proj / "models/stage1", proj / "models/stage2").sample(2, 3, 3).shape == (2, 1, 32, 32)
 
     # a base model trained for another λ(0) is refused
     other = tmp_path / "stage2"
@@ -218,7 +218,7 @@ def test_the_python_api_round_trips_and_refuses_mismatched_models(run, tmp_path)
     meta["config"]["noise"]["logsnr"] = 3.0
     (other / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="λ\\(0\\) = 3"):
-        Generator.load(proj / "models/stage1", other)
+        LatentDiffusion.load(proj / "models/stage1", other)
 
 
 def test_an_export_loads_with_pickle_unavailable(run, tmp_path, capsys, monkeypatch):

@@ -2,7 +2,9 @@
 
     models/stage1/                  (and models/stage2/)
         model.safetensors           EMA weights (safetensors: tensors only, cannot run code)
-        config.json                 the class and the full config that built it
+        config.json                 the class, the full config that built it, the training summary
+                                    and `latents` (shape, λ(0), α0, σ0, z_clean's statistics, the
+                                    scale for a downstream diffusion model, the rate: latent_stats)
         README.md                   the model card (ul.artifacts.model_card)
 
 This is what caching, evaluation, sampling, `ul release` and `ul.Autoencoder.load` read; the
@@ -35,9 +37,9 @@ CLASSES = {"UnifiedLatents": UnifiedLatents, "KLVAE": KLVAE, "BaseModel": BaseMo
 STAGE1 = (UnifiedLatents, KLVAE)  # what a stage-1 export may hold
 
 
-def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> Path:
-    """Write weights, config (with the `training` summary) and model card into `folder`, each
-    file atomically."""
+def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict, latents: dict | None = None) -> Path:
+    """Write weights, config (with the `training` summary and, for a stage-1 model, the `latents`
+    section of ul.artifacts.latent_stats) and model card into `folder`, each file atomically."""
     folder = Path(folder)
     kind = type(model).__name__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -45,8 +47,10 @@ def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict) -> P
         folder / WEIGHTS, canonical(safetensors_bytes(state, metadata={"format": FORMAT, "class": kind}))
     )
     meta = {"format": FORMAT, "class": kind, "config": to_dict(cfg), "training": training}
+    if latents is not None:
+        meta["latents"] = latents
     atomic.write_text(folder / CONFIG, json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    atomic.write_text(folder / CARD, model_card.card(kind, cfg, training, folder=str(folder)))
+    atomic.write_text(folder / CARD, model_card.card(kind, cfg, training, folder=str(folder), latents=latents))
     return folder
 
 
@@ -71,12 +75,14 @@ def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, ext
     names = []
     for name, src in (("stage1", stage1), ("stage2", stage2)):
         cls, cfg = read_config(src)
-        training = json.loads((src / CONFIG).read_text(encoding="utf-8")).get("training", {})
+        meta = read_meta(src)
         (out / name).mkdir(parents=True, exist_ok=True)
         for f in (WEIGHTS, CONFIG):
             _require_file(src / f)
             shutil.copyfile(src / f, out / name / f)
-        text = model_card.card(cls.__name__, cfg, training, metrics, prov, folder=name, stage1="stage1")
+        text = model_card.card(
+            cls.__name__, cfg, meta.get("training", {}), metrics, prov, name, "stage1", meta.get("latents")
+        )
         (out / name / CARD).write_text(text, encoding="utf-8")
         names += [f"{name}/{f}" for f in (WEIGHTS, CONFIG, CARD)]
     for name, src in extra.items():
@@ -85,15 +91,27 @@ def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, ext
     return names
 
 
-def read_config(folder: str | Path) -> tuple[type, Config]:
-    """The class and config of an export, checked like params.yaml."""
+def read_meta(folder: str | Path) -> dict:
+    """config.json of an export as it is (bounded in size, a JSON object)."""
     path = Path(folder) / CONFIG
     _require_file(path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ExportError(f"{path}: {path.stat().st_size:,} bytes; an export's config is at most {MAX_CONFIG_BYTES:,}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        kind = meta.get("class") if isinstance(meta, dict) else None
+    except (ValueError, OSError) as err:
+        raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
+    if not isinstance(meta, dict):
+        raise ExportError(f"{path}: not a ul model config (a JSON {type(meta).__name__}, not an object)")
+    return meta
+
+
+def read_config(folder: str | Path) -> tuple[type, Config]:
+    """The class and config of an export, checked like params.yaml."""
+    path = Path(folder) / CONFIG
+    meta = read_meta(folder)
+    try:
+        kind = meta.get("class")
         if kind not in CLASSES:
             raise ExportError(
                 f"{path}: unknown model class {kind!r}; this version of ul loads {', '.join(sorted(CLASSES))}"

@@ -46,16 +46,17 @@ USAGE = {
         "from ul import Autoencoder\n"
         'ae = Autoencoder.load("{folder}")\n'
         "x_rec = ae.reconstruct(x)          # x: N×C×H×W in [-1, 1]; also ae.encode / ae.decode / ae.rate\n"
+        "z0 = ae.noisy(ae.encode(x)) * ae.scale   # unit-variance latents for a diffusion model of your own\n"
     ),
     "KLVAE": (
-        "from ul import export\n"
+        "from ul.artifacts import export\n"
         'vae, cfg = export.load("{folder}")\n'
         "x_rec = vae.decode(vae.encode(x))  # x: N×C×H×W in [-1, 1]\n"
     ),
     "BaseModel": (
-        "from ul import Generator\n"
-        'gen = Generator.load("{stage1}", "{folder}")\n'
-        "x = gen.sample(16)                 # N×C×H×W in [-1, 1]\n"
+        "from ul import LatentDiffusion\n"
+        'ld = LatentDiffusion.load("{stage1}", "{folder}")\n'
+        "x = ld.sample(16)                  # N×C×H×W in [-1, 1]\n"
     ),
 }
 
@@ -99,6 +100,74 @@ def provenance_lines(prov: dict) -> str:
     )
 
 
+# Hugging Face Hub model-card metadata (the front matter): what the Hub and its search read
+HUB_DATASETS = {"builtin:fashion-mnist": "zalando-datasets/fashion_mnist", "builtin:mnist": "ylecun/mnist"}
+HUB_METRICS = {"psnr_db": "psnr", "rfid": "fid", "gfid": "fid", "gkid": "kid", "rfvd": "fvd", "gfvd": "fvd"}
+
+
+def front_matter(kind: str, cfg: Config, metrics: dict | None) -> str:
+    """The card's YAML header for the Hugging Face Hub: library, license, tags, datasets, metrics.
+    A dataset is named only when it is a public one (a user's own path or URL stays out)."""
+    source = cfg.data.source
+    meta = {
+        "library_name": "unified-latents",
+        "license": "apache-2.0",
+        "pipeline_tag": "unconditional-image-generation" if kind == "BaseModel" else "image-to-image",
+        "tags": [
+            "unified-latents",
+            "diffusion",
+            "latent-diffusion",
+            "autoencoder" if kind != "BaseModel" else "base-model",
+        ]
+        + (["video"] if cfg.data.frames else []),
+    }
+    if source in HUB_DATASETS:
+        meta["datasets"] = [HUB_DATASETS[source]]
+    names = sorted({HUB_METRICS[k] for k in (metrics or {}) if k in HUB_METRICS})
+    if names:
+        meta["metrics"] = names
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n"
+
+
+def latents_table(latents: dict | None) -> str:
+    """What a user of the latents needs (ul.artifacts.latent_stats), as a markdown section."""
+    if not latents:
+        return ""
+    body = "".join(f"| {k} | {v} |\n" for k, v in latents_rows(latents))
+    return "## Latents\n\n| quantity | value |\n|---|---|\n" + body + "\n"
+
+
+def latents_rows(latents: dict) -> list[tuple[str, str]]:
+    """(quantity, value) rows of config.json's `latents`, for the model card and `ul info`."""
+    z = latents["z_clean"]
+    rows = [
+        ("latent shape", "×".join(map(str, latents["shape"]))),
+        (
+            f"z_clean mean per channel ({latents['split']} split, {latents['count']:,} examples)",
+            floats(z["mean_per_channel"]),
+        ),
+        ("z_clean std per channel", floats(z["std_per_channel"])),
+        ("z_clean std, all channels (s)", f"{z['std']:.4g}"),
+        ("what the decoder reads", latents["decoder_input"]),
+    ]
+    if "logsnr0" in latents:
+        rows += [
+            ("λ(0), α0, σ0", f"{latents['logsnr0']:g}, {latents['alpha0']:.4g}, {latents['sigma0']:.4g}"),
+            ("scale: multiply z0 by this for unit variance", f"{latents['scale']:.4g}"),
+            ("log-SNR of the scaled z0 (λ(0) + 2·ln s)", f"{latents['scaled_logsnr']:.3g}"),
+        ]
+    else:
+        rows.append(("scale: multiply z_clean by this for unit variance (1/s)", f"{latents['scale']:.4g}"))
+    r = latents["rate"]
+    rate = f"{r['bits_per_image']:.4g} bits / image, {r['bits_per_pixel']:.4g} / pixel, {r['bits_per_dim']:.4g} / latent dim"
+    rows.append((f"rate ({latents['split']} split, one noise draw per example)", rate))
+    return rows
+
+
+def floats(values: list) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
 def card(
     kind: str,
     cfg: Config,
@@ -107,9 +176,10 @@ def card(
     prov: dict | None = None,
     folder: str = "models/stage1",
     stage1: str = "models/stage1",
+    latents: dict | None = None,
 ) -> str:
-    """The README.md of an export folder: what it is, how to load it, how good it is, where it came
-    from. Without `metrics`/`prov` (at training time) it says how to get the full card."""
+    """The README.md of an export folder: what it is, how to load it, its latents, how good it is,
+    where it came from. Without `metrics`/`prov` (at training time) it says how to get the full card."""
     title, what = WHAT[kind]
     res, ch, frames = cfg.data.resolution, cfg.data.channels, cfg.data.frames
     shape = f"video clips: {ch}×{frames}×{res}×{res} (C×T×H×W)" if frames else f"images: {ch}×{res}×{res}"
@@ -124,13 +194,14 @@ def card(
     origin = "\n## Provenance\n\n" + provenance_lines(prov) if prov else ""
     params = yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip()
     return (
-        f"# {title}\n\n{what}\n\n"
+        front_matter(kind, cfg, metrics) + f"# {title}\n\n{what}\n\n"
         f"- {shape}, values in [-1, 1]\n"
         f"- λ(0) = noise.logsnr = {cfg.noise.logsnr:g} (the log-SNR of the noisy latent z0)\n"
         f"- files: `model.safetensors` (weights, no pickle), `config.json` (class + config), this card\n\n"
         f"## Load it\n\n```python\n{usage}```\n\nor on files: `ul reconstruct IMAGES -o OUT`, `ul rate IMAGES`, "
         "`ul sample -n 16 -o grid.png` (`ul --help`).\n\n"
-        "## Training\n\n| quantity | value |\n|---|---|\n"
+        + latents_table(latents)
+        + "## Training\n\n| quantity | value |\n|---|---|\n"
         + train_rows
         + "\n"
         + evaluation

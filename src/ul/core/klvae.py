@@ -59,7 +59,6 @@ class KLVAE(nn.Module):
         """The decoder reads the posterior mean as it is: the KL-VAE has no fixed encoder noise."""
         return z
 
-    @torch.no_grad()
     def decode(self, z: torch.Tensor, steps: int = 0, sampler: str = "", generator=None, progress=False):
         """x̂ = D(z) in one pass ([-1, 1]); `steps`/`sampler` are there for UL's signature only."""
         return self.decoder(z).float().clamp(-1, 1)
@@ -69,7 +68,6 @@ class KLVAE(nn.Module):
         """KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ[μ² + σ² − 1 − log σ²], nats per example."""
         return 0.5 * sum_per_example(mean.pow(2) + logvar.exp() - 1 - logvar)
 
-    @torch.no_grad()
     def rate_nats(self, x: torch.Tensor) -> torch.Tensor:
         return self.kl_nats(*self.posterior(x))
 

@@ -10,11 +10,12 @@ All denoisers here are x-predictions `x̂(z_t, λ)`; networks predicting v are w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
 
+from ul.core import rng
 from ul.core.schedules import alpha_sigma, low_discrepancy_t
 
 Denoiser = Callable[..., torch.Tensor]  # x̂ = f(z_t, logsnr, [cond])
@@ -61,8 +62,13 @@ class NoiseDraw:
     eps: torch.Tensor  # like the diffused tensor
 
     @classmethod
-    def draw(cls, batch: int, shape, generator: torch.Generator) -> NoiseDraw:
-        """A stratified t per example (`low_discrepancy_t`) and a standard normal ε of `shape`."""
+    def draw(cls, batch: int, shape, generator: rng.Generators) -> NoiseDraw:
+        """A stratified t per example (`low_discrepancy_t`) and a standard normal ε of `shape`; with
+        one generator per example (ul.core.rng), each row is its own draw of batch 1 (t uniform)."""
+        if isinstance(generator, Sequence):
+            rng.check(generator, batch)
+            rows = [cls.draw(1, shape, g) for g in generator]
+            return cls(t=torch.cat([r.t for r in rows]), eps=torch.cat([r.eps for r in rows]))
         return cls(t=low_discrepancy_t(batch, generator), eps=torch.randn((batch, *shape), generator=generator))
 
     def rows(self, index) -> NoiseDraw:

@@ -84,7 +84,6 @@ class UnifiedLatents(nn.Module):
         """z0 = α0·z_clean + σ0·ε: the fixed encoder noise, the first step of the prior's diffusion."""
         return diffuse(z_clean, torch.full((len(z_clean),), self.logsnr0, device=z_clean.device), eps)
 
-    @torch.no_grad()
     def decode(self, z0: torch.Tensor, steps: int, sampler: str = "dpm2m", generator=None, progress=False):
         """x ~ p(x | z0): the decoder's sampler conditioned on the noisy latent z0; [-1, 1] images."""
         shape = (len(z0), *self.x_shape)
@@ -149,7 +148,6 @@ class BaseModel(nn.Module):
     def draw_noise(self, batch: int, generator: torch.Generator) -> NoiseDraw:
         return NoiseDraw.draw(batch, self.z_shape, generator)
 
-    @torch.no_grad()
     def sample_latents(self, n: int, steps: int, sampler: str = "dpm2m", generator=None, device="cpu", progress=False):
         """What the stage-1 decoder reads: for UL, latents at λ(0), still NOISY (where the decoder's
         condition lives, Algorithm 2); for the KL-VAE, clean latents in the encoder's own scale."""

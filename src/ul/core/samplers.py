@@ -6,8 +6,9 @@ step), which only the multistep solver uses.
 Generation (Algorithm 2 of the paper): z1 ~ N(0, I) → base-model sampler down to z0 at λ(0) (the
 NOISY latent, where the decoder's condition lives; it is not denoised further) → x1 ~ N(0, I) →
 decoder sampler conditioned on that z0 → image. The stage-1 prior is never sampled.
-Random numbers are drawn on the CPU from the caller's generator, then moved, so a seed gives the
-same sample on any device.
+Random numbers are drawn on the CPU from the caller's generator (or one generator per example:
+ul.core.rng), then moved, so a seed gives the same sample on any device. Nothing here turns off
+gradients: a caller that needs none says so (torch.no_grad), and one that needs them has them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import torch
 from tqdm import tqdm
 
+from ul.core import rng
 from ul.core.schedules import alpha_sigma
 
 
@@ -37,7 +39,7 @@ def ancestral_step(z_t, x_hat, logsnr_t, logsnr_s, generator=None, previous=None
     var_ts = s_t**2 - a_ts**2 * s_s**2
     mean = (a_ts * s_s**2 / s_t**2) * z_t + (a_s * var_ts / s_t**2) * x_hat
     std = (var_ts * s_s**2 / s_t**2).clamp_min(0).sqrt()
-    noise = torch.randn(z_t.shape, generator=generator, device="cpu").to(z_t.device)
+    noise = rng.randn(z_t.shape, generator).to(z_t.device)
     return mean + std * noise
 
 
@@ -71,7 +73,6 @@ def step_function(sampler: str) -> Callable:
         raise ValueError(f"unknown sampler {sampler!r} (choose from {', '.join(STEPS)})") from None
 
 
-@torch.no_grad()
 def sample(
     denoiser: Callable,
     shape,
@@ -79,7 +80,7 @@ def sample(
     steps: int,
     sampler: str = "dpm2m",
     cond=None,
-    generator: torch.Generator | None = None,
+    generator: rng.Generators = None,
     device="cpu",
     end_noisy: bool = False,
     progress: bool = False,
@@ -100,7 +101,7 @@ def sample(
         lam = torch.full((shape[0],), float(lam), device=device)
         return denoiser(z, lam) if cond is None else denoiser(z, lam, cond)
 
-    z = torch.randn(shape, generator=generator, device="cpu").to(device)
+    z = rng.randn(shape, generator).to(device)
     previous = None
     for i in tqdm(range(steps), disable=not progress, desc="sampling", unit="step", leave=False):
         logsnr_t, logsnr_s = logsnr[i].to(device), logsnr[i + 1].to(device)
@@ -110,7 +111,6 @@ def sample(
     return z if end_noisy else denoise(z, logsnr[-1])
 
 
-@torch.no_grad()
 def generate(
     base,
     model,

@@ -86,6 +86,7 @@ def subsets(test: ShardReader, n: int, n_fid: int, seed: int) -> dict:
     return {"eval": perm[:n], "fid_ref": perm[:n_fid], "fid_floor": floor}
 
 
+@torch.no_grad()
 def reconstruct_all(model, originals: np.ndarray, cfg: Config, gen, device) -> tuple[torch.Tensor, dict]:
     """Reconstructions ([-1, 1], CPU) and the per-image loss terms of every held-out image."""
     e, s = cfg.eval, cfg.sample
@@ -106,6 +107,7 @@ def reconstruct_all(model, originals: np.ndarray, cfg: Config, gen, device) -> t
     return torch.cat(recon), {k: torch.cat(v) for k, v in terms.items()}
 
 
+@torch.no_grad()
 def generate_all(base, model, n: int, cfg: Config, gen, device) -> torch.Tensor:
     """n Algorithm-2 samples, [-1, 1], on the CPU."""
     e, s = cfg.eval, cfg.sample

@@ -97,9 +97,9 @@ def _fid_noise(args) -> int:
     feats = inception.InceptionFeatures(precision=args.precision)
     real, fake, note = feats(test[rows]), None, f"Real: {len(rows)} test images of {args.data}"
     if args.models:
-        from ul import Generator
+        from ul import LatentDiffusion
 
-        g = Generator.load(Path(args.models) / "stage1", Path(args.models) / "stage2")
+        g = LatentDiffusion.load(Path(args.models) / "stage1", Path(args.models) / "stage2")
         images = g.sample(args.generated, generator=torch.Generator().manual_seed(1), progress=True)
         fake = feats(images.add(1).div(2).clamp(0, 1))
         note += f"; generated: {args.generated} samples of {args.models} (dpm2m, 50 + 50 steps)"

@@ -6,7 +6,7 @@
 Reads seed, data.*, noise.*, ul.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
 (atomic, every stage1.ckpt_every steps: a killed run resumes from it when re-run with the same
 parameters and data), the export <out>/{model.safetensors,config.json,README.md} (EMA weights,
-config, model card; `ul.Autoencoder.load(<out>)`), the training curve
+config with the latents' statistics over the training split, model card; `ul.Autoencoder.load(<out>)`), the training curve
 metrics/stage1_train.tsv and the summary metrics/train_stage1.json.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ul.artifacts import export
+from ul.artifacts import export, latent_stats
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import stage1_model
@@ -58,7 +58,9 @@ def main(argv=None) -> int:
             **flops.training_flops(ema, lambda idx: from_uint8(images[idx]), cfg.stage1),
             **{f"params_{name}": summary.count(part) for name, part in ema.named_children()},
         }
-        export.save(ema, cfg, args.out, metrics)
+        device = next(ema.parameters()).device
+        latents = latent_stats.measure(ema, images, device, cfg.seed)
+        export.save(ema, cfg, args.out, metrics, latents)
         return metrics
 
     return _cli.run(args, body)
