@@ -96,3 +96,28 @@ def moto_endpoint():
     host, port = srv.get_host_and_port()
     yield f"http://{host}:{port}"
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """Untrained `ci`-preset exports (stage1/ with its latents' statistics over 96 random images in
+    real shards, stage2/) in a folder of their own: for the API, the commands' mechanics and the
+    adapters, where what the weights learned does not matter. Read-only."""
+    import numpy as np
+    import torch
+
+    from ul.artifacts import export, latent_stats
+    from ul.common.shards import ShardReader, ShardWriter
+    from ul.core.model import BaseModel, UnifiedLatents
+
+    out = tmp_path_factory.mktemp("tiny_export")
+    cfg = preset_config("ci")
+    torch.manual_seed(0)
+    model = UnifiedLatents(cfg).eval()
+    writer = ShardWriter(out / "images", shard_size=64, prefix="images")
+    writer.add(np.random.default_rng(0).integers(0, 256, (96, *model.x_shape), dtype=np.uint8))
+    writer.close({})
+    latents = latent_stats.measure(model, ShardReader(out / "images"), "cpu", seed=0, batch_size=32, progress=False)
+    export.save(model, cfg, out / "stage1", {"steps": 0}, latents)
+    export.save(BaseModel(cfg), cfg, out / "stage2", {"steps": 0})
+    return out

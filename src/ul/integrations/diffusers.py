@@ -52,7 +52,8 @@ class UnifiedLatentsVAE(ModelMixin, ConfigMixin):
         folder = Path(path)
         if (folder / export.CONFIG).is_file() and export.read_meta(folder).get("format") == export.FORMAT:
             return cls.from_export(folder)
-        kwargs.setdefault("low_cpu_mem_usage", importlib.util.find_spec("accelerate") is not None)  # no warning without it
+        # accelerate is optional: without it diffusers warns unless low_cpu_mem_usage is off
+        kwargs.setdefault("low_cpu_mem_usage", importlib.util.find_spec("accelerate") is not None)
         return super().from_pretrained(path, *args, **kwargs)
 
     @classmethod
