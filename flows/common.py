@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-import yaml
-
+from ul.common import bounded
 from ul.common.errors import TEMPFAIL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +131,7 @@ def refuse_interpolations(overrides: list) -> None:
     """Overrides are data, not code: a `${...}` (an OmegaConf interpolation or resolver such as
     `${oc.env:SECRET}`, which `dvc exp run -S` would resolve into params.yaml) is refused, naming
     the key, before any command runs."""
-    from ul.common.config import refuse_interpolations as refuse
+    from ul.common.config_checks import refuse_interpolations as refuse
 
     for item in overrides:  # one at a time: a key given twice is checked both times
         key, _, value = str(item).partition("=")
@@ -277,7 +276,7 @@ def merge_verdicts(into: dict, new: dict) -> dict:
 
 def dvc_stages(repo: Path) -> list:
     """Stage names of dvc.yaml, in file order."""
-    return list((yaml.safe_load((Path(repo) / "dvc.yaml").read_text()) or {}).get("stages", {}))
+    return list((bounded.read_yaml(Path(repo) / "dvc.yaml", what="dvc.yaml") or {}).get("stages", {}))
 
 
 def default_remote(repo: Path) -> str | None:

@@ -5,12 +5,12 @@ params.yaml, so `-S 'data.source=${oc.env:SECRET}'` would write the secret into 
 the experiment's commit) before any stage could refuse it. DVC imports the modules of the
 `hydra_plugins` package under its `hydra.plugins_path` (the repository root) before composing;
 this one makes that resolution refuse any interpolation or resolver, naming the key
-(`ul.common.config.refuse_interpolations`, the check every params file gets), so nothing is resolved.
+(`ul.common.config_checks.refuse_interpolations`, the check every params file gets), so nothing is resolved.
 """
 
 from omegaconf import OmegaConf
 
-from ul.common.config import refuse_interpolations
+from ul.common.config_checks import refuse_interpolations
 
 _resolve = OmegaConf.resolve
 

@@ -24,9 +24,9 @@ from ul import inputs
 from ul.api import Autoencoder, LatentDiffusion
 from ul.artifacts import export, model_card
 from ul.artifacts.export import ExportError
-from ul.common import atomic
+from ul.common import atomic, npz
 from ul.common.atomic import staged_dir
-from ul.common.config import PRECISIONS
+from ul.common.config_checks import PRECISIONS
 from ul.common.device import resolve_device
 from ul.common.errors import report
 from ul.common.images import display_scale, from_uint8, png_bytes, save_grid, save_pairs_grid
@@ -231,9 +231,8 @@ def encode(argv) -> int:
 def read_latents(path: Path, ae: Autoencoder) -> tuple[list[str], torch.Tensor]:
     """An `ul encode` file, checked against the model that will decode it."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            data = {k: f[k] for k in LATENT_KEYS}
-    except (OSError, ValueError, EOFError) as err:
+        data = npz.read(path, LATENT_KEYS)
+    except (OSError, ValueError) as err:
         raise CommandError(
             f"{path}: not a latent file from `ul encode` ({type(err).__name__}: {err})".splitlines()[0]
         ) from None

@@ -11,12 +11,18 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from ul.common import atomic
-from ul.common.config import Config, from_dict, to_dict, with_overrides
+from ul.common import atomic, bounded
+from ul.common.config import Config, ConfigError, from_dict, to_dict, with_overrides
 
 
 def _compose(conf_dir: Path, overrides: list[str] | None = None) -> dict:
-    """conf/ composed by Hydra with `overrides` (`preset=ci`), as a plain, unchecked dict."""
+    """conf/ composed by Hydra with `overrides` (`preset=ci`), as a plain, unchecked dict. Each file
+    of conf/ is vetted first (ul.common.bounded): Hydra's own reader bounds nothing."""
+    for path in sorted(Path(conf_dir).rglob("*.yaml")):
+        try:
+            bounded.read_yaml(path, what="config file")
+        except bounded.ParseError as err:
+            raise ConfigError(str(err)) from None
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base=None):
         return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides or [])))
 

@@ -127,3 +127,21 @@ def test_the_latent_diffusion_samples_per_image(tiny_export):
     a = ld.sample(3, 2, 2, generator=rng.per_example(1, 0, 3))
     b = ld.sample(1, 2, 2, generator=rng.per_example(1, 2, 1))
     torch.testing.assert_close(a[2:], b, atol=1e-5, rtol=0)
+
+
+def test_the_model_card_carries_hub_metadata_and_the_latents(tiny_export):
+    import yaml
+
+    text = (tiny_export / "stage1" / "README.md").read_text()
+    head, sep, body = text.removeprefix("---\n").partition("\n---\n")
+    assert text.startswith("---\n") and sep
+    meta = yaml.safe_load(head)
+    assert meta["library_name"] == "unified-latents" and meta["license"] == "apache-2.0"
+    assert {"unified-latents", "autoencoder"} <= set(meta["tags"])
+    assert meta["datasets"] == ["zalando-datasets/fashion_mnist"]  # the ci preset's public source
+    assert "metrics" not in meta  # not evaluated at training time
+    lat = json.loads((tiny_export / "stage1" / "config.json").read_text())["latents"]
+    assert "## Latents" in body and f"{lat['scale']:.4g}" in body
+    assert (
+        yaml.safe_load((tiny_export / "stage2" / "README.md").read_text().split("---\n")[1])["tags"][-1] == "base-model"
+    )

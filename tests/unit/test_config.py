@@ -9,7 +9,8 @@ import yaml
 from conftest import ROOT, preset_config
 from omegaconf import OmegaConf
 
-from ul.common.config import SAMPLERS, Config, ConfigError, from_dict, load, to_dict
+from ul.common.config import Config, ConfigError, from_dict, load, to_dict
+from ul.common.config_checks import SAMPLERS
 from ul.core import samplers
 from ul.core.model import BaseModel, UnifiedLatents
 from ul.core.networks import latent_shape

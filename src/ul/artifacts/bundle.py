@@ -12,9 +12,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from ul.artifacts import export, model_card
+from ul.common import bounded
 from ul.common.errors import ExportError
 from ul.common.hashing import sha256_file
 from ul.storage.lakefs import COMMIT_ID, LakeFSPath
@@ -34,7 +33,12 @@ def _git(root: Path, *args: str) -> str | None:
 def provenance(root: str | Path = ".") -> dict:
     """Git commit (and whether tracked files differ from it), dvc.lock hash, data source and commit."""
     root = Path(root)
-    params = yaml.safe_load((root / "params.yaml").read_text()) if (root / "params.yaml").exists() else {}
+    try:
+        params = (
+            bounded.read_yaml(root / "params.yaml", what="parameter file") if (root / "params.yaml").exists() else {}
+        )
+    except bounded.ParseError as err:
+        raise ExportError(str(err)) from None
     source = (params.get("data") or {}).get("source")
     data_commit = None
     if isinstance(source, str) and source.startswith("lakefs://"):
@@ -62,5 +66,5 @@ def write_bundle(root: Path, out: Path, prov: dict | None = None, metrics: dict 
     prov = provenance(root) if prov is None else prov
     metrics = model_card.load_metrics(root) if metrics is None else metrics
     return export.bundle(
-        root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()}
+        root / MODELS[0], root / MODELS[1], out, metrics, prov, {k: root / v for k, v in EXTRA.items()}, root
     )

@@ -14,7 +14,9 @@ training checkpoint (`ckpt.pt`, with optimizer and RNG) beside it is for resumin
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -23,10 +25,10 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ul.artifacts import model_card
-from ul.common import atomic
+from ul.common import atomic, bounded
 from ul.common.config import Config, ConfigError, from_dict, to_dict
 from ul.common.errors import ExportError
-from ul.common.hashing import sha256_file
+from ul.common.hashing import sha256_bytes, sha256_file
 from ul.core.klvae import KLVAE
 from ul.core.model import BaseModel, UnifiedLatents
 
@@ -43,10 +45,10 @@ def save(model: nn.Module, cfg: Config, folder: str | Path, training: dict, late
     folder = Path(folder)
     kind = type(model).__name__
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic.write_bytes(
-        folder / WEIGHTS, canonical(safetensors_bytes(state, metadata={"format": FORMAT, "class": kind}))
-    )
+    weights = canonical(safetensors_bytes(state, metadata={"format": FORMAT, "class": kind}))
+    atomic.write_bytes(folder / WEIGHTS, weights)
     meta = {"format": FORMAT, "class": kind, "config": to_dict(cfg), "training": training}
+    meta["weights_sha256"] = sha256_bytes(weights)  # checked at every load: a damaged or altered file is refused
     if latents is not None:
         meta["latents"] = latents
     atomic.write_text(folder / CONFIG, json.dumps(meta, indent=1, sort_keys=True) + "\n")
@@ -69,38 +71,55 @@ def canonical(data: bytes) -> bytes:
     return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
 
 
-def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, extra: dict) -> list[str]:
+def bundle(stage1: Path, stage2: Path, out: Path, metrics: dict, prov: dict, extra: dict, root: Path) -> list[str]:
     """A shareable copy of both exports whose model cards carry the evaluation and provenance,
-    plus `extra` files ({name in the bundle: source path}); returns the bundle's file names."""
+    plus `extra` files ({name in the bundle: source path}); returns the bundle's file names. Only
+    regular files inside the work tree `root` are copied (`copy_from_tree`)."""
     names = []
     for name, src in (("stage1", stage1), ("stage2", stage2)):
         cls, cfg = read_config(src)
         meta = read_meta(src)
         (out / name).mkdir(parents=True, exist_ok=True)
         for f in (WEIGHTS, CONFIG):
-            _require_file(src / f)
-            shutil.copyfile(src / f, out / name / f)
+            copy_from_tree(src / f, out / name / f, root)
         text = model_card.card(
             cls.__name__, cfg, meta.get("training", {}), metrics, prov, name, "stage1", meta.get("latents")
         )
         (out / name / CARD).write_text(text, encoding="utf-8")
         names += [f"{name}/{f}" for f in (WEIGHTS, CONFIG, CARD)]
     for name, src in extra.items():
-        shutil.copyfile(src, out / name)
+        copy_from_tree(src, out / name, root)
         names.append(name)
     return names
+
+
+def copy_from_tree(src: Path, dst: Path, root: Path) -> None:
+    """Copy `src` only if it is a regular file whose real path lies inside `root` (a link may point
+    within the tree, as DVC's symlink cache does, never out of it), read from the descriptor that
+    was checked, so a file swapped for a link after the check is not followed."""
+    real, top = Path(os.path.realpath(src)), Path(os.path.realpath(root))
+    if not real.is_relative_to(top):
+        raise ExportError(f"{src}: leads out of the work tree {top} (to {real}); only files inside it are exported")
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise ExportError(f"{src}: cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportError(f"{src}: not a regular file; only regular files are exported")
+    with os.fdopen(fd, "rb") as f:
+        with open(dst, "xb") as out:
+            shutil.copyfileobj(f, out)
 
 
 def read_meta(folder: str | Path) -> dict:
     """config.json of an export as it is (bounded in size, a JSON object)."""
     path = Path(folder) / CONFIG
     _require_file(path)
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ExportError(f"{path}: {path.stat().st_size:,} bytes; an export's config is at most {MAX_CONFIG_BYTES:,}")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as err:
-        raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
+        meta = bounded.read_json(path, MAX_CONFIG_BYTES, "model config")
+    except bounded.ParseError as err:
+        raise ExportError(f"{err} (not a ul model config)") from None
     if not isinstance(meta, dict):
         raise ExportError(f"{path}: not a ul model config (a JSON {type(meta).__name__}, not an object)")
     return meta
@@ -135,10 +154,16 @@ def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -
     path = folder / WEIGHTS
     _require_file(path)
     _check_shapes(cls, cfg, path)  # before anything is allocated: a config may ask for a huge network
+    recorded = read_meta(folder).get("weights_sha256")  # exports before it was recorded load unchecked
+    if recorded is not None and recorded != sha256_file(path):
+        raise ExportError(f"{path}: sha256 differs from the weights_sha256 {CONFIG} records: damaged or altered")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ExportError(f"{path}: not readable safetensors ({err})".splitlines()[0]) from None
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if bad is not None:
+        raise ExportError(f"{path}: tensor {bad} holds NaN or infinite values; the export is damaged")
     model = cls(cfg)
     try:
         model.load_state_dict(state)

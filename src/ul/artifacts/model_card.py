@@ -4,11 +4,11 @@ gathered by `ul.artifacts.bundle.provenance`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
+from ul.common import bounded
 from ul.common.config import Config, to_dict
 
 # (key in eval/metrics.json, label) in the order of the tables
@@ -63,7 +63,7 @@ USAGE = {
 
 def load_metrics(root: str | Path = ".") -> dict:
     path = Path(root) / "eval" / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return bounded.read_json(path, what="metrics file") if path.exists() else {}
 
 
 def metrics_rows(metrics: dict) -> list:

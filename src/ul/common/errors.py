@@ -10,6 +10,10 @@ import sys
 TEMPFAIL = 75
 
 
+class ConfigError(ValueError):
+    """A parameter is unknown, mistyped or out of range; the message names key and value."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the run stopped before the optimizer step, checkpoints intact."""
 

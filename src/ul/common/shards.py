@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ul.common import atomic
+from ul.common import atomic, bounded
 
 INDEX = "index.json"
+MAX_INDEX_BYTES = 64 << 20  # one entry per shard: far below this for any dataset
 
 
 class ShardWriter:
@@ -93,7 +94,7 @@ class ShardReader:
         path = self.folder / INDEX
         if not path.exists():
             raise FileNotFoundError(f"{self.folder}: no {INDEX}; the folder is missing or was not completely written")
-        self.index = json.loads(path.read_text())
+        self.index = bounded.read_json(path, MAX_INDEX_BYTES, "shard index")
         self.arrays = [np.load(self.folder / s["file"], mmap_mode="r") for s in self.index["shards"]]
         self.offsets = np.cumsum([0] + [len(a) for a in self.arrays])
         if self.offsets[-1] != self.index["count"]:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ul.common import bounded
 from ul.data.layout import DataError, bad_name, shown
 
 MANIFEST = "manifest.csv"
@@ -115,4 +116,4 @@ def check_location(shard: str, key: str, split: str) -> str | None:
 
 def read_classes(folder: str | Path) -> list[str]:
     path = Path(folder) / CLASSES
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    return bounded.read_json(path, what="class list") if path.exists() else []

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ul.common import bounded
 from ul.results import studies
 from ul.results.run import DVC
 
@@ -75,13 +76,13 @@ def load(repo: Path) -> dict[str, Experiment]:
     ).stdout
     wanted = {p.name for p in studies.POINTS}
     out = {}
-    for name, e in parse_show(json.loads(raw)).items():
+    for name, e in parse_show(bounded.load_json(raw, "dvc exp show --json", max_depth=64)).items():
         if name not in wanted or e["state"] != "success" or not e["rev"]:
             continue
         x = Experiment(name, e["rev"], e["params"], e["metrics"], repo=repo)
         for attr, path in (("stage1", "metrics/train_stage1.json"), ("stage2", "metrics/train_stage2.json")):
             text = _git_show(repo, x.rev, path)
-            setattr(x, attr, json.loads(text) if text else {})
+            setattr(x, attr, bounded.load_json(text, f"{x.rev}:{path}") if text else {})
         tsv = _git_show(repo, x.rev, "metrics/stage1_train.tsv")
         x.curve1 = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(io.StringIO(tsv or ""), delimiter="\t")]
         out[name] = x
@@ -91,7 +92,7 @@ def load(repo: Path) -> dict[str, Experiment]:
 def load_rows(path: Path, exclude: set[str]) -> dict[str, Experiment]:
     """The rows of an earlier results.json (not in `exclude`) as experiments without a repository:
     their params, metrics and curves are kept, their cached outputs (grids) are not reachable."""
-    rows = json.loads(path.read_text()) if path.is_file() else {}
+    rows = bounded.read_json(path, 64 << 20, "results file") if path.is_file() else {}
     return {
         n: Experiment(n, r["rev"], r["params"], r["metrics"], r["stage1"], r["stage2"], r.get("curve1", []), repo=None)
         for n, r in rows.items()
@@ -283,11 +284,10 @@ def targets(exps: dict, out: Path) -> str:
 def cached_output(x: Experiment, path: str) -> Path | None:
     """The file `path` (a cached DVC output) of experiment `x`, found in its repository's DVC cache
     by the md5 that the experiment's dvc.lock records; None when it is not there."""
-    import yaml
 
     if x.repo is None:  # a row kept from results.json
         return None
-    lock = yaml.safe_load(_git_show(x.repo, x.rev, "dvc.lock") or "{}") or {}
+    lock = bounded.load_yaml(_git_show(x.repo, x.rev, "dvc.lock") or "{}", f"{x.rev}:dvc.lock") or {}
     md5 = next(
         (o.get("md5") for st in (lock.get("stages") or {}).values() for o in st.get("outs", []) if o["path"] == path),
         None,

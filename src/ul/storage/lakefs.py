@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ul.common import atomic
+from ul.common import atomic, bounded
 from ul.storage import StorageError, s3
 
 SCHEME = "lakefs://"
@@ -146,11 +146,13 @@ def _scalar_end(line: str, col: int) -> int:
 def set_data_source(path: Path, value: str) -> str:
     """Replace `data.source` in the YAML file `path` in place, keeping every other byte (comments,
     flow style); returns the previous value. The result is checked by re-parsing it."""
-    import yaml
     from ruamel.yaml import YAML
 
-    text = Path(path).read_text(encoding="utf-8")
-    before = yaml.safe_load(text) or {}
+    try:  # vetted first (size, aliases, nesting, keys): ruamel's round-trip reader then only finds the line
+        text = bounded.read_text(path, what="parameter file")
+        before = bounded.load_yaml(text, str(path)) or {}
+    except bounded.ParseError as err:
+        raise StorageError(str(err)) from None
     if not isinstance(before.get("data"), dict) or "source" not in before["data"]:
         raise StorageError(f"{path}: has no data.source to pin")
     line_no, col = YAML().load(text)["data"].lc.value("source")
@@ -159,7 +161,7 @@ def set_data_source(path: Path, value: str) -> str:
     end = _scalar_end(line.rstrip("\r\n"), col)
     lines[line_no] = line[:col] + "'" + value.replace("'", "''") + "'" + line[end:]
     new_text = "".join(lines)
-    after = yaml.safe_load(new_text)
+    after = bounded.load_yaml(new_text, str(path))
     expected = {**before, "data": {**before["data"], "source": value}}
     if after != expected:
         raise StorageError(f"{path}: could not rewrite data.source in place; edit it by hand")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from ul.common.config import PRECISIONS
+from ul.common.config_checks import PRECISIONS
 
 
 @functools.cache

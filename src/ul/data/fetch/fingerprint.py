@@ -19,11 +19,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from ul.common import atomic
+from ul.common import atomic, bounded
 from ul.common.errors import redact_url, redact_urls
 from ul.data.fetch import buckets, builtin, folder
 from ul.data.layout import DataError
 from ul.storage.lakefs import COMMIT_ID, LakeFSPath
+
+MAX_CACHE_BYTES = 1 << 30  # about 150 bytes a file: millions of files
 
 VERSION = 1  # of the fingerprint's recipe: a change of it re-runs fetch once
 IDX = folder.Kind((".gz",), "file", "IDX .gz")  # the packaged datasets' files
@@ -86,7 +88,7 @@ def _folder_rows(root: Path, kind: folder.Kind, cache: Path | None) -> list[tupl
 def _read_cache(cache: Path | None) -> dict:
     """The hash cache, or nothing when it is missing or not ours (it is only ever a shortcut)."""
     try:
-        data = json.loads(cache.read_text()) if cache is not None else {}
+        data = bounded.read_json(cache, MAX_CACHE_BYTES, "hash cache") if cache is not None else {}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

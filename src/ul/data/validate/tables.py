@@ -5,14 +5,13 @@ statistics."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ul.common import hashing
+from ul.common import bounded, hashing
 from ul.common.shards import ShardReader
 from ul.data import manifest, rawshards
 from ul.data.layout import PATHS, SKIPPED, DataError, shown
@@ -91,7 +90,7 @@ def skipped_paths(decoded_dir: Path, drop: str | None = None) -> list[str]:
     if not path.exists():
         return []
     try:
-        listed = json.loads(path.read_text(encoding="utf-8"))
+        listed = bounded.read_json(path, what="skipped list")
         return [str(s["path"]) for s in listed if drop is None or s.get("drop") == drop]
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise DataError(f"{path}: not a list of skipped files ({type(err).__name__})") from None
