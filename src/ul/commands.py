@@ -25,7 +25,7 @@ from ul.api import Autoencoder, LatentDiffusion
 from ul.artifacts import export, model_card
 from ul.artifacts.export import ExportError
 from ul.common import atomic, npz
-from ul.common.atomic import staged_dir
+from ul.common.atomic import new_dir
 from ul.common.config_checks import PRECISIONS
 from ul.common.device import resolve_device
 from ul.common.errors import report
@@ -270,7 +270,7 @@ def decode(argv) -> int:
     ae = _autoencoder(args)
     names, z = read_latents(Path(args.latents), ae)
     names, size = safe_names(names), args.batch_size
-    with staged_dir(out) as tmp:
+    with new_dir(out) as tmp:
         for i in tqdm(range(0, len(z), size), desc="decode", unit="batch", disable=None):
             gens = rng.per_example(args.seed, i, len(z[i : i + size]))
             x = ae.decode(ae.noisy(z[i : i + size], gens), args.steps, args.sampler, gens).cpu()
@@ -297,7 +297,7 @@ def reconstruct(argv) -> int:
     ae = _autoencoder(args)
     got = Inputs(ae, args.images)
     seen, shown, count = set(), [], 0
-    with staged_dir(out) as tmp:
+    with new_dir(out) as tmp:
         for b in got.batches(args.batch_size, "reconstruct"):
             gens = b.generators(args.seed)
             rec = ae.reconstruct(b.x, args.steps, args.sampler, gens).cpu()
@@ -378,7 +378,7 @@ def sample(argv) -> int:
             save_grid(x, tmp, nrow=int(np.ceil(np.sqrt(len(x)))), scale=display_scale(x.shape[-1]))
         print(f"wrote a grid of {len(x)} samples to {out}")
     else:
-        with staged_dir(out) as tmp:
+        with new_dir(out) as tmp:
             for i in tqdm(starts, desc="sample", unit="batch", disable=None):
                 x = draw(i)
                 _write_pngs(tmp, [f"sample-{j:05d}.png" for j in range(i, i + len(x))], x)
@@ -430,7 +430,7 @@ def export_bundle(argv) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     _check_new_folder(out)
-    with staged_dir(out) as tmp:
+    with new_dir(out) as tmp:
         names = write_bundle(Path(args.root), tmp)
     print(f"wrote {len(names)} files to {out}/: " + ", ".join(names))
     return 0

@@ -108,6 +108,34 @@ def staged_dir(out_dir: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def new_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder that becomes `out_dir`, a folder the caller found absent or
+    empty, when the `with` body succeeds, and only if it is still absent or empty then: what another
+    writer put there meanwhile is never touched. Such a lost race is a FileExistsError naming the
+    folder where the results were kept instead (the rename is atomic; an empty folder is replaced)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(out_dir.parent, f".{out_dir.name}.tmp-")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        try:
+            if out_dir.is_dir() and not out_dir.is_symlink():
+                os.rmdir(out_dir)  # only an empty folder goes
+            os.rename(tmp, out_dir)  # fails on a folder filled again since, or a file
+        except OSError:
+            kept = out_dir.parent / f"{out_dir.name}.ul-{os.getpid()}-{secrets.token_hex(2)}"
+            os.rename(tmp, kept)
+            raise FileExistsError(
+                f"{out_dir}: another writer put files there while this command ran; they are untouched, "
+                f"and this command's results are in {kept}"
+            ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def scratch_dir(near: str | Path, tag: str) -> Iterator[Path]:
     """A temporary folder beside `near` (same disk as the output) for downloads; always removed."""
     near = Path(near)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tqdm import tqdm
 
 from ul.common.errors import redact_urls
-from ul.data.layout import DataError
+from ul.data.layout import DataError, bad_name
 from ul.storage import StorageError, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
 
@@ -64,16 +64,49 @@ def _where(loc: Bucket) -> str:
     return f"{loc.url} (endpoint {redact_urls(loc.endpoint or 'AWS default')})"
 
 
-def _budget(loc: Bucket, objects: list[dict]) -> None:
-    """Refuse, before any download, a listing over the count or size budget or with a key that is
-    both an object and a folder (`a` and `a/b.png`), which no folder can hold."""
+MAX_EMPTY_PAGES = 100  # listing pages in a row with no object: an endless listing, not a bucket
+
+
+def _key_problem(rel: str) -> str | None:
+    """Why an object key (below the prefix) cannot be a file name here, or None."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return "has an empty, '.' or '..' path component"
+    if any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in parts):
+        return "has a path component over 255 bytes"
+    return bad_name(rel)
+
+
+def _budgeted(loc: Bucket, pages) -> list[dict]:
+    """The objects of the listing's pages, counted against the budgets as the pages arrive (an
+    endless or enormous listing stops at the budget, not at the end), each key checked as a name."""
     from ul.data.fetch.archive import MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES, shown_name
 
-    if len(objects) > MAX_ENTRIES:
-        raise DataError(f"{loc.url}: {len(objects):,} objects, over the budget of {MAX_ENTRIES:,}")
-    total = sum(o["Size"] for o in objects)
-    if total > MAX_UNCOMPRESSED_BYTES:
-        raise DataError(f"{loc.url}: {total:,} bytes of objects, over the budget of {MAX_UNCOMPRESSED_BYTES:,}")
+    objects, total, empty = [], 0, 0
+    for page in pages:
+        contents = page.get("Contents", [])
+        empty = 0 if contents else empty + 1
+        if empty > MAX_EMPTY_PAGES:
+            raise DataError(f"{loc.url}: the listing sent {MAX_EMPTY_PAGES} pages in a row with no object; stopped")
+        for o in contents:
+            if o["Key"].endswith("/"):
+                continue
+            objects.append(o)
+            total += o["Size"]
+            if len(objects) > MAX_ENTRIES:
+                raise DataError(f"{loc.url}: more than {MAX_ENTRIES:,} objects, over the budget; stopped listing")
+            if total > MAX_UNCOMPRESSED_BYTES:
+                raise DataError(f"{loc.url}: more than {MAX_UNCOMPRESSED_BYTES:,} bytes of objects, over the budget")
+            if reason := _key_problem(o["Key"][len(loc.prefix) :]):
+                raise DataError(f"{loc.url}: object key {shown_name(o['Key'])} {reason}; it cannot be a file name")
+    return objects
+
+
+def _budget(loc: Bucket, objects: list[dict]) -> None:
+    """Refuse, before any download, a listing with a key that is both an object and a folder
+    (`a` and `a/b.png`), which no folder can hold."""
+    from ul.data.fetch.archive import shown_name
+
     keys = [o["Key"][len(loc.prefix) :] for o in objects]
     folders = {"/".join(k.split("/")[:i]) for k in keys for i in range(1, k.count("/") + 1)}
     if clash := sorted(set(keys) & folders):
@@ -86,12 +119,14 @@ def download(loc: Bucket, dest: Path) -> Path:
     with _errors(loc):
         client = s3.client(loc.endpoint, loc.access_key, loc.secret_key)
         for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
-            rel = obj["Key"][len(loc.prefix) :]
-            if ".." in PurePosixPath(rel).parts or rel.startswith("/"):
-                raise DataError(f"{loc.url}: object key {obj['Key']!r} would be written outside the target folder")
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(loc.bucket, obj["Key"], str(target))
+            target = dest / obj["Key"][len(loc.prefix) :]  # each key checked as a name by listing()
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(loc.bucket, obj["Key"], str(target))
+            except OSError as err:  # a name this file system refuses
+                raise DataError(
+                    f"{loc.url}: object key {obj['Key']!r} cannot be written here ({err.strerror})"
+                ) from None
             if target.stat().st_size != obj["Size"]:
                 raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
     return dest
@@ -102,7 +137,7 @@ def listing(loc: Bucket, client=None) -> list[dict]:
     with _errors(loc):
         client = client or s3.client(loc.endpoint, loc.access_key, loc.secret_key)
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.prefix)
-        objects = [o for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")]
+        objects = _budgeted(loc, pages)
         if not objects:
             raise DataError(f"{_where(loc)}: no objects under s3://{loc.bucket}/{loc.prefix}")
         _budget(loc, objects)

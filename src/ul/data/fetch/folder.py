@@ -20,7 +20,9 @@ Only regular files inside the folder are read. Links are never followed (a link 
 to a folder outside, or as `train/`), and pipes, devices and sockets are never opened (they would
 block `fetch` forever): such entries, files larger than `MAX_FILE_BYTES` and names that are not
 printable UTF-8 are skipped, each listed with its reason. The walk is bounded before anything is
-hashed (`MAX_ENTRIES`, `MAX_TOTAL_BYTES`), and system folders (`/`, `/etc`, a home folder, ...)
+hashed (`MAX_ENTRIES`, `MAX_TOTAL_BYTES`, folders at most `MAX_DEPTH` deep), every file is opened from
+the root one folder at a time with O_NOFOLLOW (a folder swapped for a link after the walk is
+refused, not followed), and system folders (`/`, `/etc`, a home folder, ...)
 are refused as roots.
 """
 
@@ -58,6 +60,7 @@ TEST_PERCENT = 10
 MAX_ENTRIES = 2_000_000  # files and folders walked, before any is hashed
 MAX_TOTAL_BYTES = 64 << 30  # image bytes found, before any is hashed
 MAX_FILE_BYTES = 256 << 20  # one image file
+MAX_DEPTH = 64  # folders below the root: deeper trees are listed as skipped, never walked or copied
 SYSTEM_ROOTS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin")
 SYSTEM_ROOTS += ("/srv", "/sys", "/tmp", "/usr", "/var")
 
@@ -118,6 +121,8 @@ class Walk:
                 if stat.S_ISDIR(st.st_mode):
                     if reason := bad_name(e.name):
                         self._skip(where, reason)
+                    elif rel.count("/") + 1 >= MAX_DEPTH:
+                        self._skip(where, f"a folder {MAX_DEPTH} levels deep; deeper folders are not walked")
                     else:
                         stack.append((Path(e.path), f"{rel}/"))
                     continue
@@ -204,22 +209,36 @@ def _scan(root: Path, walk: Walk) -> list[_Item]:
     return items
 
 
-def open_regular(path: Path):
-    """Open `path` for reading only if it is a regular file reached without following a link
-    (checked on the open file: a file swapped for a pipe or a link after the walk is refused)."""
+def open_regular(root: Path, path: Path):
+    """Open `path` (under `root`) for reading only if it is a regular file reached from `root`
+    without following a link at any step: each folder on the way is opened from the one above with
+    O_NOFOLLOW (openat), so a folder swapped for a link after the walk, anywhere on the path, or a
+    file swapped for a pipe, is refused rather than read from wherever it now leads."""
+    parts = path.relative_to(root).parts
+    fd = -1
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        for name in parts[:-1]:
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        sub = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
     except OSError as err:
-        raise DataError(f"{shown(str(path))}: cannot open ({err.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+        raise DataError(
+            f"{shown(str(path))}: cannot open ({err.strerror}; a link on the path is not followed)"
+        ) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if not stat.S_ISREG(os.fstat(sub).st_mode):
+        os.close(sub)
         raise DataError(f"{shown(str(path))}: not a regular file")
-    return os.fdopen(fd, "rb")
+    return os.fdopen(sub, "rb")
 
 
-def _hash(path: Path) -> str:
+def _hash(root: Path, path: Path) -> str:
     h = hashlib.sha256()
-    with open_regular(path) as f:
+    with open_regular(root, path) as f:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
@@ -262,7 +281,7 @@ def copy(
             f"{root}: found {len(items)} {kind.formats} file(s); need at least 2 (a train and a test {kind.noun})"
         )
     for it in tqdm(items, desc="hashing", unit="file", mininterval=1.0):
-        it.sha256 = _hash(it.src)
+        it.sha256 = _hash(root, it.src)
     if items[0].split is None:
         _hash_split(items)
     classes, labels = _labels(items)
@@ -277,7 +296,7 @@ def copy(
             it, rel = items[k], f"{split}/{items[k].rel}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             h = hashlib.sha256()
-            with open_regular(it.src) as src, open(out_dir / rel, "wb") as dst:
+            with open_regular(root, it.src) as src, open(out_dir / rel, "wb") as dst:
                 while block := src.read(1 << 20):
                     h.update(block)
                     dst.write(block)
