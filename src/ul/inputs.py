@@ -23,8 +23,6 @@ from ul.data.decode import imagecheck, pil
 from ul.data.fetch.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
 
 SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
-MAX_PIXELS = 40_000_000  # checked from the header, before any pixel is decoded
-MODES = imagecheck.MODES  # 8-bit layouts the decode stage reads the same way
 
 
 class InputError(ValueError):
@@ -78,8 +76,7 @@ def load_image(
     if reason:
         raise InputError(f"{path}: unreadable image ({reason})")
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            _check(im, path)
+        with Image.open(io.BytesIO(data)) as im:  # passed the stage's policy above: nothing else to refuse
             return pil.transform(im, resolution, channels, resize_mode, background)
     except InputError:
         raise
@@ -112,7 +109,11 @@ def from_pil(
     im: Image.Image, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
 ) -> torch.Tensor:
     """A PIL image → 1×C×H×W float in [-1, 1]; transparency as `background` says (data.background)."""
-    _check(im, "image")
+    w, h = im.size  # the decode stage's policy (ul.data.decode.imagecheck), on an image already open
+    if w * h > imagecheck.pixel_budget(resolution):
+        raise InputError(f"image: {w}×{h} pixels, over the budget of {imagecheck.pixel_budget(resolution):,}")
+    if im.mode not in imagecheck.MODES:
+        raise InputError(f"image: mode {im.mode}, not 8 bits per channel; convert it to 8-bit grey or RGB")
     if background == "refuse" and imagecheck.has_alpha(im.mode, im.info):
         if im.convert("RGBA").getchannel("A").getextrema()[0] < 255:
             raise InputError("image: has transparent pixels (alpha); pass background='white' or 'black' to flatten it")
@@ -129,11 +130,3 @@ def from_arrays(images: np.ndarray, channels: int) -> torch.Tensor:
     if a.shape[1] != channels:
         raise InputError(f"arrays: {a.shape[1]} channels, the model takes {channels}")
     return from_uint8(np.ascontiguousarray(a))
-
-
-def _check(im: Image.Image, name) -> None:
-    w, h = im.size
-    if w * h > MAX_PIXELS:
-        raise InputError(f"{name}: {w}×{h} pixels is over the budget of {MAX_PIXELS:,}")
-    if im.mode not in MODES:
-        raise InputError(f"{name}: unsupported channel layout (mode {im.mode}); give 8-bit grey or RGB")

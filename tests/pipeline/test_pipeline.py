@@ -1,5 +1,6 @@
 """The DVC pipeline end to end, with real `dvc` commands in a temporary git + DVC repository."""
 
+import hashlib
 import json
 import math
 import socket
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from project import ALL, ALWAYS, CHEAP, copy_of, pending, ran_stages, sh
+
+from ul import Autoencoder
+from ul.common.errors import ExportError
 
 DATA = {"fetch", "decode", "validate", "i3d_weights"}  # never re-run by a model parameter
 
@@ -116,6 +120,28 @@ def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
         ):
             assert (clone / rel).read_bytes() == (ci_project / rel).read_bytes(), rel
         assert pending(clone) == {}  # but the source stage, which looks at the source on every repro
+
+        # an object altered on the remote (same size): `verify = true` (the README's remote setup) makes
+        # `dvc pull` refuse it; without it DVC uses it, and the export's recorded weight hash refuses it
+        weights = (clone / "models/stage1/model.safetensors").read_bytes()
+        md5 = hashlib.md5(weights).hexdigest()
+        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
+                          aws_secret_access_key="test", region_name="us-east-1")  # fmt: skip
+        altered = weights[:-1] + bytes([weights[-1] ^ 1])
+        s3.put_object(Bucket="ul-dvc", Key=f"dvc/files/md5/{md5[:2]}/{md5[2:]}", Body=altered)
+        for name, verify in (("verified", True), ("trusting", False)):
+            other = tmp_path / name
+            sh(["git", "clone", "-q", str(ci_project), str(other)], tmp_path)
+            if verify:
+                sh(["dvc", "remote", "modify", "store", "verify", "true"], other)
+            r = sh(["dvc", "pull"], other, check=False, **creds)
+            got = other / "models/stage1/model.safetensors"
+            if verify:
+                assert r.returncode != 0 and not got.exists(), r.stdout + r.stderr
+            else:
+                assert got.read_bytes() == altered  # DVC's default trusts the remote
+                with pytest.raises(ExportError, match="sha256 differs from the weights_sha256"):
+                    Autoencoder.load(other / "models/stage1")
     finally:
         server.stop()
     # the server is gone: a clear error, and the local cache is untouched

@@ -114,3 +114,89 @@ def test_a_transparent_image_stops_the_default_decode_naming_the_option(tmp_path
     m = decode(tmp_path / "raw", tmp_path / "dec", 32, 3, device="cpu", on_error="skip")
     skipped = json.loads((tmp_path / "dec" / "skipped.json").read_text())
     assert m["skipped"] == 1 and "data.background" in skipped[0]["reason"]
+
+
+def _layout(mode: str, fmt: str, **kw) -> bytes:
+    im = _rgb(11)
+    if mode in ("LA", "RGBA"):
+        im = im.convert(mode)  # opaque alpha: dropped, not refused
+    elif mode == "P4":
+        im, kw = im.convert("P", colors=16), {**kw, "bits": 4}
+    elif mode == "L2":
+        im, kw = im.convert("L"), {**kw, "bits": 2}
+    elif mode.endswith("t"):  # a tRNS colour key that no pixel has: transparency declared, all opaque
+        im = im.convert(mode[:-1], colors=255) if mode == "Pt" else im.convert(mode[:-1])
+        kw = {**kw, "transparency": {"Lt": 7, "Pt": 255, "RGBt": (7, 7, 7)}[mode]}
+    elif mode == "I;16":
+        im = Image.fromarray(np.full((20, 24), 40000, np.uint16))
+    else:
+        im = im.convert(mode)
+    return _save(im, fmt, **kw)
+
+
+LAYOUTS = [
+    *((m, "PNG") for m in ("1", "L", "L2", "P", "P4", "LA", "RGB", "RGBA", "Lt", "Pt", "RGBt", "I;16")),
+    *((m, "JPEG") for m in ("L", "RGB", "CMYK", "YCbCr")),
+    *((m, "BMP") for m in ("1", "L", "P", "RGB", "RGBA")),
+    *((m, "TIFF") for m in ("1", "L", "LA", "RGB", "RGBA", "CMYK", "YCbCr", "I;16")),
+    *((m, "WEBP") for m in ("RGB", "RGBA")),
+    *((m, "GIF") for m in ("L", "P")),
+]
+
+
+@pytest.mark.parametrize("mode, fmt", LAYOUTS)
+def test_every_layout_is_taken_or_refused_alike_by_the_stage_and_the_api(tmp_path, mode, fmt):
+    """One policy: what the decode stage accepts (imagecheck) ul.inputs reads, from a file and as a
+    PIL image, with the same pixels; what it refuses both refuse."""
+    data = _layout(mode, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    path = tmp_path / f"x.{fmt.lower()}"
+    path.write_bytes(data)
+    stage_takes = imagecheck.quick(data, 32) is None
+    try:
+        mine = inputs.load_image(path, 32, 3, "pad")
+    except inputs.InputError:
+        mine = None
+    assert (mine is not None) == stage_takes, (mode, fmt, imagecheck.quick(data, 32))
+    with Image.open(io.BytesIO(data)) as im:
+        try:
+            pil_image = inputs.from_pil(im, 32, 3, "pad")
+        except inputs.InputError:
+            pil_image = None
+    assert (pil_image is not None) == stage_takes, (mode, fmt)
+    if stage_takes:
+        from ul.common.images import to_uint8
+
+        np.testing.assert_array_equal(to_uint8(pil_image)[0], mine)
+
+
+def test_the_pixel_budget_follows_the_resolution_in_the_stage_and_the_api(tmp_path):
+    big = Image.new("L", (7000, 7000))  # 49 MP: over the 16.8 MP floor, within (16·512)²
+    path = tmp_path / "big.png"
+    big.save(path)
+    for resolution, takes in ((32, False), (512, True)):
+        assert (imagecheck.quick(path.read_bytes(), resolution) is None) == takes
+        if takes:
+            assert inputs.load_image(path, resolution, 1, "pad").shape == (1, resolution, resolution)
+            assert inputs.from_pil(big, resolution, 1, "pad").shape == (1, 1, resolution, resolution)
+        else:
+            with pytest.raises(inputs.InputError, match="over the budget"):
+                inputs.load_image(path, resolution, 1, "pad")
+            with pytest.raises(inputs.InputError, match="over the budget"):
+                inputs.from_pil(big, resolution, 1, "pad")
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # the formats DALI reads, alone in a folder so DALI gets them
+def test_the_decode_stage_reads_every_accepted_layout_as_the_api_does(tmp_path, fmt):
+    files = {f"{m}.{fmt.lower()}": _layout(m, fmt) for m, f in LAYOUTS if f == fmt and m != "CMYK"}  # CMYK: Pillow
+    files = {n: d for n, d in files.items() if imagecheck.quick(d, 32) is None}
+    src = write_folder(tmp_path / "src", files)
+    fetch(f"file://{src}", tmp_path / "raw")
+    m = decode(tmp_path / "raw", tmp_path / "dec", 32, 3, "pad", device="cpu")
+    assert sum(m["images"].values()) == len(files) and m["skipped"] == 0
+    assert m["backend"] == ("dali" if "dali_import_error" not in m else "pillow")
+    for split in ("train", "test"):
+        rows = ShardReader(tmp_path / "dec" / split)
+        for k, p in enumerate((tmp_path / "dec" / split / "paths.txt").read_text().split()):
+            name = p.split("/", 1)[1] if "/" in p else p
+            mine = inputs.load_image(src / name, 32, 3, "pad")
+            assert np.abs(rows[[k]][0].astype(int) - mine).max() <= (1 if fmt == "JPEG" else 0), (m["backend"], name)
