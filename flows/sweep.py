@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import common
+from ul.common import bounded
 from ul.results import report, studies
 
 RESULTS_KEY, SUMMARY_KEY = "ul-sweep-results", "ul-sweep-summary"
@@ -64,7 +65,8 @@ def run_queue(repo: Path, jobs: int, timeout_s: float) -> None:
 @task(name="exp-show", task_run_name="exp-show", cache_policy=NO_CACHE, timeout_seconds=600)
 def exp_show(repo: Path) -> list:
     log = get_run_logger()
-    return json.loads(common.run([*common.DVC, "exp", "show", "--json"], repo, "dvc exp show --json", 600, log.debug))
+    out = common.run([*common.DVC, "exp", "show", "--json"], repo, "dvc exp show --json", 600, log.debug)
+    return bounded.load_json(out, "dvc exp show --json", max_depth=64)
 
 
 def collect(show: list, names: dict) -> list:

@@ -24,10 +24,11 @@ OBJECT = '<Contents><Key>img/{i}.png</Key><Size>10</Size><ETag>"e{i}"</ETag></Co
 
 
 class EndlessListing(ThreadingHTTPServer):
-    """ListObjectsV2 answered forever: each page truncated, with a fresh token and `per_page` objects."""
+    """ListObjectsV2 answered forever: each page truncated, with a fresh token and `per_page` objects
+    (or, with `body`, one last page of two objects listed at 10 bytes whose GET sends `body`)."""
 
-    def __init__(self, per_page: int):
-        self.per_page, self.pages, self.counter = per_page, 0, itertools.count()
+    def __init__(self, per_page: int, body: bytes | None = None):
+        self.per_page, self.pages, self.counter, self.body = per_page, 0, itertools.count(), body
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -39,13 +40,20 @@ class EndlessListing(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
         srv = self.server
-        srv.pages += 1
         query = parse_qs(urlsplit(self.path).query)
+        if srv.body is not None and "list-type" not in query:  # GET of an object
+            return self._send(srv.body, "application/octet-stream")
+        srv.pages += 1
         assert query.get("list-type") == ["2"], self.path
         objects = "".join(OBJECT.format(i=next(srv.counter)) for _ in range(srv.per_page))
-        body = PAGE.format(n=srv.per_page, contents=objects, token=srv.pages).encode()
+        body = PAGE.format(n=srv.per_page, contents=objects, token=srv.pages)
+        if srv.body is not None:
+            body = body.replace("<IsTruncated>true", "<IsTruncated>false").replace("img/0.png", "train/0.png")
+        self._send(body.encode(), "application/xml")
+
+    def _send(self, body: bytes, kind: str):
         self.send_response(200)
-        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -101,3 +109,20 @@ def test_a_key_that_cannot_be_a_file_name_is_one_error_naming_it(tmp_path, s3_en
         fetch(f"s3://{bucket}/p", tmp_path / "raw")
     assert str(err.value).count("\n") == 0
     assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [(b"x" * (8 << 20), "sent more than its listed 10 bytes; refused"), (b"short", "truncated: 5 of 10")],
+)
+def test_an_object_that_is_not_its_listed_size_is_refused_as_it_streams(tmp_path, s3_env, body, message):
+    srv = EndlessListing(2, body)
+    s3_env.setenv("AWS_ENDPOINT_URL", srv.url)
+    try:
+        with pytest.raises(DataError, match=message):
+            fetch("s3://b/", tmp_path / "raw")
+    finally:
+        srv.shutdown()
+    assert not (tmp_path / "raw").exists() and not any(
+        p.stat().st_size > 1 << 20 for p in tmp_path.rglob("*") if p.is_file()
+    )

@@ -122,14 +122,28 @@ def download(loc: Bucket, dest: Path) -> Path:
             target = dest / obj["Key"][len(loc.prefix) :]  # each key checked as a name by listing()
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(loc.bucket, obj["Key"], str(target))
+                got = _fetch_object(client, loc, obj, target)
             except OSError as err:  # a name this file system refuses
                 raise DataError(
                     f"{loc.url}: object key {obj['Key']!r} cannot be written here ({err.strerror})"
                 ) from None
-            if target.stat().st_size != obj["Size"]:
-                raise DataError(f"{loc.url}: {obj['Key']} truncated: {target.stat().st_size} of {obj['Size']} bytes")
+            if got != obj["Size"]:
+                raise DataError(f"{loc.url}: {obj['Key']} truncated: {got} of {obj['Size']} bytes")
     return dest
+
+
+def _fetch_object(client, loc: Bucket, obj: dict, target: Path) -> int:
+    """Stream one object into `target`, at most its listed size (the listing's budget holds for the
+    bytes too): a server that sends more is refused as it streams. Returns the bytes received."""
+    size, got = obj["Size"], 0
+    body = client.get_object(Bucket=loc.bucket, Key=obj["Key"])["Body"]
+    with body, open(target, "wb") as f:
+        while chunk := body.read(min(1 << 20, size + 1 - got)):
+            got += len(chunk)
+            if got > size:
+                raise DataError(f"{loc.url}: {obj['Key']} sent more than its listed {size:,} bytes; refused")
+            f.write(chunk)
+    return got
 
 
 def listing(loc: Bucket, client=None) -> list[dict]:
