@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -29,6 +28,7 @@ from ul.common import atomic, bounded
 from ul.common.config import Config, ConfigError, from_dict, to_dict
 from ul.common.errors import ExportError
 from ul.common.hashing import sha256_bytes, sha256_file
+from ul.common.regular import NotRegularFile, open_regular
 from ul.core.klvae import KLVAE
 from ul.core.model import BaseModel, UnifiedLatents
 
@@ -101,15 +101,13 @@ def copy_from_tree(src: Path, dst: Path, root: Path) -> None:
     if not real.is_relative_to(top):
         raise ExportError(f"{src}: leads out of the work tree {top} (to {real}); only files inside it are exported")
     try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        f = open_regular(real, nofollow=True)
+    except NotRegularFile:
+        raise ExportError(f"{src}: not a regular file; only regular files are exported") from None
     except OSError as err:
         raise ExportError(f"{src}: cannot be read ({err.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ExportError(f"{src}: not a regular file; only regular files are exported")
-    with os.fdopen(fd, "rb") as f:
-        with open(dst, "xb") as out:
-            shutil.copyfileobj(f, out)
+    with f, open(dst, "xb") as out:
+        shutil.copyfileobj(f, out)
 
 
 def read_meta(folder: str | Path) -> dict:

@@ -9,11 +9,11 @@ Written here because no library bounds all of these: PyYAML and json bound none 
 from __future__ import annotations
 
 import json
-import os
-import stat
 from pathlib import Path
 
 import yaml
+
+from ul.common.regular import NotRegularFile, open_regular
 
 MAX_BYTES = 1 << 20  # a params file, a config; callers with larger files (shard indexes) pass their own
 MAX_DEPTH = 32  # the deepest file we write nests 4 levels
@@ -28,14 +28,12 @@ def read_text(path: str | Path, max_bytes: int = MAX_BYTES, what: str = "file") 
     device is refused without blocking, and no more than `max_bytes` + 1 bytes are ever read."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open_regular(path) as f:
+            data = f.read(max_bytes + 1)
+    except NotRegularFile:
+        raise ParseError(f"{path}: not a regular file (a {what} is a file)") from None
     except OSError as err:
         raise ParseError(f"{path}: cannot open the {what} ({err.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ParseError(f"{path}: not a regular file (a {what} is a file)")
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ParseError(f"{path}: larger than {max_bytes:,} bytes; a {what} is at most that")
     try:

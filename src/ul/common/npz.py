@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from ul.common.regular import NotRegularFile, open_regular
 
 MAX_INFLATION = 4  # declared bytes per byte on disk (np.savez stores, so about 1; compressed latents ~1.1)
 SLACK = 1 << 20  # small files: headers and names
@@ -25,12 +26,12 @@ class NpzError(ValueError):
 
 def read(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The arrays `keys` of the .npz at `path` (a regular file), each checked before it is read."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise NpzError("not a regular file")
-    with os.fdopen(fd, "rb") as f:
+    try:
+        f = open_regular(path)
+    except NotRegularFile:
+        raise NpzError("not a regular file") from None
+    st = os.fstat(f.fileno())
+    with f:
         try:
             with zipfile.ZipFile(f) as zf:
                 infos = {i.filename: i for i in zf.infolist()}

@@ -76,7 +76,7 @@ def _folder_rows(root: Path, kind: folder.Kind, cache: Path | None) -> list[tupl
         key, stamp = str(path), [st.st_size, st.st_mtime_ns, st.st_ino]
         digest = known.get(key, [None])[-1] if known.get(key, [])[:3] == stamp else None
         if digest is None:
-            with folder.open_regular(root, path) as f:
+            with folder.open_under(root, path) as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
         fresh[key] = [*stamp, digest]
         rows.append((rel, st.st_size, digest))

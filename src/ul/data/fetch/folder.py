@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
+from ul.common.regular import NotRegularFile, open_regular
 from ul.data.layout import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
 
@@ -209,7 +210,7 @@ def _scan(root: Path, walk: Walk) -> list[_Item]:
     return items
 
 
-def open_regular(root: Path, path: Path):
+def open_under(root: Path, path: Path):
     """Open `path` (under `root`) for reading only if it is a regular file reached from `root`
     without following a link at any step: each folder on the way is opened from the one above with
     O_NOFOLLOW (openat), so a folder swapped for a link after the walk, anywhere on the path, or a
@@ -222,7 +223,9 @@ def open_regular(root: Path, path: Path):
             sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
             fd = sub
-        sub = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+        return open_regular(parts[-1], nofollow=True, dir_fd=fd)
+    except NotRegularFile:
+        raise DataError(f"{shown(str(path))}: not a regular file") from None
     except OSError as err:
         raise DataError(
             f"{shown(str(path))}: cannot open ({err.strerror}; a link on the path is not followed)"
@@ -230,15 +233,11 @@ def open_regular(root: Path, path: Path):
     finally:
         if fd >= 0:
             os.close(fd)
-    if not stat.S_ISREG(os.fstat(sub).st_mode):
-        os.close(sub)
-        raise DataError(f"{shown(str(path))}: not a regular file")
-    return os.fdopen(sub, "rb")
 
 
 def _hash(root: Path, path: Path) -> str:
     h = hashlib.sha256()
-    with open_regular(root, path) as f:
+    with open_under(root, path) as f:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
@@ -296,7 +295,7 @@ def copy(
             it, rel = items[k], f"{split}/{items[k].rel}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             h = hashlib.sha256()
-            with open_regular(root, it.src) as src, open(out_dir / rel, "wb") as dst:
+            with open_under(root, it.src) as src, open(out_dir / rel, "wb") as dst:
                 while block := src.read(1 << 20):
                     h.update(block)
                     dst.write(block)
