@@ -118,11 +118,15 @@ def _dispatch(argv) -> int:
             "pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  "
             + "  ".join(commands)
         )
-        print("other:\n  params  data pin  release  results   (see `ul data --help`, `ul results --help`, ...)")
+        print("other:\n  serve  params  data pin  release  results   (see `ul serve --help`, `ul data --help`, ...)")
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "params":
         return _params(rest)
+    if cmd == "serve":
+        from ul.serve import cli as serve
+
+        return serve.main(rest)
     if cmd == "data":
         return _data(rest)
     if cmd == "release":

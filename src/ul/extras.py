@@ -9,6 +9,8 @@ DISTRIBUTION = "unified-latents"
 EXTRAS = {
     "av": "video",
     "diffusers": "diffusers",
+    "starlette": "serve",
+    "uvicorn": "serve",
     **dict.fromkeys(
         (
             "hydra",

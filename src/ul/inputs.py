@@ -72,16 +72,21 @@ def load_image(
         data = Path(path).read_bytes()  # a regular file (list_images): a pipe or device never gets here
     except OSError as err:
         raise InputError(f"{path}: {err.strerror or 'cannot read'}") from None
+    return image_from_bytes(data, str(path), resolution, channels, resize_mode, background)
+
+
+def image_from_bytes(
+    data: bytes, name: str, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
+) -> np.ndarray:
+    """An image file's bytes (`name` for messages) → uint8 C×resolution×resolution, by the same policy."""
     reason = imagecheck.quick(data, resolution, background)  # the pixel budget and image policy of the decode stage
     if reason:
-        raise InputError(f"{path}: unreadable image ({reason})")
+        raise InputError(f"{name}: unreadable image ({reason})")
     try:
         with Image.open(io.BytesIO(data)) as im:  # passed the stage's policy above: nothing else to refuse
             return pil.transform(im, resolution, channels, resize_mode, background)
-    except InputError:
-        raise
     except Exception as err:  # Pillow raises many types for a damaged file
-        raise InputError(f"{path}: unreadable image ({type(err).__name__}: {err})".splitlines()[0]) from None
+        raise InputError(f"{name}: unreadable image ({type(err).__name__}: {err})".splitlines()[0]) from None
 
 
 def transform_text(data) -> str:

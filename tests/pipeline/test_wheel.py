@@ -5,6 +5,7 @@ export, has none of the pipeline's parts, and says which extra a pipeline comman
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +23,11 @@ API = """
 import sys, numpy as np, torch
 from PIL import Image
 from ul import Autoencoder
+from ul.common.images import from_uint8
 from ul.inputs import load_image
 ae = Autoencoder.load(sys.argv[1])
-x = load_image(sys.argv[2], ae.config)[None]
+d = ae.config.data
+x = from_uint8(load_image(sys.argv[2], d.resolution, d.channels, d.resize_mode)[None])
 rec = ae.reconstruct(x, 4, generator=torch.Generator().manual_seed(0))
 assert rec.shape == x.shape and torch.isfinite(rec).all()
 print(f"psnr {10 * torch.log10(4 / (rec - x).pow(2).mean()).item():.2f}")
@@ -91,7 +94,7 @@ def test_the_wheel_alone_runs_the_api_and_the_model_commands_on_a_ci_export(venv
 
     # the same reconstruction as this checkout's install gives: the package is the code, not a copy of it
     outs = {}
-    for name, exe in (("wheel", ul), ("checkout", shutil.which("ul"))):
+    for name, exe in (("wheel", ul), ("checkout", Path(sys.executable).with_name("ul"))):
         r = sh([exe, "reconstruct", image, "-o", tmp_path / name, "--model", s1, "--steps", 4, "--seed", 3])
         assert r.returncode == 0, r.stderr
         outs[name] = np.asarray(Image.open(tmp_path / name / image.name), dtype=np.int16)

@@ -102,6 +102,8 @@ def copy_from_tree(src: Path, dst: Path, root: Path) -> None:
         raise ExportError(f"{src}: leads out of the work tree {top} (to {real}); only files inside it are exported")
     try:
         f = open_regular(real, nofollow=True)
+    except FileNotFoundError:
+        raise ExportError(f"{src}: missing") from None
     except NotRegularFile:
         raise ExportError(f"{src}: not a regular file; only regular files are exported") from None
     except OSError as err:
