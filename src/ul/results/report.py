@@ -79,7 +79,8 @@ def load(repo: Path) -> dict[str, Experiment]:
     for name, e in parse_show(bounded.load_json(raw, "dvc exp show --json", max_depth=64)).items():
         if name not in wanted or e["state"] != "success" or not e["rev"]:
             continue
-        x = Experiment(name, e["rev"], e["params"], e["metrics"], repo=repo)
+        lock = bounded.load_yaml(_git_show(repo, e["rev"], "dvc.lock") or "{}", f"{e['rev']}:dvc.lock") or {}
+        x = Experiment(name, e["rev"], e["params"], own_metrics(e["metrics"], lock), repo=repo)
         for attr, path in (("stage1", "metrics/train_stage1.json"), ("stage2", "metrics/train_stage2.json")):
             text = _git_show(repo, x.rev, path)
             setattr(x, attr, bounded.load_json(text, f"{x.rev}:{path}") if text else {})
@@ -87,6 +88,18 @@ def load(repo: Path) -> dict[str, Experiment]:
         x.curve1 = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(io.StringIO(tsv or ""), delimiter="\t")]
         out[name] = x
     return out
+
+
+def own_metrics(metrics: dict, lock: dict) -> dict:
+    """`metrics` when the evaluate stage that wrote them read this commit's models, else {}: an
+    experiment stopped before evaluate (a point's `stop_at`) commits the eval/metrics.json it
+    started from, which describes another model. Told by dvc.lock: evaluate's deps must carry the
+    hashes that the stages producing them recorded in the same lock."""
+    stages = lock.get("stages") or {}
+    outs = {o["path"]: o.get("md5") for st in stages.values() for o in st.get("outs") or []}
+    deps = (stages.get("evaluate") or {}).get("deps") or []
+    stale = [d["path"] for d in deps if d.get("path") in outs and d.get("md5") != outs[d["path"]]]
+    return {} if stale or not deps else metrics
 
 
 def load_rows(path: Path, exclude: set[str]) -> dict[str, Experiment]:
