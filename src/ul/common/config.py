@@ -141,6 +141,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads, 0 = all cores
     precision: str = "auto"  # auto | fp32 | bf16: autocast dtype (auto = bf16 where the CPU/GPU has it natively)
+    compile: str = "auto"  # auto | eager | inductor: torch.compile of the step (auto = inductor on CUDA only)
 
 
 @dataclass

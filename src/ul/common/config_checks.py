@@ -24,6 +24,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("auto", "eager", "inductor")  # ul.train.compiled (a test keeps them equal)
 PRECISIONS = ("auto", "fp32", "bf16")  # ul.train.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
@@ -38,6 +39,7 @@ def _check_train(name: str, t) -> None:
     _check(t.threads >= 0, f"{name}.threads", t.threads, "must be >= 0")
     _choice(f"{name}.device", t.device, DEVICES)
     _choice(f"{name}.precision", t.precision, PRECISIONS)
+    _choice(f"{name}.compile", t.compile, COMPILE_MODES)
 
 
 def validate(cfg):

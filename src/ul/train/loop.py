@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ul.common.config import TrainConfig
 from ul.common.device import resolve_device
 from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
-from ul.train import checkpoint, precision
+from ul.train import checkpoint, compiled, precision
 from ul.train.distributed import barrier, init
 
 CKPT = "ckpt.pt"
@@ -171,6 +171,7 @@ def train(
     net = model
     if dist_.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = compiled.CompiledOrEager(net, compiled.wanted(cfg.compile, device), desc)
 
     def save(at_step: int) -> None:
         if dist_.main:

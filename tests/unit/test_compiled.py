@@ -1,0 +1,68 @@
+"""The compiled training path (ul.train.compiled, `stageN.compile`): the same losses and weights as
+eager within float tolerance, and a compilation that fails falls back to eager with one warning."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+
+import pytest
+import torch
+from project import ROOT
+
+from ul.common.config import to_dict
+from ul.common.config_checks import COMPILE_MODES
+from ul.core.model import UnifiedLatents
+from ul.params import preset_config
+from ul.train import compiled
+from ul.train.loop import train
+
+IMAGES = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(5)) * 2 - 1
+
+
+def _run(tmp_path, mode: str):
+    cfg = preset_config(ROOT / "conf", "tiny")
+    cfg.stage1.batch_size, cfg.stage1.steps, cfg.stage1.log_every, cfg.stage1.compile = 4, 3, 1, mode
+    torch.manual_seed(0)
+    out = tmp_path / mode
+    ema = train(
+        UnifiedLatents(cfg), lambda i: IMAGES[torch.as_tensor(i)], 16, cfg.stage1, out, to_dict(cfg),
+        log_path=out / "log.tsv", progress=False,
+    )  # fmt: skip
+    with open(out / "log.tsv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f, delimiter="\t")]
+    return losses, ema.state_dict()
+
+
+def test_the_modes_are_the_schemas():
+    assert compiled.MODES == COMPILE_MODES
+    assert compiled.wanted("auto", torch.device("cuda")) and not compiled.wanted("auto", torch.device("cpu"))
+    assert compiled.wanted("inductor", torch.device("cpu")) and not compiled.wanted("eager", torch.device("cuda"))
+
+
+def test_a_failed_compilation_falls_back_to_eager_with_one_warning(tmp_path, monkeypatch):
+    def broken(module):
+        def call(*args, **kwargs):
+            raise RuntimeError("InductorError: no C++ compiler found\nmore lines")
+
+        return call
+
+    eager_losses, eager_w = _run(tmp_path, "eager")
+    monkeypatch.setattr(torch, "compile", broken)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses, w = _run(tmp_path, "inductor")
+    said = [str(c.message) for c in caught if "torch.compile" in str(c.message)]
+    assert said == ["train: torch.compile failed (InductorError: no C++ compiler found); training on in eager mode"]
+    assert losses == eager_losses and all(torch.equal(w[k], eager_w[k]) for k in w)
+
+
+@pytest.mark.slow
+def test_inductor_trains_as_eager_does_within_float_tolerance(tmp_path):
+    eager_losses, eager_w = _run(tmp_path, "eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a fallback here would hide what is tested
+        losses, w = _run(tmp_path, "inductor")
+    assert losses == pytest.approx(eager_losses, rel=1e-4)
+    for k in w:
+        torch.testing.assert_close(w[k], eager_w[k], rtol=1e-3, atol=1e-5)
