@@ -31,7 +31,9 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def compare(name: str, eager, compiled, steps: int, repeats: int, unit: str, per_step: int) -> None:
+def compare(
+    name: str, eager, compiled, steps: int, repeats: int, unit: str, per_step: int, call: str = "steps"
+) -> None:
     """eager() and compiled() run one step each; prints the comparison line."""
     first_eager = timed(eager)
     first_compiled = timed(compiled)  # compiles here
@@ -41,7 +43,7 @@ def compare(name: str, eager, compiled, steps: int, repeats: int, unit: str, per
             best[mode] = min(best[mode], timed(lambda fn=fn: [fn() for _ in range(steps)]) / steps)
     compile_s = first_compiled - first_eager
     gain = best["eager"] - best["inductor"]
-    pays = f"pays off after {compile_s / gain:,.0f} steps" if gain > 0 else "never pays off"
+    pays = f"pays off after {compile_s / gain:,.0f} {call}" if gain > 0 else "never pays off"
     print(
         f"{name}: eager {per_step / best['eager']:.1f} {unit}/s, inductor {per_step / best['inductor']:.1f} {unit}/s "
         f"= {best['eager'] / best['inductor']:.2f}x; compile {compile_s:.0f} s, {pays}"
@@ -108,7 +110,7 @@ def main() -> None:
 
         compare(
             f"sampling ({dsteps} decoder steps, {n} images)",
-            decode(ul), decode(comp_s), 1, max(1, args.repeats - 1), "images", n,
+            decode(ul), decode(comp_s), 1, max(1, args.repeats - 1), "images", n, f"decodes of {n} images",
         )  # fmt: skip
 
 
