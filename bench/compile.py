@@ -79,24 +79,17 @@ def main() -> None:
     torch.manual_seed(0)
 
     ul = UnifiedLatents(cfg)
-    b1 = cfg.stage1.batch_size
-    eager_m, comp_m = ul, copy.deepcopy(ul)
-    compare(
-        f"stage-1 train (batch {b1})",
-        train_step(eager_m, b1, ul.x_shape, gen)(eager_m),
-        train_step(comp_m, b1, ul.x_shape, gen)(torch.compile(comp_m)),
-        args.steps, args.repeats, "steps", 1,
-    )  # fmt: skip
-
-    base = BaseModel(cfg)
-    b2 = cfg.stage2.batch_size
-    eager_b, comp_b = base, copy.deepcopy(base)
-    compare(
-        f"stage-2 train (batch {b2})",
-        train_step(eager_b, b2, ul.z_shape, gen)(eager_b),
-        train_step(comp_b, b2, ul.z_shape, gen)(torch.compile(comp_b)),
-        args.steps, args.repeats, "steps", 1,
-    )  # fmt: skip
+    for stage, model, batch, shape in (
+        ("stage-1", ul, cfg.stage1.batch_size, ul.x_shape),
+        ("stage-2", BaseModel(cfg), cfg.stage2.batch_size, ul.z_shape),
+    ):
+        twin = copy.deepcopy(model)
+        compare(
+            f"{stage} train (batch {batch})",
+            train_step(model, batch, shape, gen)(model),
+            train_step(twin, batch, shape, gen)(torch.compile(twin)),
+            args.steps, args.repeats, "steps", 1,
+        )  # fmt: skip
 
     n, dsteps = args.samples, cfg.sample.decoder_steps
     ul.eval()
