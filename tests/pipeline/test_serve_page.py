@@ -70,6 +70,8 @@ def test_the_page_in_a_real_browser(server, tmp_path):
     good, bad = tmp_path / "shirt.png", tmp_path / "notes.png"
     good.write_bytes(png(noise(5, 32, 32)))
     bad.write_bytes(b"these are notes, not an image")
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (32, 32), (200, 10, 10, 0)).save(clear)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -96,6 +98,11 @@ def test_the_page_in_a_real_browser(server, tmp_path):
         page.wait_for_selector("#message.error")
         message = page.inner_text("#message")
         assert message.startswith("error: notes.png: unreadable image") and "\n" not in message
+
+        page.set_input_files("#file", str(clear))  # transparency: the commands' words, and where to change it here
+        page.wait_for_function("document.querySelector('#message').textContent.includes('Transparency menu')")
+        page.select_option("#background", "white")
+        page.wait_for_function("document.querySelector('#message').textContent.startsWith('clear.png: ')")
 
         page.select_option("#pick", "1")  # a held-out image: the server is still serving
         page.wait_for_function("document.querySelector('#message').textContent.startsWith('held-out #1')")

@@ -115,7 +115,8 @@ async function run() {
     $("redraw").disabled = false;
     say(uploadName + ": " + out.rows.length + " model(s), ordered by bits; seed " + out.seed);
   } catch (e) {
-    say(e.message, true);
+    const hint = e.message.includes("data.background") ? " (here: the Transparency menu above)" : "";
+    say(e.message + hint, true);
   }
 }
 
