@@ -63,6 +63,10 @@ def test_inductor_trains_as_eager_does_within_float_tolerance(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a fallback here would hide what is tested
         losses, w = _run(tmp_path, "inductor")
-    assert losses == pytest.approx(eager_losses, rel=1e-4)
+    assert losses == pytest.approx(eager_losses, rel=1e-4)  # each step's loss: the check that bites
+    # The weights can only be bounded: the decoder's zero-initialised output layer gives its inputs an
+    # exactly zero gradient in eager mode and float noise of ~1e-12 compiled, which Adam's first
+    # steps turn into moves of up to lr either way (as in tests/unit/test_train.py's torchrun check).
+    lr, steps = preset_config(ROOT / "conf", "tiny").stage1.lr, 3
     for k in w:
-        torch.testing.assert_close(w[k], eager_w[k], rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(w[k], eager_w[k], rtol=0, atol=2 * steps * lr)
