@@ -53,7 +53,9 @@ class Autoencoder:
         cls, path: str | Path = "models/stage1", device: str | torch.device = "cpu", precision: str = "fp32"
     ) -> Autoencoder:
         model, _ = export.load(path, device, expect=UnifiedLatents)
-        return cls(model, export.identity(path), export.read_meta(path).get("latents"), precision)
+        meta = export.read_meta(path)
+        identity = meta.get("weights_sha256") or export.identity(path)  # load checked the file against it
+        return cls(model, identity, meta.get("latents"), precision)
 
     @property
     def config(self) -> Config:

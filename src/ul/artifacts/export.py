@@ -125,10 +125,11 @@ def read_meta(folder: str | Path) -> dict:
     return meta
 
 
-def read_config(folder: str | Path) -> tuple[type, Config]:
-    """The class and config of an export, checked like params.yaml."""
+def read_config(folder: str | Path, meta: dict | None = None) -> tuple[type, Config]:
+    """The class and config of an export (from its `meta`, when the caller has read it), checked
+    like params.yaml."""
     path = Path(folder) / CONFIG
-    meta = read_meta(folder)
+    meta = read_meta(folder) if meta is None else meta
     try:
         kind = meta.get("class")
         if kind not in CLASSES:
@@ -147,14 +148,15 @@ def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -
     folder = Path(folder)
     if not folder.is_dir():
         raise ExportError(f"{folder}: no exported model folder here (did the training stage run?)")
-    cls, cfg = read_config(folder)
+    meta = read_meta(folder)
+    cls, cfg = read_config(folder, meta)
     if expect is not None and not issubclass(cls, expect):
         names = " or ".join(c.__name__ for c in (expect if isinstance(expect, tuple) else (expect,)))
         raise ExportError(f"{folder}: holds a {cls.__name__}, expected a {names}")
     path = folder / WEIGHTS
     _require_file(path)
     _check_shapes(cls, cfg, path)  # before anything is allocated: a config may ask for a huge network
-    recorded = read_meta(folder).get("weights_sha256")  # exports before it was recorded load unchecked
+    recorded = meta.get("weights_sha256")  # exports before it was recorded load unchecked
     if recorded is not None and recorded != sha256_file(path):
         raise ExportError(f"{path}: sha256 differs from the weights_sha256 {CONFIG} records: damaged or altered")
     try:

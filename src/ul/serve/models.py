@@ -20,6 +20,7 @@ from ul.api import Autoencoder, LatentDiffusion
 from ul.artifacts import export
 from ul.common.errors import ExportError
 from ul.common.images import from_uint8, png_bytes
+from ul.common.shards import ShardReader
 from ul.core import rng
 from ul.core.model import BaseModel
 from ul.eval.psnr import psnr_db
@@ -124,8 +125,6 @@ def card(s: Served) -> str:
 
 def held_out(root: Path, count: int = 8) -> list[np.ndarray]:
     """The first `count` images of the pipeline's held-out split (data/decoded/test), if there."""
-    from ul.common.shards import ShardReader
-
     folder = root / "data" / "decoded" / "test"
     if not (folder / "index.json").is_file():
         return []
