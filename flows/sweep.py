@@ -1,7 +1,7 @@
 """`ul-sweep`: a grid of DVC experiments, run from DVC's queue, gathered into a table and a
 rate-distortion plot.
 
-    python -m flows.sweep ul.loss_factor=1.3,1.5,1.7,1.9,2.1 [--set preset=ci] [--jobs 1]
+    python -m flows.sweep unified.loss_factor=1.3,1.5,1.7,1.9,2.1 [--set preset=ci] [--jobs 1]
 
 Each point of the grid is queued as `dvc exp run --queue --name <sweep>-NN -S key=value ...`, the
 queue is run with `dvc exp run --run-all` (its logs streamed to the run's log), and `dvc exp show
@@ -113,7 +113,7 @@ def ul_sweep(
     plot_path: str | None = None,
     timeout_s: float = 7 * 24 * 3600.0,
 ) -> dict:
-    """Queue one DVC experiment per point of `grid` (default ul.loss_factor 1.3 … 2.1), run the queue,
+    """Queue one DVC experiment per point of `grid` (default unified.loss_factor 1.3 … 2.1), run the queue,
     and report a table and a rate-distortion plot.
 
     overrides: set on every experiment (e.g. ["preset=ci"]); name: experiment name prefix (default
@@ -121,7 +121,7 @@ def ul_sweep(
     """
     log = get_run_logger()
     repo = common.repo_dir(repo_dir)
-    grid = grid or {"ul.loss_factor": [1.3, 1.5, 1.7, 1.9, 2.1]}
+    grid = grid or {"unified.loss_factor": [1.3, 1.5, 1.7, 1.9, 2.1]}
     prefix = name or f"sweep-{str(runtime.flow_run.id or 'local')[:8]}"
     names = {f"{prefix}-{i:02d}": point for i, point in enumerate(grid_points(grid))}
     for point in names.values():  # DVC resolves `${...}` itself when it composes params.yaml: refuse first

@@ -64,7 +64,7 @@ def test_a_params_file_that_attacks_through_yaml_is_one_error_at_once(tmp_path, 
 
 @pytest.mark.parametrize(
     "key, value",
-    [("noise.logsnr", ".inf"), ("ul.sigmoid_bias", ".nan"), ("stage1.lr", "-.inf"), ("data.fps", ".nan")],
+    [("noise.logsnr", ".inf"), ("unified.sigmoid_bias", ".nan"), ("stage1.lr", "-.inf"), ("data.fps", ".nan")],
 )
 def test_every_float_param_is_checked_finite(tmp_path, ci_params, key, value, capsys):
     section, name = key.split(".")
@@ -133,7 +133,7 @@ def _edit_config(folder: Path, edit) -> None:
     "edit, message",
     [
         (lambda m: m["config"]["noise"].update(logsnr=float("inf")), "Infinity is not a number JSON allows"),
-        (lambda m: m["config"]["ul"].update(loss_factor=float("nan")), "NaN is not a number JSON allows"),
+        (lambda m: m["config"]["unified"].update(loss_factor=float("nan")), "NaN is not a number JSON allows"),
         (lambda m: m["training"].update(deep=json.loads("[" * 50 + "]" * 50)), "nests deeper than 32"),
     ],
 )

@@ -120,7 +120,7 @@ def test_a_flow_refuses_interpolations_before_dvc_resolves_them():
 
     with pytest.raises(ConfigError, match=r"data.source='\$\{oc.env:AWS_SECRET_ACCESS_KEY\}': interpolations"):
         common.refuse_interpolations(["preset=ci", "data.source=${oc.env:AWS_SECRET_ACCESS_KEY}"])
-    common.refuse_interpolations(["preset=ci", "ul.loss_factor=1.5"])
+    common.refuse_interpolations(["preset=ci", "unified.loss_factor=1.5"])
 
 
 def test_dvc_exp_run_refuses_an_interpolation_before_params_yaml_is_written(tmp_path):

@@ -580,7 +580,7 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
     repo = deployed.repo
     with server.client() as c:
         run = run_deployment(
-            "ul-sweep/sweep", {"grid": {"ul.loss_factor": [1.5, 2.1]}, "overrides": CI, "name": "t-sweep"}
+            "ul-sweep/sweep", {"grid": {"unified.loss_factor": [1.5, 2.1]}, "overrides": CI, "name": "t-sweep"}
         )
         try:
             run = wait_final(c, run.id, 840, alive=deployed.worker)
@@ -591,7 +591,7 @@ def test_sweep_queues_a_grid_and_plots_rate_distortion(server, deployed):
         assert run.state.type.value == "COMPLETED", f"{run.state.message}\n{logs[-3000:]}"
         assert "Running stage 'train_stage1'" in logs and "Reproducing experiment 't-sweep-01'" in logs
         rows = artifacts(c, run.id)["ul-sweep-results"]
-    assert [(r["experiment"], r["ul.loss_factor"], r["state"]) for r in rows] == [
+    assert [(r["experiment"], r["unified.loss_factor"], r["state"]) for r in rows] == [
         ("t-sweep-00", "1.5", "success"),
         ("t-sweep-01", "2.1", "success"),
     ]

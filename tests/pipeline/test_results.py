@@ -79,7 +79,7 @@ def test_report_is_built_from_dvc_experiments(targets_run):
     assert set(rows) == {f"target-{t}" for t in studies.TARGETS}
     show = report.parse_show(json.loads(sh(["dvc", "exp", "show", "--json", "--all-commits"], proj).stdout))
     for name, row in rows.items():
-        assert row["params"]["ul.target_bits_per_pixel"] == float(name.split("-")[1])
+        assert row["params"]["unified.target_bits_per_pixel"] == float(name.split("-")[1])
         assert row["params"] == show[name]["params"] and row["rev"] == show[name]["rev"]
         assert row["stage1"]["train_flops"] > 0 and row["stage1"]["steps"] == 60
     # the "reached" column is the EMA model's rate in the experiment's own logged curve, from its

@@ -62,7 +62,7 @@ def test_the_video_study_runs_and_reports_fvd_with_animated_grids(video_project)
         assert math.isfinite(got[name]["metrics"]["gfvd"]), name
         with Image.open(video_project / f"report/{name}-samples.png") as im:
             assert im.n_frames == 16
-    assert got["video-lf1.5"]["params"]["ul.loss_factor"] == 1.5
+    assert got["video-lf1.5"]["params"]["unified.loss_factor"] == 1.5
 
 
 def test_the_ul_command_reads_and_writes_clips(video_project, tmp_path):

@@ -1,4 +1,4 @@
-"""The KL-VAE baseline (`latent: klvae`) and the bitrate target (`ul.target_bits_per_pixel`)."""
+"""The KL-VAE baseline (`latent: klvae`) and the bitrate target (`unified.target_bits_per_pixel`)."""
 
 import copy
 import math
@@ -79,7 +79,7 @@ def test_the_rate_controller_settles_on_a_plant_that_lags_and_drifts():
 
 
 def test_a_rate_target_moves_the_loss_factor_inside_the_model_and_its_state():
-    cfg = preset_config("ci", **{"ul.target_bits_per_pixel": 10.0})  # far above what a fresh model spends
+    cfg = preset_config("ci", **{"unified.target_bits_per_pixel": 10.0})  # far above what a fresh model spends
     model = UnifiedLatents(cfg)
     (target,) = callbacks(model, cfg)
     assert target.controller.hold == round(0.3 * cfg.stage1.steps)

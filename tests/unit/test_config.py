@@ -76,8 +76,8 @@ def test_integer_logsnr_is_accepted_as_float():
         ("noise.logsnr", "nan", "noise.logsnr"),
         ("stage1.steps", "0", "stage1.steps=0: must be > 0"),
         ("stage2.steps", "-5", "stage2.steps=-5"),
-        ("ul.loss_factor", "0", "ul.loss_factor=0.0: must be > 0"),
-        ("ul.loss_factor", "-1.5", "ul.loss_factor=-1.5"),
+        ("unified.loss_factor", "0", "unified.loss_factor=0.0: must be > 0"),
+        ("unified.loss_factor", "-1.5", "unified.loss_factor=-1.5"),
         ("noise.logsnr_min", "6", "noise.logsnr_min=6.0: must be < noise.logsnr"),
         ("decode.device", "tpu", "decode.device='tpu': must be one of auto, cpu, cuda"),
         ("decode.device", "gpu", "decode.device='gpu': must be one of auto, cpu, cuda"),
@@ -96,10 +96,10 @@ def test_bad_values_fail_naming_key_and_value(key, value, message):
 
 def test_loss_factor_at_most_one_warns_of_collapse():
     with pytest.warns(UserWarning, match="posterior collapse"):
-        preset_config("ci", **{"ul.loss_factor": 1.0})
+        preset_config("ci", **{"unified.loss_factor": 1.0})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        preset_config("ci", **{"ul.loss_factor": 1.3})
+        preset_config("ci", **{"unified.loss_factor": 1.3})
 
 
 def test_load_names_missing_file_and_applies_overrides(tmp_path):
@@ -113,8 +113,8 @@ def test_gpu_preset_adapts_the_decoder_weighting_to_its_resolution():
     """Resolution adaptation moves the decoder's sigmoid bias by 2·log(d_ref/d), the reference being
     the default preset (32 pixels, b = 0); the schedule shift would not change the objective."""
     ref, gpu = preset_config("cpu"), preset_config("gpu")
-    adapted = ref.ul.sigmoid_bias + 2 * math.log(ref.data.resolution / gpu.data.resolution)
-    assert gpu.ul.sigmoid_bias == pytest.approx(adapted, abs=1e-4)
+    adapted = ref.unified.sigmoid_bias + 2 * math.log(ref.data.resolution / gpu.data.resolution)
+    assert gpu.unified.sigmoid_bias == pytest.approx(adapted, abs=1e-4)
 
 
 def test_sampler_choices_are_the_samplers():

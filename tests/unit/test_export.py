@@ -42,3 +42,21 @@ def test_canonical_keeps_every_tensor_and_the_metadata():
     back = load(data)
     assert back.keys() == state.keys() and all(torch.equal(back[k], v) for k, v in state.items())
     assert data[8:].startswith(b'{"__metadata__":{"class":"c","format":"f"}')
+
+
+def test_an_export_written_before_the_rename_to_unified_still_loads(tiny_export, tmp_path):
+    """Exports from before the config section `ul` and `latent: ul` were renamed `unified`."""
+    import json
+    import shutil
+
+    from ul.artifacts import export
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_export / "stage1", old)
+    meta = json.loads((old / "config.json").read_text())
+    config = meta["config"]
+    meta["config"] = {("ul" if k == "unified" else k): v for k, v in config.items()} | {"latent": "ul"}
+    (old / "config.json").write_text(json.dumps(meta))
+    model, cfg = export.load(old)
+    assert cfg == export.load(tiny_export / "stage1")[1] and cfg.latent == "unified"
+    assert type(model).__name__ == "UnifiedLatents"

@@ -129,7 +129,7 @@ def _expected_decoder_loss(schedule, bias, s2=0.25, loss_factor=2.1, n=2**16):
 
 def test_decoder_objective_moves_with_the_sigmoid_bias_not_the_schedule_shift():
     """The weight is a function of λ, so E[L_x] is one integral over [λ_min, λ_max] whatever the
-    schedule: the shift (ul.decoder_logsnr_shift; −2.0794 was the gpu preset's) changes only the
+    schedule: the shift (unified.decoder_logsnr_shift; −2.0794 was the gpu preset's) changes only the
     variance of the estimate. Moving the bias (the gpu preset's 2·log(32/256)) changes the objective."""
     s2, loss_factor = 0.25, 2.1
     plain, plain_var = _expected_decoder_loss(CosineLogSNR(-15.0, 15.0), 0.0)

@@ -48,7 +48,7 @@ def test_precision_is_a_checked_param(ci_cfg):
         from_dict(raw)
 
 
-@pytest.mark.parametrize("latent", ["ul", "klvae"])
+@pytest.mark.parametrize("latent", ["unified", "klvae"])
 def test_bf16_terms_are_float32(ci_cfg, latent):
     ci_cfg.latent = latent
     gen = torch.Generator().manual_seed(0)

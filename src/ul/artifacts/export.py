@@ -136,11 +136,22 @@ def read_config(folder: str | Path, meta: dict | None = None) -> tuple[type, Con
             raise ExportError(
                 f"{path}: unknown model class {kind!r}; this version of ul loads {', '.join(sorted(CLASSES))}"
             )
-        return CLASSES[kind], from_dict(meta["config"])
+        return CLASSES[kind], from_dict(_renamed(meta["config"]))
     except ExportError:
         raise
     except (ValueError, KeyError, TypeError, ConfigError) as err:
         raise ExportError(f"{path}: not a ul model config ({type(err).__name__}: {err})".splitlines()[0]) from None
+
+
+def _renamed(config: dict) -> dict:
+    """An export's config in today's names: exports written before the config section `ul` and
+    the value `latent: ul` were renamed `unified` (the package is `ul`) still load."""
+    if not isinstance(config, dict):
+        return config
+    config = {("unified" if k == "ul" and "unified" not in config else k): v for k, v in config.items()}
+    if config.get("latent") == "ul":
+        config["latent"] = "unified"
+    return config
 
 
 def load(folder: str | Path, device="cpu", expect: type | tuple | None = None) -> tuple[nn.Module, Config]:

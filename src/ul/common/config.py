@@ -74,7 +74,7 @@ class NoiseConfig:
 
 
 @dataclass
-class ULConfig:
+class UnifiedConfig:
     loss_factor: float = 2.5  # c_lf, the decoder loss factor
     # b, the decoder's sigmoid weighting bias: it sets the objective. Adapt it to resolution d as
     # b_ref + 2·log(d_ref/d), with d_ref = 32, where b_ref = 0 (the gpu preset: 2·log(32/256)).
@@ -172,12 +172,12 @@ class EvalConfig:
 @dataclass
 class Config:
     preset: str = "cpu"
-    latent: str = "ul"  # ul | klvae: which stage-1 autoencoder makes the latents
+    latent: str = "unified"  # unified | klvae: which stage-1 autoencoder makes the latents
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    ul: ULConfig = field(default_factory=ULConfig)
+    unified: UnifiedConfig = field(default_factory=UnifiedConfig)
     klvae: KLVAEConfig = field(default_factory=KLVAEConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     prior: UNetConfig = field(default_factory=lambda: UNetConfig(channels=[64], blocks=2))

@@ -47,27 +47,27 @@ def validate(cfg):
     _finite(cfg)
     n = cfg.noise
     _check(n.logsnr_min < n.logsnr, "noise.logsnr_min", n.logsnr_min, f"must be < noise.logsnr ({n.logsnr})")
-    _check(cfg.ul.loss_factor > 0, "ul.loss_factor", cfg.ul.loss_factor, "must be > 0")
-    if cfg.ul.loss_factor <= 1:
+    _check(cfg.unified.loss_factor > 0, "unified.loss_factor", cfg.unified.loss_factor, "must be > 0")
+    if cfg.unified.loss_factor <= 1:
         warnings.warn(
-            f"ul.loss_factor={cfg.ul.loss_factor} <= 1: the decoder gains nothing from the latent "
+            f"unified.loss_factor={cfg.unified.loss_factor} <= 1: the decoder gains nothing from the latent "
             "that the prior does not charge more for; expect posterior collapse",
             stacklevel=2,
         )
     _check(
-        cfg.ul.decoder_logsnr_min < cfg.ul.decoder_logsnr_max,
-        "ul.decoder_logsnr_min",
-        cfg.ul.decoder_logsnr_min,
-        "must be < ul.decoder_logsnr_max",
+        cfg.unified.decoder_logsnr_min < cfg.unified.decoder_logsnr_max,
+        "unified.decoder_logsnr_min",
+        cfg.unified.decoder_logsnr_min,
+        "must be < unified.decoder_logsnr_max",
     )
-    target = cfg.ul.target_bits_per_pixel
+    target = cfg.unified.target_bits_per_pixel
     _check(
         target is None or (math.isfinite(target) and target > 0),
-        "ul.target_bits_per_pixel",
+        "unified.target_bits_per_pixel",
         target,
         "must be null or a finite number > 0",
     )
-    _choice("latent", cfg.latent, ("ul", "klvae"))
+    _choice("latent", cfg.latent, ("unified", "klvae"))
     _check(
         math.isfinite(cfg.klvae.kl_weight) and cfg.klvae.kl_weight >= 0,
         "klvae.kl_weight",

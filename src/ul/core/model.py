@@ -56,10 +56,10 @@ class UnifiedLatents(nn.Module):
         self.logsnr0 = float(cfg.noise.logsnr)
         self.prior_schedule = LinearLogSNR(cfg.noise.logsnr_min, self.logsnr0)
         self.decoder_schedule = CosineLogSNR(
-            cfg.ul.decoder_logsnr_min, cfg.ul.decoder_logsnr_max, cfg.ul.decoder_logsnr_shift
+            cfg.unified.decoder_logsnr_min, cfg.unified.decoder_logsnr_max, cfg.unified.decoder_logsnr_shift
         )
         # c_lf lives in the state (checkpointed, exported) because a rate target moves it in training.
-        self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.ul.loss_factor)))
+        self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.unified.loss_factor)))
         self.register_buffer("rate_ema", torch.tensor(-1.0))  # bits per pixel, < 0 until measured
 
     @property
@@ -115,7 +115,7 @@ class UnifiedLatents(nn.Module):
                 self.decoder_schedule,
                 noise.decoder,
                 self.loss_factor,
-                self.cfg.ul.sigmoid_bias,
+                self.cfg.unified.sigmoid_bias,
             )
         )
         terms["loss"] = terms["prior"] + terms["decoder"]
@@ -139,7 +139,7 @@ class BaseModel(nn.Module):
         )
         # UL: the schedule tops out at λ(0) and samples end there, noisy (Algorithm 2). The KL-VAE
         # baseline's decoder wants clean latents: its base model runs to λ_max = −λ_min and ends clean.
-        self.end_noisy = cfg.latent == "ul"
+        self.end_noisy = cfg.latent == "unified"
         top = self.logsnr0 if self.end_noisy else -cfg.noise.logsnr_min  # symmetric: λ_max = −λ_min
         self.schedule = CosineLogSNR(cfg.noise.logsnr_min, top)
         # The model sees latents × latent_scale (1 for UL; 1/std for the KL-VAE, as SD scales them).
@@ -189,4 +189,4 @@ def stage1_model(cfg: Config) -> nn.Module:
     """The stage-1 autoencoder that `latent` names: UnifiedLatents, or the KL-VAE baseline."""
     from ul.core.klvae import KLVAE
 
-    return {"ul": UnifiedLatents, "klvae": KLVAE}[cfg.latent](cfg)
+    return {"unified": UnifiedLatents, "klvae": KLVAE}[cfg.latent](cfg)

@@ -42,7 +42,7 @@ class UnifiedLatentsVAE(ModelMixin, ConfigMixin):
     def __init__(self, ul_config: dict, latents: dict | None = None, scaling_factor: float = 1.0):
         super().__init__()
         cfg = from_dict(ul_config)
-        if cfg.latent != "ul":
+        if cfg.latent != "unified":
             raise ValueError(f"latent={cfg.latent!r}: the diffusers adapter holds a Unified Latents model")
         self.ul = UnifiedLatents(cfg)
 

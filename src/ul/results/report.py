@@ -195,13 +195,18 @@ def _pairs(xs: list[Experiment], key_x, key_y):
 
 def rate_distortion(exps: dict, out: Path) -> str:
     xs = [exps[n] for n in studies.STUDIES["rate-distortion"] if n in exps]
-    rows = [[_fmt(x.params.get("ul.loss_factor")), *quality(x)] for x in xs]
+    rows = [[_fmt(x.params.get("unified.loss_factor")), *quality(x)] for x in xs]
     bpp = lambda x: x.metrics.get("latent_bits_per_pixel")  # noqa: E731
     panels = []
     for key, label in (("psnr_db", "PSNR (dB) ↑"), ("gfid", "gFID ↓"), ("rfid", "rFID ↓")):
         a, b, pts = _pairs(xs, bpp, lambda x, k=key: x.metrics.get(k))
         panels.append(
-            ("latent bits per pixel", label, [("UL", a, b, [f"c={p[2].params['ul.loss_factor']}" for p in pts])], False)
+            (
+                "latent bits per pixel",
+                label,
+                [("UL", a, b, [f"c={p[2].params['unified.loss_factor']}" for p in pts])],
+                False,
+            )
         )
     plot_panels(out / "rate-distortion.png", panels, "Rate–distortion over the loss factor c_lf (λ(0) = 5)")
     return (
@@ -229,13 +234,13 @@ def ul_vs_klvae(exps: dict, out: Path) -> str:
         for x in xs
     ]
     series = []
-    for latent in ("ul", "klvae"):
+    for latent, label in (("unified", "UL"), ("klvae", "KL-VAE")):
         a, b, pts = _pairs(
             [x for x in xs if x.params.get("latent") == latent],
             lambda x: x.stage2.get("train_flops"),
             lambda x: x.metrics.get("gfid"),
         )
-        series.append((latent, a, b, [f"{int(p[2].params['stage2.steps'])} steps" for p in pts]))
+        series.append((label, a, b, [f"{int(p[2].params['stage2.steps'])} steps" for p in pts]))
     plot_panels(
         out / "ul-vs-klvae.png",
         [("stage-2 training FLOPs (counted)", "gFID ↓", series, True)],
@@ -254,7 +259,7 @@ def targets(exps: dict, out: Path) -> str:
     xs = [exps[n] for n in studies.STUDIES["bitrate-targets"] if n in exps]
     rows = []
     for x in xs:
-        t, reached = x.params.get("ul.target_bits_per_pixel"), reached_bpp(x)
+        t, reached = x.params.get("unified.target_bits_per_pixel"), reached_bpp(x)
         lf = x.curve1[-1].get("loss_factor") if x.curve1 else None
         err = (reached / t - 1) * 100 if reached and t else None
         rows.append(
@@ -284,11 +289,11 @@ def targets(exps: dict, out: Path) -> str:
             ),
         ],
         "Ask for a bitrate: the loss factor steered by the rate controller",
-        hlines={1: [(x.params["ul.target_bits_per_pixel"], "target") for x in xs]},
+        hlines={1: [(x.params["unified.target_bits_per_pixel"], "target") for x in xs]},
     )
     header = ["target bits/pixel", "reached (EMA model, last 2 logs)", "error", "within ±10%", "final loss factor"]
     return (
-        "## Bitrate targets (`ul.target_bits_per_pixel`)\n\n"
+        "## Bitrate targets (`unified.target_bits_per_pixel`)\n\n"
         + table(header, rows)
         + "\n![bitrate-targets](bitrate-targets.png)\n"
     )
@@ -323,7 +328,7 @@ def video(exps: dict, out: Path) -> str:
         m = x.metrics
         keys = ("latent_bits_per_image", "latent_bits_per_frame", "latent_bits_per_pixel", "psnr_db", "rfid", "gfid")
         keys += ("rfvd", "gfvd", "fvd_num_clips", "latent_use_elbo_nats")
-        rows.append([_fmt(x.params.get("ul.loss_factor")), *(m.get(k) for k in keys)])
+        rows.append([_fmt(x.params.get("unified.loss_factor")), *(m.get(k) for k in keys)])
     grids = []
     for x in xs:
         for name in ("samples", "reconstructions"):

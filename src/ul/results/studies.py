@@ -23,15 +23,16 @@ class Point:
 
 
 def _lf(c: float) -> Point:
-    return Point(f"rd-lf{c}", (f"ul.loss_factor={c}",))
+    return Point(f"rd-lf{c}", (f"unified.loss_factor={c}",))
 
 
 def _steps(latent: str, steps: int) -> Point:
-    return Point(f"{latent}-s2-{steps}", (f"latent={latent}", f"stage2.steps={steps}"))
+    short = {"unified": "ul"}.get(latent, latent)  # the experiment names the results already carry
+    return Point(f"{short}-s2-{steps}", (f"latent={latent}", f"stage2.steps={steps}"))
 
 
 def _target(bpp: float) -> Point:
-    return Point(f"target-{bpp}", (f"ul.target_bits_per_pixel={bpp}",), stop_at="train_stage1")
+    return Point(f"target-{bpp}", (f"unified.target_bits_per_pixel={bpp}",), stop_at="train_stage1")
 
 
 BUDGETS = (125, 250, 500)  # stage-2 steps of 128 latents
@@ -45,19 +46,19 @@ DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep p
 # loss factors from the ends of the range inwards.
 POINTS: tuple[Point, ...] = (
     DEFAULT,
-    *(_steps("ul", s) for s in BUDGETS if s != 500),
+    *(_steps("unified", s) for s in BUDGETS if s != 500),
     *(_target(t) for t in TARGETS),
     *(_steps("klvae", s) for s in sorted(BUDGETS, reverse=True)),
     Point("logsnr0-10.0", ("noise.logsnr=10.0",)),
     *(_lf(c) for c in (1.3, 3.0, 1.7, 2.5, 1.5, 1.9)),
     Point("logsnr0-3.0", ("noise.logsnr=3.0",)),
-    *(Point(f"video-lf{c}", (f"ul.loss_factor={c}",), preset="preset=video") for c in VIDEO_LOSS_FACTORS),
+    *(Point(f"video-lf{c}", (f"unified.loss_factor={c}",), preset="preset=video") for c in VIDEO_LOSS_FACTORS),
 )
 
 STUDIES: dict[str, tuple[str, ...]] = {
     "rate-distortion": tuple(_lf(c).name for c in LOSS_FACTORS),
     "logsnr0": tuple(DEFAULT.name if v == 5.0 else f"logsnr0-{v}" for v in LOGSNR0),  # in the order of LOGSNR0
-    "ul-vs-klvae": (*(DEFAULT.name if s == 500 else _steps("ul", s).name for s in BUDGETS),)
+    "ul-vs-klvae": (*(DEFAULT.name if s == 500 else _steps("unified", s).name for s in BUDGETS),)
     + tuple(_steps("klvae", s).name for s in BUDGETS),
     "bitrate-targets": tuple(_target(t).name for t in TARGETS),
     "video": tuple(f"video-lf{c}" for c in sorted(VIDEO_LOSS_FACTORS)),

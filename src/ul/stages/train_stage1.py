@@ -3,7 +3,7 @@
     python -m ul.stages.train_stage1 [--params params.yaml] [--data data/decoded] [--out models/stage1]
     torchrun --nproc_per_node=N -m ul.stages.train_stage1     (data parallel; rank 0 writes)
 
-Reads seed, data.*, noise.*, ul.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
+Reads seed, data.*, noise.*, unified.*, klvae.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
 (atomic, every stage1.ckpt_every steps: a killed run resumes from it when re-run with the same
 parameters and data), the export <out>/{model.safetensors,config.json,README.md} (EMA weights,
 config with the latents' statistics over the training split, model card; `ul.Autoencoder.load(<out>)`), the training curve
@@ -26,7 +26,7 @@ from ul.stages import _cli
 from ul.train import flops, rate_target, summary
 from ul.train.loop import train
 
-KEYS = ("seed", "latent", "data", "noise", "ul", "klvae", "encoder", "prior", "decoder", "stage1")
+KEYS = ("seed", "latent", "data", "noise", "unified", "klvae", "encoder", "prior", "decoder", "stage1")
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""A requested latent rate (ul.target_bits_per_pixel), reached in training: a callback of the
+"""A requested latent rate (unified.target_bits_per_pixel), reached in training: a callback of the
 training loop (ul.train.loop.train's `after_step`) that steers the loss factor c_lf, a buffer of the
 model (so it is checkpointed and exported), on the rate of the EMA weights."""
 
@@ -13,7 +13,7 @@ from ul.common.config import Config
 from ul.core.model import UnifiedLatents
 from ul.core.schedules import bits
 
-# The share of stage 1 a rate target holds c_lf at ul.loss_factor before steering: early on the
+# The share of stage 1 a rate target holds c_lf at unified.loss_factor before steering: early on the
 # untrained prior charges 10-40x the final rate (0.6 bits/pixel at step 25 of the sweep preset,
 # settling from about step 150), and steering on that drove c_lf to its floor and collapsed the
 # latent before the prior had learnt anything (docs/results/README.md).
@@ -67,5 +67,5 @@ class RateTarget:
 
 def callbacks(model, cfg: Config) -> list:
     """The stage-1 training callbacks the config asks for: a RateTarget under a rate target."""
-    target = cfg.ul.target_bits_per_pixel
+    target = cfg.unified.target_bits_per_pixel
     return [RateTarget(target, cfg.stage1.steps)] if target and isinstance(model, UnifiedLatents) else []
