@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ul.common.device import cuda_available
 from ul.data import manifest, rawshards
-from ul.data.decode import pil as decode_pil
 from ul.data.fetch.sources import fetch
+from ul.data.pixels import pil as decode_pil
 
 
 def _rate(batches, files, **opts) -> float:
@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
-    from ul.data.decode import dali as decode_dali  # after argparse so --help is fast
+    from ul.data.pixels import dali as decode_dali  # after argparse so --help is fast
 
     with tempfile.TemporaryDirectory(prefix="ul-bench-") as tmp:
         raw = Path(tmp) / "raw"

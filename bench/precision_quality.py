@@ -1,6 +1,6 @@
 """Does bf16 training keep quality? Equal-step stage-1 runs in fp32 and bf16, over several seeds.
 
-    python bench/precision_quality.py [--preset ci] [--steps 300] [--seeds 0 1] [--data data/decoded]
+    python bench/precision_quality.py [--preset ci] [--steps 300] [--seeds 0 1] [--data data/pixels]
 
 Trains the preset's stage-1 model (`stage1.precision` fp32, then bf16, same seed, same steps, same
 data: the preset's first `data.max_train` images of `--data`/train) and evaluates each in float32

@@ -8,7 +8,7 @@ with the manifest, as fetch does now (ul.data.rawshards). Both layouts are then 
 one temporary git + DVC repository, each as the output of a one-line stage, and timed side by
 side: `dvc commit` (hash + cache), the no-op `dvc repro` and `dvc status`, `dvc checkout` into an
 emptied workspace, the `source` stage's fingerprint of the loose folder as a user's `file://` source
-(cold: every file hashed; warm: unchanged, a stat per file; touched: 1% of the mtimes moved), and for the shards the decode and validate stages' own work (ul.data.decode.images on
+(cold: every file hashed; warm: unchanged, a stat per file; touched: 1% of the mtimes moved), and for the shards the decode and validate stages' own work (ul.data.pixels.images on
 DALI, ul.data.validate.tables and Great Expectations). Prints a table and the per-file slopes,
 and writes them as JSON. The estimate for ImageNet-1k in the README is drawn from these slopes.
 """
@@ -138,7 +138,7 @@ def measure(n: int, tmp: Path, only_source: bool = False) -> dict:
 
 def _stages(raw: Path, decoded: Path, validation: Path) -> dict:
     """The decode and validate stages' work on the shards."""
-    from ul.data.decode.images import decode
+    from ul.data.pixels.images import decode
     from ul.data.validate.gate import validate
 
     out = {"decode_s": _timed(lambda: decode(raw, decoded, 32, 1, device="cpu"))}

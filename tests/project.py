@@ -25,7 +25,7 @@ CHEAP = (
 ALL = {
     "source",
     "fetch",
-    "decode",
+    "pixels",
     "validate",
     "train_stage1",
     "cache_latents",

@@ -2,7 +2,7 @@
 
     python tools/relock_deps.py           # rewrite dvc.lock's deps of files in git (src/, tools/, ...)
     python tools/relock_deps.py --check   # exit 1, naming the stages, when dvc.lock's deps are stale
-    python tools/relock_deps.py --only source fetch decode validate   # only these stages
+    python tools/relock_deps.py --only source fetch pixels validate   # only these stages
 
 Moving or splitting modules changes what each stage depends on, not what it writes, so the
 reference run stays valid without re-training: only the deps entries of dvc.lock must follow. DVC

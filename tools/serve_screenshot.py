@@ -3,7 +3,7 @@ picked, eight samples drawn, in headless Debian Chromium.
 
     python tools/serve_screenshot.py PROJECT [--out docs/img/serve.png]
 
-PROJECT is a pipeline work tree with models/ and data/decoded/test (a `ci` run will do).
+PROJECT is a pipeline work tree with models/ and data/pixels/test (a `ci` run will do).
 """
 
 import argparse

@@ -5,7 +5,7 @@
     z0 = ae.noisy(ae.encode(x)); x_rec = ae.decode(z0)      # x: N×C×H×W floats in [-1, 1]
 
 Images are N×C×H×W floats in [-1, 1] on any device (`ul.inputs` turns files, PIL images and uint8
-arrays into that, as the decode stage does). Latents: `z_clean` = E(x), deterministic;
+arrays into that, as the pixels stage does). Latents: `z_clean` = E(x), deterministic;
 `z0` = α0·z_clean + σ0·ε, the noisy latent at λ(0) that the decoder is conditioned on and that the
 base model generates; `ae.latents` says their statistics and the scale for a model of your own.
 Rates are in bits.

@@ -27,7 +27,7 @@ from ul import extras
 from ul.common.errors import report
 
 MODEL_COMMANDS = ("encode", "decode", "reconstruct", "rate", "sample", "info", "export")
-STAGES = ("source", "fetch", "decode", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
+STAGES = ("source", "fetch", "pixels", "validate", "train_stage1", "cache_latents", "train_stage2", "evaluate")
 
 
 def _params(argv) -> int:
@@ -114,10 +114,7 @@ def _dispatch(argv) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("use a trained model (`ul <command> --help`):\n  " + "  ".join(MODEL_COMMANDS))
-        print(
-            "pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>` but for decode):\n  "
-            + "  ".join(commands)
-        )
+        print("pipeline stages (what `dvc repro` runs; `ul stage <name>`, or `ul <name>`):\n  " + "  ".join(commands))
         print("other:\n  serve  params  data pin  release  results   (see `ul serve --help`, `ul data --help`, ...)")
         return 0
     cmd, rest = argv[0], argv[1:]
@@ -135,7 +132,7 @@ def _dispatch(argv) -> int:
         from ul.results import cli
 
         return cli.main(rest)
-    if cmd == "stage" and rest:  # `ul stage decode` is the decode stage; `ul decode` decodes latents
+    if cmd == "stage" and rest:  # `ul stage pixels` is the pixels stage; `ul decode` decodes latents
         cmd, rest = rest[0], rest[1:]
     elif cmd in MODEL_COMMANDS:
         from ul import commands

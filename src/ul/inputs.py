@@ -1,8 +1,8 @@
-"""A user's images → model input, exactly as the decode stage prepares training data.
+"""A user's images → model input, exactly as the pixels stage prepares training data.
 
-Files go through the decode stage's Pillow path (`ul.data.decode.pil.transform`: the same channel
+Files go through the pixels stage's Pillow path (`ul.data.pixels.pil.transform`: the same channel
 conversion and the same centre pad/crop or resize as DALI), then `images.from_uint8` to [-1, 1];
-for a video model, video files go through the decode stage's PyAV path (`ul.data.decode.pyav`).
+for a video model, video files go through the pixels stage's PyAV path (`ul.data.pixels.pyav`).
 Every failure is an `InputError` that names the input and the reason.
 """
 
@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from ul.common.images import from_uint8
-from ul.data.decode import imagecheck, pil
 from ul.data.fetch.folder import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (VIDEO_SUFFIXES: for ul.commands)
+from ul.data.pixels import imagecheck, pil
 
 SUFFIXES = IMAGE_SUFFIXES  # the files the fetch stage takes from a folder (VIDEO_SUFFIXES for video)
 
@@ -65,7 +65,7 @@ def load_image(
     path: str | Path, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
 ) -> np.ndarray:
     """One image file → uint8 C×resolution×resolution, checked before it is decoded, by the decode
-    stage's policy (ul.data.decode.imagecheck; `background`: data.background for transparency)."""
+    stage's policy (ul.data.pixels.imagecheck; `background`: data.background for transparency)."""
     try:
         if (size := os.stat(path).st_size) > imagecheck.MAX_FILE_BYTES:  # read whole below: a bomb stops here
             raise InputError(f"{path}: {size:,} bytes; an image file is at most {imagecheck.MAX_FILE_BYTES:,}")
@@ -79,7 +79,7 @@ def image_from_bytes(
     data: bytes, name: str, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
 ) -> np.ndarray:
     """An image file's bytes (`name` for messages) → uint8 C×resolution×resolution, by the same policy."""
-    reason = imagecheck.quick(data, resolution, background)  # the pixel budget and image policy of the decode stage
+    reason = imagecheck.quick(data, resolution, background)  # the pixel budget and image policy of the pixels stage
     if reason:
         raise InputError(f"{name}: unreadable image ({reason})")
     try:
@@ -101,8 +101,8 @@ def transform_text(data) -> str:
 
 
 def load_clip(path: str | Path, frames: int, fps: float, resolution: int, channels: int, resize_mode: str):
-    """A video file → uint8 C×T×H×W, exactly as the decode stage reads it; InputError names the file."""
-    from ul.data.decode import pyav
+    """A video file → uint8 C×T×H×W, exactly as the pixels stage reads it; InputError names the file."""
+    from ul.data.pixels import pyav
 
     try:
         return pyav.load(str(path), frames, fps, resolution, channels, resize_mode)
@@ -114,7 +114,7 @@ def from_pil(
     im: Image.Image, resolution: int, channels: int, resize_mode: str, background: str = "refuse"
 ) -> torch.Tensor:
     """A PIL image → 1×C×H×W float in [-1, 1]; transparency as `background` says (data.background)."""
-    w, h = im.size  # the decode stage's policy (ul.data.decode.imagecheck), on an image already open
+    w, h = im.size  # the pixels stage's policy (ul.data.pixels.imagecheck), on an image already open
     if w * h > imagecheck.pixel_budget(resolution):
         raise InputError(f"image: {w}×{h} pixels, over the budget of {imagecheck.pixel_budget(resolution):,}")
     if im.mode not in imagecheck.MODES:

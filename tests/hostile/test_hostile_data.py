@@ -1,5 +1,5 @@
 """Hostile data after fetch (issue 9, classes 6, 7, 9): forged manifests, names that would shift
-rows or forge log lines, and `decode.on_error=skip` through validate."""
+rows or forge log lines, and `pixels.on_error=skip` through validate."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from datahelpers import class_folder
 
 from ul.data import manifest
-from ul.data.decode.images import decode
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
+from ul.data.pixels.images import decode
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """A real full disk (issue 9): a size-limited tmpfs is mounted for each test (root only; elsewhere
-the tests skip, saying why). Fetch, decode and a checkpoint write that run out of space fail with
+the tests skip, saying why). Fetch, pixels and a checkpoint write that run out of space fail with
 one `error:` line, leave no half-written output or temporary file, and keep what was there."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import yaml
 from datahelpers import class_folder, tree_hashes
 
 from ul.params import compose_params
-from ul.stages import decode as decode_stage
 from ul.stages import fetch as fetch_stage
+from ul.stages import pixels as pixels_stage
 from ul.train.checkpoint import CheckpointWriteError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,12 +72,12 @@ def test_fetch_onto_a_full_disk_is_one_error_and_keeps_the_previous_output(tmp_p
     assert tree_hashes(previous) == before and _leftovers(full) == []
 
 
-def test_decode_onto_a_full_disk_is_one_error_and_leaves_nothing(tmp_path, disk, project, capsys):
+def test_pixels_onto_a_full_disk_is_one_error_and_leaves_nothing(tmp_path, disk, project, capsys):
     raw = tmp_path / "raw"
     assert fetch_stage.main(["--params", str(project), "--metrics", str(tmp_path / "f.json"), "--out", str(raw)]) == 0
     full = disk(64)  # 300 images of 32×32 decode to about 300 KB
     args = ["--params", str(project), "--metrics", str(tmp_path / "d.json"), "--raw", str(raw)]
-    assert decode_stage.main([*args, "--out", str(full / "decoded")]) == 1
+    assert pixels_stage.main([*args, "--out", str(full / "decoded")]) == 1
     line = _one_error(capsys)
     assert "No space left on device" in line or "disk is full" in line, line
     assert list(full.iterdir()) == []

@@ -60,7 +60,7 @@ def test_a_half_written_checkpoint_temp_file_is_removed_by_the_next_write(tmp_pa
     assert target.read_bytes() == b"new" and not stale.exists()
 
 
-# ---- SIGKILL at seeded moments of fetch and decode -----------------------------------------------
+# ---- SIGKILL at seeded moments of fetch and pixels----------------------------------------------
 
 
 def _stage(name: str, cwd: Path) -> subprocess.Popen:
@@ -93,13 +93,13 @@ def project(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage, output", [("fetch", "data/raw"), ("decode", "data/decoded")])
+@pytest.mark.parametrize("stage, output", [("fetch", "data/raw"), ("pixels", "data/pixels")])
 def test_sigkill_at_seeded_moments_then_rerun_gives_the_uninterrupted_bytes(tmp_path, project, stage, output):
     import shutil
 
     ref = tmp_path / "ref"
     shutil.copytree(project, ref, ignore=shutil.ignore_patterns("src"))
-    if stage == "decode":
+    if stage == "pixels":
         _finish("fetch", ref)
     took = _finish(stage, ref)
     want = tree_hashes(ref / output)

@@ -14,11 +14,11 @@ from PIL import Image
 from ul import inputs
 from ul.common.shards import ShardReader
 from ul.data import manifest
-from ul.data.decode import imagecheck
-from ul.data.decode import pil as decode_pil
-from ul.data.decode.images import decode
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
+from ul.data.pixels import imagecheck
+from ul.data.pixels import pil as decode_pil
+from ul.data.pixels.images import decode
 
 pytest.importorskip("nvidia.dali")
 

@@ -13,7 +13,7 @@ from ul.data.layout import DataError
 from ul.stages import _cli
 from ul.storage import StorageError
 
-DVC_FAILED = "ERROR: failed to reproduce 'decode': failed to run: python -m ul.stages.decode, exited with {}"
+DVC_FAILED = "ERROR: failed to reproduce 'pixels': failed to run: python -m ul.stages.pixels, exited with {}"
 
 
 def _fail(tmp_path, lines: list, code: int):
@@ -39,11 +39,11 @@ def test_a_stage_that_says_transient_is_retried_whatever_its_message(tmp_path):
 
 def test_a_name_cannot_forge_a_stage_verdict():
     out = (
-        "Running stage 'decode':\n"
+        "Running stage 'pixels':\n"
         "error: 1 unreadable image(s) in data/raw: train/Running stage 'evaluate':.png (bad)\n"
         "error: x/Stage 'train_stage1' didn't change, skipping.png: corrupt\n" + DVC_FAILED.format(1)
     )
-    assert common.verdicts(out) == {"decode": "ran"}
+    assert common.verdicts(out) == {"pixels": "ran"}
 
 
 @pytest.mark.parametrize(

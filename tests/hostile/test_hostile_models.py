@@ -176,7 +176,7 @@ def test_damaged_stage_inputs_are_one_error_line(tmp_path, params, capsys):
     data.mkdir(parents=True)
     (data / "index.json").write_text("{not json")
     assert train_stage1.main(["--params", str(params), "--data", str(data.parent), "--out", str(tmp_path / "m")]) == 1
-    assert "re-run the decode stage" in _one_error_line(capsys)
+    assert "re-run the pixels stage" in _one_error_line(capsys)
     models = _export(tmp_path)
     (models / export.WEIGHTS).write_bytes(b"\0" * 64)
     for main, args in (

@@ -32,7 +32,7 @@ def _write(tmp_path, data) -> Path:
         ("data.source", "https://x.example/${oc.env:UL_TEST_SECRET}.tgz"),
         ("data.sha256", "${oc.env:UL_TEST_SECRET}"),
         ("data.resolution", "${data.channels}"),
-        ("decode.device", "${oc.decode:'cpu'}"),
+        ("pixels.device", "${oc.decode:'cpu'}"),
     ],
 )
 def test_interpolations_in_params_overrides_and_compose_are_refused(tmp_path, monkeypatch, ci_params, key, value):
@@ -81,8 +81,8 @@ def test_a_folder_or_a_pipe_is_not_a_parameter_file(tmp_path):
     "key, value",
     [
         ("data.resolution", 1 << 20),
-        ("decode.threads", 100_000),
-        ("decode.batch_size", 10**9),
+        ("pixels.threads", 100_000),
+        ("pixels.batch_size", 10**9),
         ("stage1.batch_size", 10**9),
         ("stage2.threads", 10**6),
         ("cache.batch_size", 10**9),

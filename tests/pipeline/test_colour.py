@@ -30,14 +30,14 @@ def test_a_colour_folder_trains_and_each_first_error_names_its_override(tmp_path
     assert r.returncode and err and "data.background=white or black" in err[0], r.stderr[-2000:]
     r = _exp(proj, "data.background=white", check=False)  # now validate: duplicates and sizes
     out = r.stdout + r.stderr
-    assert r.returncode and "fix: exact duplicate files: set decode.drop=[duplicates]" in out, out[-3000:]
+    assert r.returncode and "fix: exact duplicate files: set pixels.drop=[duplicates]" in out, out[-3000:]
     assert "fix: images larger than data.resolution: set data.resize_mode=resize" in out
 
-    r = _exp(proj, "data.background=white", "data.resize_mode=resize", "decode.drop=[duplicates,blank]")
-    assert {"decode", "validate", "train_stage1", "evaluate"} <= ran_stages(r.stdout + r.stderr)
-    decoded = json.loads((proj / "metrics/decode.json").read_text())
+    r = _exp(proj, "data.background=white", "data.resize_mode=resize", "pixels.drop=[duplicates,blank]")
+    assert {"pixels", "validate", "train_stage1", "evaluate"} <= ran_stages(r.stdout + r.stderr)
+    decoded = json.loads((proj / "metrics/pixels.json").read_text())
     assert decoded["dropped"]["duplicates"] >= 1 and decoded["backend"] == "pillow"  # flattening: Pillow
-    listed = json.loads((proj / "data/decoded/skipped.json").read_text())
+    listed = json.loads((proj / "data/pixels/skipped.json").read_text())
     assert all(e.get("drop") in ("duplicates", "blank") for e in listed) and len(listed) == sum(
         decoded["dropped"].values()
     )

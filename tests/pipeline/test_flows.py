@@ -63,7 +63,7 @@ from ul.storage import StorageError  # noqa: E402
 STAGES = [
     "source",
     "fetch",
-    "decode",
+    "pixels",
     "validate",
     "train_stage1",
     "cache_latents",
@@ -192,7 +192,7 @@ def test_run_streams_lines_and_classifies_failures(tmp_path):
         "(truncated PNG)', file=sys.stderr); sys.exit(1)"
     )
     with pytest.raises(common.CommandFailed, match="train/cat/003.png") as err:
-        common.run([sys.executable, "-c", corrupt], tmp_path, "dvc repro decode", 30)
+        common.run([sys.executable, "-c", corrupt], tmp_path, "dvc repro pixels", 30)
     assert not err.value.transient
 
     def state(exc):
@@ -292,13 +292,13 @@ def test_run_timeout_stops_the_whole_process_group(tmp_path):
 
 def test_dvc_verdicts_are_parsed_per_stage():
     out = (
-        "Stage 'fetch' didn't change, skipping\nRunning stage 'decode':\n> python -m ul.stages.decode\n"
+        "Stage 'fetch' didn't change, skipping\nRunning stage 'pixels':\n> python -m ul.stages.pixels\n"
         "Stage 'validate' is cached - skipping run, checking out outputs\nUpdating lock file 'dvc.lock'"
     )
     v = common.verdicts(out)
-    assert v == {"fetch": "up to date", "decode": "ran", "validate": "restored from run cache"}
-    assert common.merge_verdicts({"decode": "up to date"}, {"decode": "ran", "x": "up to date"}) == {
-        "decode": "ran",
+    assert v == {"fetch": "up to date", "pixels": "ran", "validate": "restored from run cache"}
+    assert common.merge_verdicts({"pixels": "up to date"}, {"pixels": "ran", "x": "up to date"}) == {
+        "pixels": "ran",
         "x": "up to date",
     }
 

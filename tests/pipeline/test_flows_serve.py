@@ -1,6 +1,6 @@
 """`flows/serve.py` against a real Prefect server on 127.0.0.1: an interval schedule served from a
 clone runs ul-pipeline on data with one truncated PNG; the run ends FAILED, its state and logs carry
-the decode stage's own message, and the failure is not retried (it is not transient). Its own
+the pixels stage's own message, and the failure is not retried (it is not transient). Its own
 server, so that `serve` and the prefect.yaml worker of test_flows.py never share deployment names."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The committed reference run's data stages reproduce byte for byte on this machine: a fresh copy
-runs fetch → decode → validate on the default data and must get the hashes in dvc.lock."""
+runs fetch → pixels → validate on the default data and must get the hashes in dvc.lock."""
 
 import pytest
 import yaml
@@ -17,6 +17,6 @@ def test_data_stage_hashes_match_the_committed_lock(tmp_path):
     proj = copy_project(tmp_path)
     sh(["dvc", "repro", "validate"], proj, timeout=1500)
     fresh = yaml.safe_load((proj / "dvc.lock").read_text())
-    for stage in ("fetch", "decode", "validate"):
+    for stage in ("fetch", "pixels", "validate"):
         assert _outs(fresh, stage) == _outs(committed, stage), stage
         assert fresh["stages"][stage].get("params") == committed["stages"][stage].get("params"), stage

@@ -175,8 +175,8 @@ def test_data_docs_render_offline(tmp_path, monkeypatch):
     pytest.importorskip("great_expectations")
     from datahelpers import class_folder
 
-    from ul.data.decode.images import decode
     from ul.data.fetch.sources import fetch
+    from ul.data.pixels.images import decode
     from ul.data.validate import gate, gx
 
     raw_copy = tmp_path / "gx-as-made"

@@ -13,7 +13,7 @@ from project import ALL, ALWAYS, CHEAP, copy_of, pending, ran_stages, sh
 from ul import Autoencoder
 from ul.common.errors import ExportError
 
-DATA = {"fetch", "decode", "validate", "i3d_weights"}  # never re-run by a model parameter
+DATA = {"fetch", "pixels", "validate", "i3d_weights"}  # never re-run by a model parameter
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_push_pull_round_trip_through_s3(ci_project, tmp_path):
         sh(["git", "clone", "-q", str(ci_project), str(clone)], tmp_path)
         sh(["dvc", "pull"], clone, **creds)
         for rel in (
-            "data/decoded/train/index.json",
+            "data/pixels/train/index.json",
             "models/stage1/model.safetensors",
             "models/stage2/model.safetensors",
             "data/latents/train/index.json",
@@ -165,7 +165,7 @@ def _image_folder(tmp_path: Path, n=24) -> Path:
     return root
 
 
-def test_corrupt_image_stops_at_decode_or_is_listed(ci_project, tmp_path):
+def test_corrupt_image_stops_at_pixels_or_is_listed(ci_project, tmp_path):
     root = _image_folder(tmp_path)
     bad = root / "train/c0/bad.png"
     good = (root / "train/c0/000.png").read_bytes()
@@ -175,10 +175,10 @@ def test_corrupt_image_stops_at_decode_or_is_listed(ci_project, tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "bad.png" in out, out[-3000:]
     assert "validate" not in ran_stages(out)
-    r = sh(["dvc", "exp", "run", "validate", *src, "-S", "decode.on_error=skip"], ci_project)
-    skipped = json.loads((ci_project / "data/decoded/skipped.json").read_text())
+    r = sh(["dvc", "exp", "run", "validate", *src, "-S", "pixels.on_error=skip"], ci_project)
+    skipped = json.loads((ci_project / "data/pixels/skipped.json").read_text())
     assert any("bad.png" in json.dumps(s) for s in skipped)
-    assert json.loads((ci_project / "metrics/decode.json").read_text())["skipped"] == 1
+    assert json.loads((ci_project / "metrics/pixels.json").read_text())["skipped"] == 1
 
 
 def _plant_duplicate(root: Path) -> str:

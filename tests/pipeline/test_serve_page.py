@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_export, tmp_path_factory):
-    """`ul serve` over the tiny exports, from a folder whose data/decoded/test holds 3 held-out images."""
+    """`ul serve` over the tiny exports, from a folder whose data/pixels/test holds 3 held-out images."""
     cwd = tmp_path_factory.mktemp("serve_page")
     held = ShardWriter(cwd / "data" / "decoded" / "test", shard_size=8, prefix="shard")
     held.add(np.random.default_rng(2).integers(0, 256, (3, 1, 32, 32), dtype=np.uint8))

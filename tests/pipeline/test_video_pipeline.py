@@ -25,7 +25,7 @@ def _json(path):
 
 def test_clips_flow_through_every_stage_with_their_shapes(video_project):
     p = video_project
-    assert _json(p / "data/decoded/train/index.json")["shape"] == [1, 16, 32, 32]  # C, T, H, W
+    assert _json(p / "data/pixels/train/index.json")["shape"] == [1, 16, 32, 32]  # C, T, H, W
     assert _json(p / "data/latents/train/index.json")["shape"] == [4, 4, 8, 8]  # T/4, H/4, W/4
     assert _json(p / "metrics/validate.json")["success"] is True
     card = (p / "models/stage1/README.md").read_text(encoding="utf-8")

@@ -11,15 +11,15 @@ from datahelpers import corrupt_idat, jpeg, noise, packed, png, raw_files, rewri
 
 from ul.common.shards import ShardReader
 from ul.data import manifest
-from ul.data.decode import pil as decode_pil
-from ul.data.decode.images import decode
 from ul.data.fetch import builtin
 from ul.data.fetch.idx import read_idx
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
+from ul.data.pixels import pil as decode_pil
+from ul.data.pixels.images import decode
 
 pytest.importorskip("nvidia.dali")
-from ul.data.decode import dali as decode_dali  # noqa: E402
+from ul.data.pixels import dali as decode_dali  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_corrupt_image_fails_by_path_or_is_skipped(raw, tmp_path, how):
     folder = _copy_raw(raw, tmp_path / "raw")
     data = files[bad]
     rewrite_raw(folder, {bad: data[: len(data) // 2] if how == "truncated" else corrupt_idat(data)})
-    with pytest.raises(DataError, match=f"1 unreadable image.*{bad}.*decode.on_error=skip"):
+    with pytest.raises(DataError, match=f"1 unreadable image.*{bad}.*pixels.on_error=skip"):
         decode(folder, tmp_path / "dec", 32, 1, device="cpu", batch_size=8)
     assert not (tmp_path / "dec").exists()
     m = decode(folder, tmp_path / "dec", 32, 1, device="cpu", on_error="skip", batch_size=8)
@@ -108,7 +108,7 @@ def test_corrupt_image_fails_by_path_or_is_skipped(raw, tmp_path, how):
 
 
 def test_pillow_fallback_when_dali_is_missing(raw, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ul.data.decode.dali", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "ul.data.pixels.dali", None)  # import now raises ImportError
     m = decode(raw, tmp_path / "pil", 32, 1, device="auto")
     assert m["backend"] == "pillow" and "dali_import_error" in m
     with pytest.raises(DataError, match="device=cuda needs NVIDIA DALI"):
@@ -125,7 +125,7 @@ def test_gpu_request_without_a_gpu_is_refused(raw, tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    with pytest.raises(DataError, match="decode.device=cuda but no CUDA GPU is visible"):
+    with pytest.raises(DataError, match="pixels.device=cuda but no CUDA GPU is visible"):
         decode(raw, tmp_path / "dec", 32, 1, device="cuda")
     with pytest.raises(DataError, match="device='gpu' must be auto, cpu or cuda"):
         decode(raw, tmp_path / "dec", 32, 1, device="gpu")

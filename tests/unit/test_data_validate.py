@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from datahelpers import class_folder, png, raw_files, rewrite_raw
 
-from ul.data.decode.images import decode
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
+from ul.data.pixels.images import decode
 from ul.data.validate.gate import ValidationError, validate
 
 pytest.importorskip("great_expectations")
@@ -103,8 +103,8 @@ def test_duplicate_and_blank_images_fail_by_name(tmp_path):
     result = json.loads((tmp_path / "val" / "result.json").read_text())  # written before the raise
     assert result["success"] is False and not result["suites"]["manifest"]["success"]
     assert (tmp_path / "val" / "docs" / "index.html").exists() and err.value.metrics["failed"] == 3
-    assert "fix: exact duplicate files: set decode.drop=[duplicates]" in msg  # the way on, named
-    assert "fix: blank or saturated images: set decode.drop=[blank]" in msg
+    assert "fix: exact duplicate files: set pixels.drop=[duplicates]" in msg  # the way on, named
+    assert "fix: blank or saturated images: set pixels.drop=[blank]" in msg
 
 
 def test_decode_drop_leaves_out_duplicates_and_blanks_says_which_and_validate_passes(tmp_path):
@@ -121,7 +121,7 @@ def test_decode_drop_leaves_out_duplicates_and_blanks_says_which_and_validate_pa
     assert metrics["success"] and metrics["images"] == 24  # 24 + the copy + the blank one, less two
     again = _pipeline(src, tmp_path / "again", drop=("duplicates", "blank"))[1]
     assert (again / "skipped.json").read_bytes() == (dec / "skipped.json").read_bytes()  # deterministic
-    with pytest.raises(DataError, match=r"decode.drop=\['dups'\]: unknown"):
+    with pytest.raises(DataError, match=r"pixels.drop=\['dups'\]: unknown"):
         _pipeline(src, tmp_path / "bad", drop=("dups",))
 
 
@@ -165,20 +165,20 @@ def _stage(name: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def test_stages_run_in_order_and_fail_cleanly(tmp_path):
     (tmp_path / "params.yaml").write_text(
         "data:\n  source: builtin:fashion-mnist\n  max_train: 30\n  max_test: 10\n"
-        "decode:\n  device: cpu\n  batch_size: 16\n"
+        "pixels:\n  device: cpu\n  batch_size: 16\n"
     )
-    for name in ("fetch", "decode", "validate"):
+    for name in ("fetch", "pixels", "validate"):
         proc = _stage(name, tmp_path)
         assert proc.returncode == 0, proc.stderr
-    metrics = {n: json.loads((tmp_path / "metrics" / f"{n}.json").read_text()) for n in ("fetch", "decode", "validate")}
+    metrics = {n: json.loads((tmp_path / "metrics" / f"{n}.json").read_text()) for n in ("fetch", "pixels", "validate")}
     assert metrics["fetch"]["images"] == {"train": 30, "test": 10}
-    assert metrics["decode"]["images"] == {"train": 30, "test": 10} and metrics["decode"]["backend"] == "dali"
+    assert metrics["pixels"]["images"] == {"train": 30, "test": 10} and metrics["pixels"]["backend"] == "dali"
     assert metrics["validate"]["success"] is True
     assert (tmp_path / "data" / "validation" / "docs" / "index.html").exists()
 
     first, data = next(iter(raw_files(tmp_path / "data" / "raw").items()))
     rewrite_raw(tmp_path / "data" / "raw", {first: data[:40]})
-    proc = _stage("decode", tmp_path)
+    proc = _stage("pixels", tmp_path)
     assert proc.returncode == 1 and "error: 1 unreadable image(s)" in proc.stderr
     assert first in proc.stderr and "Traceback" not in proc.stderr
     proc = _stage("validate", tmp_path, "--decoded", "data/absent", "--metrics", "metrics/bad.json")

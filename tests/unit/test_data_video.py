@@ -1,4 +1,4 @@
-"""Video data (data.frames > 0): builtin:moving-mnist, real videos through fetch → decode (PyAV),
+"""Video data (data.frames > 0): builtin:moving-mnist, real videos through fetch → pixels (PyAV),
 bad videos named by path, and the validate stage's video suite.
 
 Real clips: `traffic_sequence.mp4` (PyPI `mvtb-data`, H.264 in MP4, installed by the lock) and
@@ -21,11 +21,11 @@ from PIL import Image
 
 from ul.common.config import MovingMNISTConfig
 from ul.common.shards import ShardReader
-from ul.data.decode.images import decode
 from ul.data.fetch import builtin, moving_mnist
 from ul.data.fetch.idx import read_idx
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
+from ul.data.pixels.images import decode
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 TREE = OPENCV_DATA / "tree.avi"
@@ -194,7 +194,7 @@ def test_bad_videos_are_named_or_skipped(tmp_path):
     with pytest.raises(DataError) as err:
         decode(tmp_path / "raw", tmp_path / "dec", 16, 1, device="cpu", frames=6)
     msg = str(err.value)
-    assert msg.startswith("4 unreadable video(s)") and "decode.on_error=skip" in msg
+    assert msg.startswith("4 unreadable video(s)") and "pixels.on_error=skip" in msg
     for name in ("truncated.mp4", "text.mp4", "cut.avi"):
         assert f"train/{name} (" in msg
     assert "train/short.png (has only 3 frame(s); a clip needs 6" in msg

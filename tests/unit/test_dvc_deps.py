@@ -102,10 +102,10 @@ def test_closure_of_a_real_stage():
         "ul/data/__init__.py",
         "ul/data/fetch/sources.py",
     } <= got
-    assert "ul/data/decode/images.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
+    assert "ul/data/pixels/images.py" not in got and "ul/api.py" not in got  # api: only through ul.__getattr__
 
 
-@pytest.mark.parametrize("name", ["fetch", "decode", "validate"])
+@pytest.mark.parametrize("name", ["fetch", "pixels", "validate"])
 def test_data_stages_do_not_import_the_model(name):
     """A change to the model must not re-run (hours of) fetching and decoding: the data stages'
     closures hold no model code."""
@@ -142,7 +142,7 @@ def test_changing_an_imported_file_makes_dvc_status_list_exactly_its_stages(tmp_
         for f in ("src/ul/common/shards.py", "src/ul/stages/_cli.py")
     }
     assert importers["src/ul/stages/_cli.py"] == set(stages()) - {"i3d_weights"}  # it reads no params
-    assert "fetch" not in importers["src/ul/common/shards.py"] and "decode" in importers["src/ul/common/shards.py"]
+    assert "fetch" not in importers["src/ul/common/shards.py"] and "pixels" in importers["src/ul/common/shards.py"]
     for rel, expected in importers.items():
         with open(proj / rel, "a") as f:
             f.write("# changed\n")

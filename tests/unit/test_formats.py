@@ -1,6 +1,6 @@
 """Ordinary images are read, by one policy everywhere: WebP, BMP, TIFF, still GIF, palette PNG,
 PNG with alpha (flattened under data.background=white|black, else refused with the option named),
-CMYK and grey JPEG; an animation or a multipage file is refused in one clear line. The decode stage
+CMYK and grey JPEG; an animation or a multipage file is refused in one clear line. The pixels stage
 and `ul.inputs` give the same pixels for the same file."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from PIL import Image
 
 from ul import inputs
 from ul.common.shards import ShardReader
-from ul.data.decode import imagecheck
-from ul.data.decode.images import decode
 from ul.data.fetch.sources import fetch
+from ul.data.pixels import imagecheck
+from ul.data.pixels.images import decode
 
 
 def _save(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -84,7 +84,7 @@ def test_what_is_refused_is_refused_in_words(data, words):
 
 
 @pytest.mark.parametrize("background, fill", [("white", 255), ("black", 0)])
-def test_the_decode_stage_and_ul_inputs_read_every_ordinary_file_alike(tmp_path, background, fill):
+def test_the_pixels_stage_and_ul_inputs_read_every_ordinary_file_alike(tmp_path, background, fill):
     src = write_folder(tmp_path / "src", {name: make() for name, make in ORDINARY.items()})
     fetch(f"file://{src}", tmp_path / "raw")
     m = decode(tmp_path / "raw", tmp_path / "dec", 32, 3, "resize", device="cpu", background=background)
@@ -146,7 +146,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("mode, fmt", LAYOUTS)
 def test_every_layout_is_taken_or_refused_alike_by_the_stage_and_the_api(tmp_path, mode, fmt):
-    """One policy: what the decode stage accepts (imagecheck) ul.inputs reads, from a file and as a
+    """One policy: what the pixels stage accepts (imagecheck) ul.inputs reads, from a file and as a
     PIL image, with the same pixels; what it refuses both refuse."""
     data = _layout(mode, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
     path = tmp_path / f"x.{fmt.lower()}"
@@ -186,7 +186,7 @@ def test_the_pixel_budget_follows_the_resolution_in_the_stage_and_the_api(tmp_pa
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # the formats DALI reads, alone in a folder so DALI gets them
-def test_the_decode_stage_reads_every_accepted_layout_as_the_api_does(tmp_path, fmt):
+def test_the_pixels_stage_reads_every_accepted_layout_as_the_api_does(tmp_path, fmt):
     files = {f"{m}.{fmt.lower()}": _layout(m, fmt) for m, f in LAYOUTS if f == fmt and m != "CMYK"}  # CMYK: Pillow
     files = {n: d for n, d in files.items() if imagecheck.quick(d, 32) is None}
     src = write_folder(tmp_path / "src", files)

@@ -26,14 +26,14 @@ ALLOWED = {
     "eval": {"eval", "core", "common"},
     "artifacts": {"artifacts", "core", "storage", "common"},
 }
-# inside data: the shared leaves, then the three stages' packages; validate may read what decode reads
+# inside data: the shared leaves, then the three stages' packages; validate may read what pixels reads
 DATA_ALLOWED = {
     "layout": set(),
     "manifest": {"layout"},
     "rawshards": {"layout", "manifest"},
     "fetch": {"fetch", "layout", "manifest", "rawshards"},
-    "decode": {"decode", "layout", "manifest", "rawshards"},
-    "validate": {"validate", "decode", "layout", "manifest", "rawshards"},
+    "pixels": {"pixels", "layout", "manifest", "rawshards"},
+    "validate": {"validate", "pixels", "layout", "manifest", "rawshards"},
 }
 
 
@@ -129,7 +129,7 @@ def test_the_check_sees_an_upward_import_a_cycle_and_a_data_stage_reaching_into_
         ("ul.eval.evaluate", "ul.artifacts.export"),  # eval → artifacts
         ("ul.data.fetch.sources", "ul.core.model"),  # data → core
         ("ul.storage.lakefs", "ul.release"),  # storage → app
-        ("ul.data.decode.images", "ul.data.validate.gate"),  # decode → validate
+        ("ul.data.pixels.images", "ul.data.validate.gate"),  # decode → validate
         ("ul.data.layout", "ul.data.manifest"),  # the leaf imports nothing of data
     ]:
         bad = {k: set(v) for k, v in graph.items()}

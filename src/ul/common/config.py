@@ -59,10 +59,10 @@ class DataConfig:
 
 
 @dataclass
-class DecodeConfig:
+class PixelsConfig:
     device: str = "auto"  # auto | cpu | cuda (DALI decodes with device="mixed" on cuda)
     on_error: str = "fail"  # fail | skip
-    drop: list = field(default_factory=list)  # on request: "duplicates" and/or "blank" (decode.images.DROPS)
+    drop: list = field(default_factory=list)  # on request: "duplicates" and/or "blank" (ul.data.pixels.images.DROPS)
     threads: int = 2
     batch_size: int = 256
 
@@ -175,7 +175,7 @@ class Config:
     latent: str = "unified"  # unified | klvae: which stage-1 autoencoder makes the latents
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    pixels: PixelsConfig = field(default_factory=PixelsConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     unified: UnifiedConfig = field(default_factory=UnifiedConfig)
     klvae: KLVAEConfig = field(default_factory=KLVAEConfig)

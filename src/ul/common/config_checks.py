@@ -83,11 +83,11 @@ def validate(cfg):
     _choice("data.background", d.background, ("refuse", "white", "black"))
     _check(d.max_train >= 0 and d.max_test >= 0, "data.max_train", d.max_train, "limits must be >= 0")
     _check(d.shard_mb >= 1, "data.shard_mb", d.shard_mb, "must be >= 1 (MiB per raw shard)")
-    _choice("decode.device", cfg.decode.device, DEVICES)
-    _choice("decode.on_error", cfg.decode.on_error, ("fail", "skip"))
-    for item in cfg.decode.drop:
-        _choice("decode.drop", item, ("duplicates", "blank"))
-    _check(cfg.decode.threads > 0, "decode.threads", cfg.decode.threads, "must be > 0")
+    _choice("pixels.device", cfg.pixels.device, DEVICES)
+    _choice("pixels.on_error", cfg.pixels.on_error, ("fail", "skip"))
+    for item in cfg.pixels.drop:
+        _choice("pixels.drop", item, ("duplicates", "blank"))
+    _check(cfg.pixels.threads > 0, "pixels.threads", cfg.pixels.threads, "must be > 0")
     _check(0 <= d.frames <= 1024, "data.frames", d.frames, "must be in [0, 1024] (0 = still images)")
     _check(math.isfinite(d.fps) and 0 <= d.fps <= 1000, "data.fps", d.fps, "must be in [0, 1000] (0 = native)")
     m = d.moving_mnist
@@ -155,8 +155,8 @@ LIMITS = {  # upper bounds, named with the key: beyond them a run cannot be mean
     "data.resolution": 4096,
     "data.moving_mnist.train_clips": 10_000_000,
     "data.moving_mnist.test_clips": 10_000_000,
-    "decode.threads": 256,
-    "decode.batch_size": 65536,
+    "pixels.threads": 256,
+    "pixels.batch_size": 65536,
     "stage1.threads": 1024,
     "stage2.threads": 1024,
     "stage1.batch_size": 65536,

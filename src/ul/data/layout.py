@@ -1,4 +1,4 @@
-"""The data layer's shared names, imported by fetch, decode and validate alike (and importing none
+"""The data layer's shared names, imported by fetch, pixels and validate alike (and importing none
 of them): the error type, how a file name is shown and when it is refused, the decoded folder's
 file names, and the refusal of unreadable files."""
 
@@ -58,5 +58,5 @@ def refuse(bad: dict[str, str], raw_dir: Path, noun: str = "image") -> None:
     more = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
     raise DataError(
         f"{len(bad)} unreadable {noun}(s) in {raw_dir}: {listed}{more}. "
-        "Fix or remove them, or set decode.on_error=skip to leave them out"
+        "Fix or remove them, or set pixels.on_error=skip to leave them out"
     )

@@ -1,4 +1,4 @@
-"""The manifest: one CSV row per fetched image, the contract between fetch, decode and validate.
+"""The manifest: one CSV row per fetched image, the contract between fetch, pixels and validate.
 
 Columns `path, split, label, sha256, bytes, shard, key`; `path` is the file's name relative to the
 raw folder (POSIX separators), rows are sorted by path, `label` is an integer class id or empty,

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     w.add_argument("--out", default="docs/results", help="output folder (default: %(default)s)")
     w.add_argument("--fresh", action="store_true", help="ignore the rows already in OUT/results.json")
     f = sub.add_parser("fid-noise", help="measure FID's spread over draws at several N (to size eval.fid_num_samples)")
-    f.add_argument("--data", default="data/decoded/test", help="real test image shards (default: %(default)s)")
+    f.add_argument("--data", default="data/pixels/test", help="real test image shards (default: %(default)s)")
     f.add_argument("--models", help="folder with stage1/ and stage2/ exports: add gFID (default: the floor only)")
     f.add_argument("--pool", type=int, default=4000, help="real images with features (default: %(default)s)")
     f.add_argument("--generated", type=int, default=1000, help="samples with --models (default: %(default)s)")

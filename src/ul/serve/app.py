@@ -15,7 +15,7 @@ from starlette.routing import Route
 from ul import inputs
 from ul.common.errors import ExportError, error_line
 from ul.common.images import png_bytes
-from ul.data.decode import imagecheck
+from ul.data.pixels import imagecheck
 from ul.serve import models
 from ul.serve.page import PAGE
 from ul.serve.queue import Busy, WorkQueue
@@ -107,7 +107,7 @@ def create_app(served: list[models.Served], steps: int = 50, queue_size: int = 4
         except ValueError as err:
             return _error(err, 400)
         if not held:
-            return _error("no held-out images here (run the pipeline: data/decoded/test)", 404)
+            return _error("no held-out images here (run the pipeline: data/pixels/test)", 404)
         return Response(png_bytes(held[k][None], nrow=1, pad=0), media_type="image/png")
 
     app = Starlette(

@@ -124,7 +124,7 @@ def card(s: Served) -> str:
 
 
 def held_out(root: Path, count: int = 8) -> list[np.ndarray]:
-    """The first `count` images of the pipeline's held-out split (data/decoded/test), if there."""
+    """The first `count` images of the pipeline's held-out split (data/pixels/test), if there."""
     folder = root / "data" / "decoded" / "test"
     if not (folder / "index.json").is_file():
         return []

@@ -19,7 +19,7 @@ from ul.stages import _cli
 
 def main(argv=None) -> int:
     p = _cli.parser("cache_latents", __doc__)
-    p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
+    p.add_argument("--data", default="data/pixels", help="decoded image shards (default: %(default)s)")
     p.add_argument("--model", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
     p.add_argument("--out", default="data/latents", help="latent shard folder (default: %(default)s)")
     args = p.parse_args(argv)
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         model, _ = export.load(args.model, device, expect=export.STAGE1)
         stats = latent_cache.write(
             model,
-            _cli.read_input(ShardReader, Path(args.data) / "train", "decode"),
+            _cli.read_input(ShardReader, Path(args.data) / "train", "pixels"),
             Path(args.out) / "train",
             cfg.cache.batch_size,
             device,

@@ -26,7 +26,7 @@ from ul.stages.i3d_weights import DEFAULT as I3D_WEIGHTS
 def main(argv=None) -> int:
     p = _cli.parser("evaluate", __doc__)
     p.set_defaults(metrics="eval/metrics.json")
-    p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
+    p.add_argument("--data", default="data/pixels", help="decoded image shards (default: %(default)s)")
     p.add_argument("--stage1", default="models/stage1", help="stage-1 export folder (default: %(default)s)")
     p.add_argument("--stage2", default="models/stage2", help="stage-2 export folder (default: %(default)s)")
     p.add_argument("--out", default="eval", help="grids folder (default: %(default)s)")
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         device = resolve_device(cfg.eval.device)
         model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
-        test = _cli.read_input(ShardReader, Path(args.data) / "test", "decode")
+        test = _cli.read_input(ShardReader, Path(args.data) / "test", "pixels")
         weights = args.i3d if cfg.data.frames else None
         return evaluate(
             model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid, i3d_weights=weights

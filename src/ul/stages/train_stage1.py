@@ -1,6 +1,6 @@
 """Stage 1: train encoder, latent prior and decoder jointly (L = L_z + L_x).
 
-    python -m ul.stages.train_stage1 [--params params.yaml] [--data data/decoded] [--out models/stage1]
+    python -m ul.stages.train_stage1 [--params params.yaml] [--data data/pixels] [--out models/stage1]
     torchrun --nproc_per_node=N -m ul.stages.train_stage1     (data parallel; rank 0 writes)
 
 Reads seed, data.*, noise.*, unified.*, klvae.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
@@ -31,13 +31,13 @@ KEYS = ("seed", "latent", "data", "noise", "unified", "klvae", "encoder", "prior
 
 def main(argv=None) -> int:
     p = _cli.parser("train_stage1", __doc__)
-    p.add_argument("--data", default="data/decoded", help="decoded image shards (default: %(default)s)")
+    p.add_argument("--data", default="data/pixels", help="decoded image shards (default: %(default)s)")
     p.add_argument("--out", default="models/stage1", help="checkpoint and model folder (default: %(default)s)")
     p.add_argument("--log", default="metrics/stage1_train.tsv", help="training curve (default: %(default)s)")
     args = p.parse_args(argv)
 
     def body(cfg):
-        images = _cli.read_input(ShardReader, Path(args.data) / "train", "decode")
+        images = _cli.read_input(ShardReader, Path(args.data) / "train", "pixels")
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run: `seed` fixes them too
         model = stage1_model(cfg)  # UnifiedLatents, or the KL-VAE baseline (latent: klvae)
         t0 = time.time()

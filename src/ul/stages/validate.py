@@ -1,6 +1,6 @@
 """Validate stage: a Great Expectations suite over the manifest, split counts and decoded pixels.
 
-    python -m ul.stages.validate [--params params.yaml] [--raw data/raw] [--decoded data/decoded] [--out data/validation] [--metrics metrics/validate.json]
+    python -m ul.stages.validate [--params params.yaml] [--raw data/raw] [--decoded data/pixels] [--out data/validation] [--metrics metrics/validate.json]
 
 Reads data.resolution, data.channels and data.resize_mode (pad: sources must not exceed the
 resolution; resize: not be up-sampled more than 2x), and data.frames (> 0: the video suite, per
@@ -21,7 +21,7 @@ from ul.stages import _cli
 def main(argv=None) -> int:
     p = _cli.parser("validate", __doc__)
     p.add_argument("--raw", default="data/raw", help="fetched folder with manifest.csv (default: %(default)s)")
-    p.add_argument("--decoded", default="data/decoded", help="decoded shard folder (default: %(default)s)")
+    p.add_argument("--decoded", default="data/pixels", help="decoded shard folder (default: %(default)s)")
     p.add_argument("--out", default="data/validation", help="results and Data Docs folder (default: %(default)s)")
     args = p.parse_args(argv)
     return _cli.run(

@@ -2,7 +2,7 @@
 
 Which files count is a `Kind`: IMAGES (.png .jpg .jpeg .webp .bmp .tif .tiff .gif) or, when data.frames > 0, VIDEO (.mp4
 .webm .avi .mkv .mov .gif and APNG .png). Only the name is checked here; the content is checked
-when the decode stage opens each file, which names any file that is not what its name says.
+when the pixels stage opens each file, which names any file that is not what its name says.
 
 Layout rules (every source other than `builtin:` ends up here):
 - `train/` and `test/` at the top give the split; otherwise a file's split follows from its

@@ -77,7 +77,7 @@ def _tables(
         )  # same bytes as a kept file
         tables = {"manifest": raw, "counts": counts_table(raw, decoded_dir), "images": image_table(decoded_dir)}
         return tables, expectations
-    from ul.data.decode import pyav
+    from ul.data.pixels import pyav
     from ul.data.validate import video
 
     raw = manifest_table(raw_dir, skipped, pyav.probe)

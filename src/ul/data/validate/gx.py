@@ -96,7 +96,7 @@ def describe(table: str, r) -> str:
 
 def fixes(results: dict, resize_mode: str) -> list[str]:
     """What a user can set to get past the failed expectations, where an option does it: drop what
-    should be dropped rather than fixed (decode.drop), rescale what pad mode would crop."""
+    should be dropped rather than fixed (pixels.drop), rescale what pad mode would crop."""
     failed = {
         (r.expectation_config.type, r.expectation_config.kwargs.get("column"))
         for vr in results.values()
@@ -105,10 +105,10 @@ def fixes(results: dict, resize_mode: str) -> list[str]:
     }
     out = []
     if ("expect_column_values_to_be_unique", "sha256") in failed:
-        out.append("exact duplicate files: set decode.drop=[duplicates] to keep the first of each")
+        out.append("exact duplicate files: set pixels.drop=[duplicates] to keep the first of each")
     if any(t == "expect_column_values_to_be_between" and c in ("std", "mean") for t, c in failed):
         out.append(
-            "blank or saturated images: set decode.drop=[blank] to leave them out (both: decode.drop=[duplicates,blank])"
+            "blank or saturated images: set pixels.drop=[blank] to leave them out (both: pixels.drop=[duplicates,blank])"
         )
     if resize_mode == "pad" and any(c in ("width", "height") for _, c in failed):
         out.append(

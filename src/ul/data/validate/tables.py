@@ -85,7 +85,7 @@ def _reader(folder: Path):
 
 def skipped_paths(decoded_dir: Path, drop: str | None = None) -> list[str]:
     """The manifest paths decode left out (`skipped.json`), or only those it dropped as `drop`
-    (decode.drop); a malformed file is a DataError."""
+    (pixels.drop); a malformed file is a DataError."""
     path = decoded_dir / SKIPPED
     if not path.exists():
         return []

@@ -4,7 +4,7 @@ Which backend runs where: this one, on the CPU, for every video (MP4, WebM, AVI,
 APNG alike). DALI's video decoder (`fn.decoders.video`, nvidia-dali-cuda120 2.4.0 as installed)
 decodes only VP8, VP9 and MJPEG on the CPU; H.264, H.265, MPEG-4 and AV1 need its `mixed` (NVDEC,
 GPU) backend, and it reads no GIF or APNG. So a DALI CPU path would cover few real files, and the
-GPU path is a separate issue; `decode.device=cuda` is refused for video until it exists.
+GPU path is a separate issue; `pixels.device=cuda` is refused for video until it exists.
 
 A clip is the file's first `frames` frames at `fps` (0 = every frame, at the file's own rate; else
 the frame nearest in time to each of 0, 1/fps, 2/fps, ... from the first frame, so a 30 fps file
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ul.data.decode import imagecheck
-from ul.data.decode.pil import transform
+from ul.data.pixels import imagecheck
+from ul.data.pixels.pil import transform
 
 BACKEND = "pyav"
 

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps
 
-from ul.data.decode import imagecheck
 from ul.data.layout import BackendError
+from ul.data.pixels import imagecheck
 from ul.data.rawshards import Selection
 
 

@@ -1,7 +1,7 @@
-"""`decode`: turn the fetched files into uint8 N×C×H×W shards per split, with NVIDIA DALI.
+"""The pixels stage: decode the fetched files into uint8 N×C×H×W shards per split, with NVIDIA DALI.
 
 The files are read from the raw folder's tar shards (ul.data.rawshards: DALI's WebDataset reader,
-or their bytes for Pillow and video). Every file is first checked cheaply (ul.data.decode.imagecheck) so a corrupt or truncated image is named
+or their bytes for Pillow and video). Every file is first checked cheaply (ul.data.pixels.imagecheck) so a corrupt or truncated image is named
 by path: `on_error="fail"` stops with a DataError listing the bad files, `"skip"` leaves them out
 and lists them in `skipped.json`. Devices are `auto | cpu | cuda`, as in every stage: DALI
 decodes on the GPU (DALI's `device="mixed"`) for `cuda`, or for `auto` when one is visible, else on
@@ -9,7 +9,7 @@ the CPU; Pillow is used only when DALI cannot be imported, and the metrics say w
 Output: `out_dir/<split>/` (ul.common.shards, with labels when every image has one and `paths.txt`, the
 manifest path of each row), `out_dir/skipped.json`; written all-or-nothing.
 
-With `frames` > 0 (data.frames) the files are videos and ul.data.decode.video decodes them into
+With `frames` > 0 (data.frames) the files are videos and ul.data.pixels.video decodes them into
 N×C×T×H×W clips instead (PyAV on the CPU), with the same error handling and output layout.
 """
 
@@ -28,18 +28,18 @@ from ul.common.atomic import staged_dir
 from ul.common.device import cuda_available, resolve_device
 from ul.common.shards import ShardWriter
 from ul.data import manifest, rawshards
-from ul.data.decode import imagecheck, pil
 from ul.data.layout import PATHS, SKIPPED, BackendError, DataError, refuse, shown
 from ul.data.manifest import SPLITS, Entry
+from ul.data.pixels import imagecheck, pil
 
-DROPS = ("duplicates", "blank")  # what decode.drop may name
+DROPS = ("duplicates", "blank")  # what pixels.drop may name
 
 
 def _backend(name: str) -> tuple[str, Callable, str | None]:
     """(name, batches function, why DALI is missing) for "auto" | "dali" | "pillow"."""
     if name != "pillow":
         try:
-            return "dali", importlib.import_module("ul.data.decode.dali").batches, None
+            return "dali", importlib.import_module("ul.data.pixels.dali").batches, None
         except ImportError as err:
             if name == "dali":
                 raise DataError(f"NVIDIA DALI cannot be imported ({err}); pip install nvidia-dali-cuda120") from None
@@ -50,15 +50,15 @@ def _backend(name: str) -> tuple[str, Callable, str | None]:
 
 
 def _device(device: str, backend: str) -> str:
-    """ "cpu" or "cuda": where this backend decodes for decode.device `device`."""
+    """ "cpu" or "cuda": where this backend decodes for pixels.device `device`."""
     if device == "cpu":
         return "cpu"
     if device == "cuda":
         if backend != "dali":
-            raise DataError("decode.device=cuda needs NVIDIA DALI, which is not available; use auto or cpu")
+            raise DataError("pixels.device=cuda needs NVIDIA DALI, which is not available; use auto or cpu")
         if not cuda_available():
             raise DataError(
-                "decode.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu"
+                "pixels.device=cuda but no CUDA GPU is visible (torch.cuda.is_available() is False); use auto or cpu"
             )
         return "cuda"
     return resolve_device("auto").type if backend == "dali" else "cpu"  # auto: the GPU where DALI can use one
@@ -151,7 +151,7 @@ def decode(
 ) -> dict:
     """Decode the manifest of `raw_dir` into `out_dir`; returns metrics. Raises DataError.
 
-    `drop` (decode.drop) leaves out, on request, what validate would refuse but a user wants gone
+    `drop` (pixels.drop) leaves out, on request, what validate would refuse but a user wants gone
     rather than fixed: "duplicates" (files whose bytes an earlier file holds; the first is kept) and
     "blank" (images that decode to no variation or a mean outside [1, 254]). Each is listed in
     `skipped.json` with its reason and `"drop"`, and counted in the metrics.
@@ -167,14 +167,14 @@ def decode(
     if not entries:
         raise DataError(f"{raw_dir / manifest.MANIFEST}: no images listed")
     if frames > 0:
-        from ul.data.decode import video
+        from ul.data.pixels import video
 
         opts = dict(frames=frames, fps=fps, resolution=resolution, channels=channels, resize_mode=resize_mode)
         return video.decode(raw_dir, out_dir, entries, opts, device, on_error, threads)
     name, batches, dali_missing = _backend(backend)
     dev = _device(device, name)
     if unknown := set(drop) - set(DROPS):
-        raise DataError(f"decode.drop={list(drop)}: unknown {sorted(unknown)}; choose from {list(DROPS)}")
+        raise DataError(f"pixels.drop={list(drop)}: unknown {sorted(unknown)}; choose from {list(DROPS)}")
     shards = rawshards.Shards(raw_dir)
     dropped = {p: ("duplicates", r) for p, r in _duplicates(entries).items()} if "duplicates" in drop else {}
     skipped, largest, pillow_only = {}, 1, []

@@ -1,13 +1,13 @@
 """Find unreadable images (their bytes) before (and, if needed, after) the batch decoder sees them.
 
 DALI reports a failure per batch, not per file, and stops the pipeline; checking files first is
-what lets `decode` name the bad file and, with `on_error=skip`, leave it out. `quick` is cheap
+what lets the pixels stage name the bad file and, with `on_error=skip`, leave it out. `quick` is cheap
 (headers, PNG chunk CRCs, the JPEG end marker); `full` decodes every pixel and is used only on
 the files of a batch that DALI rejected although they passed `quick`.
 
 One policy for both decoders (DALI and Pillow), applied here before either sees a file:
 - size: width × height within `pixel_budget(resolution)`, read from the header before any pixel
-  is decoded (a small PNG can declare a huge canvas); the decode stage also sizes its batches so
+  is decoded (a small PNG can declare a huge canvas); the pixels stage also sizes its batches so
   that a batch of the largest images stays within `BATCH_BYTES`.
 - 16-bit PNGs are refused (the decoders would clip or rescale them differently); convert to 8 bits.
 - formats: PNG and JPEG (read by DALI and Pillow), and WebP, BMP, TIFF and GIF (read by Pillow;

@@ -1,9 +1,9 @@
-"""`decode` for video (data.frames > 0): each fetched file → one uint8 C×T×H×W clip, in shards.
+"""The pixels stage for video (data.frames > 0): each fetched file → one uint8 C×T×H×W clip, in shards.
 
-The clip rules and the backend are ul.data.decode.pyav's (PyAV on the CPU; see there which backend
+The clip rules and the backend are ul.data.pixels.pyav's (PyAV on the CPU; see there which backend
 runs where). Every file is decoded once and a file that cannot give a clip is named by path as a
 corrupt image is: `on_error="fail"` stops with one DataError listing them all, `"skip"` leaves them
-out and lists them in `skipped.json`. The output has the image layout (ul.data.decode.images): per split a
+out and lists them in `skipped.json`. The output has the image layout (ul.data.pixels.images): per split a
 shard folder of N×C×T×H×W rows with `paths.txt`, labels when every file has one, and index stats
 that add `frames` and `fps` to the image ones.
 """
@@ -21,16 +21,16 @@ from tqdm import tqdm
 from ul.common.atomic import staged_dir
 from ul.common.shards import ShardWriter
 from ul.data import rawshards
-from ul.data.decode import pyav
 from ul.data.layout import PATHS, SKIPPED, DataError, refuse
 from ul.data.manifest import SPLITS, Entry
+from ul.data.pixels import pyav
 
 
 def _device(device: str) -> str:
     if device == "cuda":
         raise DataError(
-            "decode.device=cuda: video is decoded with PyAV on the CPU (a GPU video decoder is not "
-            "built yet); use decode.device=auto or cpu"
+            "pixels.device=cuda: video is decoded with PyAV on the CPU (a GPU video decoder is not "
+            "built yet); use pixels.device=auto or cpu"
         )
     return "cpu"
 
@@ -86,7 +86,7 @@ def decode(
     threads: int = 2,
 ) -> dict:
     """Decode `entries` of `raw_dir` into `out_dir`; `opts` = frames, fps, resolution, channels,
-    resize_mode (checked by the caller, ul.data.decode.images.decode). Returns metrics; raises DataError."""
+    resize_mode (checked by the caller, ul.data.pixels.images.decode). Returns metrics; raises DataError."""
     dev = _device(device)
     start = time.perf_counter()
     with staged_dir(out_dir) as out:

@@ -39,7 +39,7 @@ def _pipeline(tars: list[str], indexes: list[str], resolution: int, channels: in
         data,
         device="mixed" if gpu else "cpu",
         output_type=types.GRAY if channels == 1 else types.RGB,
-        adjust_orientation=True,  # EXIF orientation applied, as decode_pil does (ul.data.decode.imagecheck)
+        adjust_orientation=True,  # EXIF orientation applied, as decode_pil does (ul.data.pixels.imagecheck)
     )
     if resize_mode == "resize":
         images = fn.resize(images, resize_shorter=resolution)  # linear, antialiased when shrinking
