@@ -80,14 +80,14 @@ def test_serve_runs_a_failing_stage_to_failed_with_its_message(server, tmp_path)
             logs = wait_logs(c, run.id, "unreadable image")
             assert run.state.type.value == "FAILED", logs[-3000:]
             assert run.auto_scheduled and run.parameters["overrides"] == ["preset=ci", f"data.source=file://{images}"]
-            assert "dvc repro decode failed" in run.state.message and bad.name in run.state.message
+            assert "dvc repro pixels failed" in run.state.message and bad.name in run.state.message
             assert "unreadable image" in logs and f"cat/{bad.name}" in logs  # the stage's own message, streamed
             tasks = task_runs(c, run.id)
-            decode = tasks["dvc-repro-decode"]
-            assert decode.state.type.value == "FAILED" and decode.run_count == 1  # not transient: no retry
+            pixels = tasks["dvc-repro-pixels"]
+            assert pixels.state.type.value == "FAILED" and pixels.run_count == 1  # not transient: no retry
             assert tasks["dvc-repro-fetch"].state.type.value == "COMPLETED" and "dvc-repro-validate" not in tasks
             summary = artifacts(c, run.id)["ul-pipeline-summary"]
-            assert "**FAILED**" in summary and "| decode | FAILED |" in summary
+            assert "**FAILED**" in summary and "| pixels | FAILED |" in summary
             assert "| validate | not reached |" in summary and "| fetch | ran |" in summary
     finally:
         serve.stop()

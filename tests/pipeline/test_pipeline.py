@@ -77,6 +77,52 @@ def test_the_klvae_baseline_runs_through_every_model_stage(ci_project):
     sh(["dvc", "exp", "run", "-S", "preset=ci"], ci_project)  # back to UL for the tests that follow
 
 
+def test_dvc_repro_runs_the_training_stages_under_torchrun_when_launch_asks(ci_project):
+    """`stageN.launch.nproc_per_node=2`: the same dvc.yaml command starts torchrun (gloo, 2 CPU
+    processes); DVC records outputs laid out as a one-process run's, and rank 0 alone writes them."""
+    layout = {s: sorted(p.name for p in (ci_project / "models" / s).iterdir()) for s in ("stage1", "stage2")}
+    two = ("stage1.launch.nproc_per_node=2", "stage2.launch.nproc_per_node=2")
+    r = sh(["dvc", "exp", "run", *_set("preset=ci", *two, *CHEAP)], ci_project, OMP_NUM_THREADS="1")
+    out = r.stdout + r.stderr
+    assert ran_stages(out) == ALL - DATA, out[-3000:]
+    for stage in ("train_stage1", "train_stage2"):
+        assert json.loads((ci_project / "metrics" / f"{stage}.json").read_text())["processes"] == 2
+    assert {s: sorted(p.name for p in (ci_project / "models" / s).iterdir()) for s in layout} == layout
+    assert pending(ci_project) == {}, "dvc status: every output as dvc.lock records it"
+    rows = (ci_project / "metrics" / "stage1_train.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 10 // 10, "one process wrote the training curve"
+    sh(["dvc", "exp", "run", "-S", "preset=ci"], ci_project)  # back to one process for the tests that follow
+
+
+def test_caching_and_evaluation_over_two_processes_give_what_one_process_gives(ci_project, tmp_path):
+    """`cache.launch` / `eval.launch`: each rank its share of the batches, gathered on rank 0: the
+    latent cache byte for byte, the metrics within float tolerance (features gathered, one FID)."""
+    params = yaml.safe_load((ci_project / "params.yaml").read_text())
+    params["eval"]["batch_size"] = 16  # 64 images and 32 samples: batches for both ranks
+
+    def run(stage: str, n: int, *args: str) -> Path:
+        out = tmp_path / f"{stage}-{n}"
+        p = json.loads(json.dumps(params))
+        p["cache" if stage == "cache_latents" else "eval"]["launch"]["nproc_per_node"] = n
+        (tmp_path / f"{stage}-{n}.yaml").write_text(yaml.safe_dump(p))
+        cmd = ["python", "-m", f"ul.stages.{stage}", "--params", tmp_path / f"{stage}-{n}.yaml"]
+        sh([*cmd, "--out", out, "--metrics", out / "metrics.json", *args], ci_project, OMP_NUM_THREADS="1")
+        return out
+
+    one, two = run("cache_latents", 1), run("cache_latents", 2)
+    assert json.loads((two / "metrics.json").read_text())["processes"] == 2
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and p.name != "metrics.json")
+    assert files and files == sorted(
+        p.relative_to(two) for p in two.rglob("*") if p.is_file() and p.name != "metrics.json"
+    )
+    for f in files:
+        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+    a, b = (json.loads((run("evaluate", n) / "metrics.json").read_text()) for n in (1, 2))
+    assert (a.pop("processes"), b.pop("processes")) == (1, 2) and a.keys() == b.keys()
+    for k, v in a.items():
+        assert b[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), k
+
+
 def test_training_curves_are_dvc_plots(ci_project):
     out = sh(["dvc", "plots", "show", "--json"], ci_project).stdout
     assert "stage1_train.tsv" in out and "samples.png" in out

@@ -286,11 +286,12 @@ def test_the_stage2_fid_compares_samples_with_reconstructions_not_with_real_imag
     test = ShardReader(tmp_path / "test")
     rows = evaluate.subsets(test, 16, 16, seed=0)
     recon = from_uint8(test[rows["eval"]]).flip(-1) * 0.5  # a poor "decoder": mirrored and grey
-    same = evaluate.fid(test, rows, recon, recon.clone(), tmp_path / "cache", "cpu")
+    f_r = net(recon.add(1).div(2))
+    same = evaluate.fid(test, rows, {"r": f_r, "g": f_r.copy()}, net, tmp_path / "cache")
     assert same["gfid"] == pytest.approx(same["rfid"]) and same["rfid"] > 20
     assert abs(same["s2fid"]) < 1e-3
     other = from_uint8(test[rows["fid_floor"]]).flip(-1) * 0.5  # other images, the same "decoder"
-    out = evaluate.fid(test, rows, recon, other, tmp_path / "cache", "cpu")
-    f_r, f_g = net(recon.add(1).div(2)), net(other.add(1).div(2))
+    f_g = net(other.add(1).div(2))
+    out = evaluate.fid(test, rows, {"r": f_r, "g": f_g}, net, tmp_path / "cache")
     assert out["s2fid"] == pytest.approx(fid_from_features(f_r, f_g), rel=1e-6)
     assert 0 < out["s2fid"] < out["gfid"] and same["s2kid"] < out["s2kid"]

@@ -126,6 +126,18 @@ class BaseConfig:
 
 
 @dataclass
+class LaunchConfig:
+    """How a training stage runs: one process (the default), or torchrun's processes on this and
+    other machines (ul.common.launch); what it computes is the same for any shape."""
+
+    nnodes: int = 1  # machines, each running the stage with the same params and data
+    nproc_per_node: int = 1  # processes per machine (one per GPU, or a few on CPU cores)
+    rdzv_endpoint: str = ""  # host:port of the c10d rendezvous on one of the machines; "" = this machine only
+    max_restarts: int = 0  # times torchrun's elastic agent restarts the group after a failure
+    timeout_s: float = 300.0  # how long a rendezvous or a collective waits for a missing machine
+
+
+@dataclass
 class TrainConfig:
     """One training stage; the defaults are stage 1's (stage 2 overrides a few in `Config`)."""
 
@@ -142,6 +154,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads, 0 = all cores
     precision: str = "auto"  # auto | fp32 | bf16: autocast dtype (auto = bf16 where the CPU/GPU has it natively)
     compile: str = "auto"  # auto | eager | inductor: torch.compile of the step (auto = inductor on CUDA only)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass
@@ -157,6 +170,7 @@ class CacheConfig:
 
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 256
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass
@@ -167,6 +181,7 @@ class EvalConfig:
     grid_size: int = 8  # the grids are grid_size × grid_size
     batch_size: int = 250
     device: str = "auto"  # auto | cpu | cuda
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass

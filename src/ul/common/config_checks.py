@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import warnings
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,29 @@ def _check_train(name: str, t) -> None:
     _choice(f"{name}.device", t.device, DEVICES)
     _choice(f"{name}.precision", t.precision, PRECISIONS)
     _choice(f"{name}.compile", t.compile, COMPILE_MODES)
+    _check_launch(f"{name}.launch", t.launch, t.batch_size)
+
+
+# host:port, the host a name or an IPv4/IPv6 address: nothing a shell or torchrun would read as more
+ENDPOINT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):[0-9]{1,5}")
+
+
+def _check_launch(name: str, launch, batch_size: int | None = None) -> None:
+    for k in ("nnodes", "nproc_per_node"):
+        _check(1 <= getattr(launch, k) <= 4096, f"{name}.{k}", getattr(launch, k), "must be in [1, 4096]")
+    _check(0 <= launch.max_restarts <= 100, f"{name}.max_restarts", launch.max_restarts, "must be in [0, 100]")
+    _check(1 <= launch.timeout_s <= 86400, f"{name}.timeout_s", launch.timeout_s, "must be in [1, 86400] seconds")
+    ep = launch.rdzv_endpoint
+    ok = ep == "" or (ENDPOINT.fullmatch(ep) is not None and int(ep.rsplit(":", 1)[1]) <= 65535)
+    _check(ok, f"{name}.rdzv_endpoint", ep, "must be host:port")
+    _check(launch.nnodes == 1 or ep != "", f"{name}.rdzv_endpoint", ep, "must name host:port when nnodes > 1")
+    world = launch.nnodes * launch.nproc_per_node
+    _check(
+        batch_size is None or batch_size % world == 0,
+        f"{name}.launch",
+        f"{world} processes",
+        f"must divide batch_size {batch_size}",
+    )
 
 
 def validate(cfg):
@@ -122,6 +146,8 @@ def validate(cfg):
     _check_net("base.net", cfg.base.net)
     _check_train("stage1", cfg.stage1)
     _check_train("stage2", cfg.stage2)
+    _check_launch("cache.launch", cfg.cache.launch)
+    _check_launch("eval.launch", cfg.eval.launch)
     _choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     for k in ("decoder_steps", "base_steps"):
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")

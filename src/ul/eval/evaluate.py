@@ -37,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from ul.common.config import Config
+from ul.common.distributed import Dist
 from ul.common.images import display_scale, frames_of, from_uint8, save_grid, save_pairs_grid
 from ul.common.shards import ShardReader
 from ul.core import samplers
@@ -88,39 +89,67 @@ def subsets(test: ShardReader, n: int, n_fid: int, seed: int) -> dict:
     return {"eval": perm[:n], "fid_ref": perm[:n_fid], "fid_floor": floor}
 
 
+def batch_generator(seed: int, phase: int, batch: int) -> torch.Generator:
+    """The random numbers of one batch of one phase (1 reconstruct, 2 generate), seeded by its place
+    alone, so that any split of the batches over processes draws what one process draws."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, phase, batch]).generate_state(1)[0]))
+
+
+def spread(n: int, size: int, d: Dist, work, desc: str) -> list | None:
+    """`work(i, rows)` for the batches of n items, each rank computing every world-th batch from its
+    rank; the results in batch order on rank 0 (None on the others)."""
+    batches = list(_batches(n, size))
+    mine = {i: work(i, batches[i]) for i in tqdm(range(d.rank, len(batches), d.world), desc=desc, unit="batch")}
+    every = d.gather(mine)
+    return None if every is None else [every[i] for i in range(len(batches))]
+
+
 @torch.no_grad()
-def reconstruct_all(model, originals: np.ndarray, cfg: Config, gen, device) -> tuple[torch.Tensor, dict]:
-    """Reconstructions ([-1, 1], CPU) and the per-image loss terms of every held-out image."""
+def reconstruct_all(model, originals: np.ndarray, cfg: Config, device, d: Dist, feats=None) -> tuple | None:
+    """Reconstructions ([-1, 1], CPU), the per-image loss terms of every held-out image and, with
+    `feats`, the features of the first `eval.fid_num_samples` reconstructions (rank 0; None elsewhere)."""
     e, s = cfg.eval, cfg.sample
     batches = list(_batches(len(originals), e.batch_size))
-    z_clean = torch.cat([model.encode(from_uint8(originals[sl]).to(device)) for sl in batches])
+    z_clean = torch.cat([model.encode(from_uint8(originals[sl]).to(device)) for sl in batches])  # every rank: cheap
     partner = torch.from_numpy(derangement(len(originals), np.random.default_rng(cfg.seed + 1)))
-    recon, terms = [], {}
-    for sl in tqdm(batches, desc="reconstruct", unit="batch"):
+    n_fid = min(e.fid_num_samples, len(originals))
+
+    def work(i: int, sl: slice):
+        gen = batch_generator(cfg.seed, 1, i)
         x = from_uint8(originals[sl]).to(device)
         if isinstance(model, UnifiedLatents):
             t = rate_and_latent_use(model, x, z_clean[partner[sl]], gen)
         else:  # the KL-VAE baseline: its rate is the KL, in nats
             t = {"rate": model.rate_nats(x)}
-        for k, v in t.items():
-            terms.setdefault(k, []).append(v.cpu())
         z0 = model.noisy(z_clean[sl], torch.randn((len(x), *model.z_shape), generator=gen).to(device))
-        recon.append(model.decode(z0, s.decoder_steps, s.sampler, gen).cpu())
-    return torch.cat(recon), {k: torch.cat(v) for k, v in terms.items()}
+        recon = model.decode(z0, s.decoder_steps, s.sampler, gen).cpu()
+        f = feats(recon[: max(0, n_fid - sl.start)]) if feats is not None and sl.start < n_fid else None
+        return recon, {k: v.cpu() for k, v in t.items()}, f
+
+    parts = spread(len(originals), e.batch_size, d, work, "reconstruct")
+    if parts is None:
+        return None
+    recon = torch.cat([r for r, _, _ in parts])
+    terms = {k: torch.cat([t[k] for _, t, _ in parts]) for k in parts[0][1]}
+    f = [f for _, _, f in parts if f is not None]
+    return recon, terms, (np.concatenate(f) if f else None)
 
 
 @torch.no_grad()
-def generate_all(base, model, n: int, cfg: Config, gen, device) -> torch.Tensor:
-    """n Algorithm-2 samples, [-1, 1], on the CPU."""
+def generate_all(base, model, n: int, cfg: Config, device, d: Dist, feats=None) -> tuple | None:
+    """n Algorithm-2 samples, [-1, 1], on the CPU, and with `feats` their features (rank 0; None elsewhere)."""
     e, s = cfg.eval, cfg.sample
-    out = []
-    for sl in tqdm(list(_batches(n, e.batch_size)), desc="generate", unit="batch"):
-        out.append(
-            samplers.generate(
-                base, model, sl.stop - sl.start, s.base_steps, s.decoder_steps, s.sampler, gen, device
-            ).cpu()
-        )
-    return torch.cat(out)
+
+    def work(i: int, sl: slice):
+        gen = batch_generator(cfg.seed, 2, i)
+        x = samplers.generate(base, model, sl.stop - sl.start, s.base_steps, s.decoder_steps, s.sampler, gen, device)
+        x = x.cpu()
+        return x, (feats(x) if feats is not None else None)
+
+    parts = spread(n, e.batch_size, d, work, "generate")
+    if parts is None:
+        return None
+    return torch.cat([x for x, _ in parts]), (np.concatenate([f for _, f in parts]) if feats is not None else None)
 
 
 def _features(feats_fn, images: np.ndarray, cache_dir: Path, key: str, net: str = "inception") -> np.ndarray:
@@ -135,25 +164,19 @@ def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
     return hashlib.sha256(json.dumps([test.index, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def fid(
-    test: ShardReader, rows: dict, recon: torch.Tensor, samples: torch.Tensor, cache: Path, device, per_clip: int = 0
-) -> dict:
+def fid(test: ShardReader, rows: dict, own: dict, feats, cache: Path, per_clip: int = 0) -> dict:
     """rFID, gFID, the stage-2 FID (samples vs reconstructions), the FID floor at the same N, and KID
-    ± its standard error for each (of frames, for video: `per_clip` evenly spaced frames of each
-    clip, 0 = all)."""
-    net = inception.InceptionFeatures(device=device)
-
-    def feats(x):
-        return net(frames_of(x, per_clip))
+    ± its standard error for each, from the features `own` of the reconstructions ("r") and samples
+    ("g"), and `feats` for the real images (of frames, for video: `per_clip` evenly spaced frames of
+    each clip, 0 = all)."""
 
     def real(name: str) -> np.ndarray:
         key = _rows_key(test, rows[name]) + (f"-f{per_clip}" if per_clip else "")
         return _features(feats, test[rows[name]], cache, key)
 
     ref = real("fid_ref")
-    out, own = {}, {}
-    for name, images in (("r", recon[: len(rows["fid_ref"])]), ("g", samples)):
-        own[name] = f = feats(images.add(1).div(2))
+    out = {}
+    for name, f in own.items():
         out[f"{name}fid"] = frechet.fid_from_features(ref, f)
         out[f"{name}kid"], out[f"{name}kid_stderr"] = frechet.kid(ref, f)
     # stage 2 alone: samples against reconstructions of the reference images, both through the same
@@ -218,25 +241,37 @@ def evaluate(
     device="cpu",
     with_fid: bool = True,
     i3d_weights: str | Path | None = None,
-) -> dict:
+    d: Dist = Dist(),
+) -> dict | None:
     """Every metric of the module doc, on `test`; grids into `out_dir`. FVD (video only) needs
-    `i3d_weights` (`python -m ul.eval.i3d_checkpoint convert`) and `with_fid`."""
+    `i3d_weights` (`python -m ul.eval.i3d_checkpoint convert`) and `with_fid`. Under torchrun (`d`)
+    each rank decodes, samples and computes features for its share of the batches; rank 0 gathers
+    them, computes the metrics and writes the grids, and returns them (the others return None)."""
     check_pair(model, base)
     out_dir, fid_cache = Path(out_dir), Path(fid_cache)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fid_cache.mkdir(parents=True, exist_ok=True)
     e, s = cfg.eval, cfg.sample
     n = min(e.num_images, len(test))
     n_fid = min(e.fid_num_samples, n)
-    gen = torch.Generator().manual_seed(cfg.seed)
     rows = subsets(test, n, n_fid, cfg.seed)
     originals = test[rows["eval"]]
-    recon, terms = reconstruct_all(model, originals, cfg, gen, device)
+    video = originals.ndim == 5
+    feats = None
+    if with_fid:  # Inception features: each rank of its own batches, gathered (never per-rank FIDs)
+        net, per_clip = inception.InceptionFeatures(device=device), e.fid_frames_per_clip if video else 0
+
+        def feats(x):
+            return net(frames_of(x.add(1).div(2) if torch.is_tensor(x) else x, per_clip))
+
+    done = reconstruct_all(model, originals, cfg, device, d, feats)
+    made = generate_all(base, model, n_fid, cfg, device, d, feats)
+    if done is None or made is None:  # not rank 0: it has what it needs, and writes everything
+        return None
+    (recon, terms, recon_feats), (samples, sample_feats) = done, made
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fid_cache.mkdir(parents=True, exist_ok=True)
     per_image_psnr = psnr.psnr_db(frames_of(from_uint8(originals)).add(1).div(2), frames_of(recon).add(1).div(2))
     rate = bits(terms["rate"], latent_shape=model.z_shape, image_shape=model.x_shape)
-    samples = generate_all(base, model, n_fid, cfg, gen, device)
     save_grids(samples, originals, recon, out_dir, e.grid_size, cfg.data.fps or 8.0)
-    video = originals.ndim == 5
     result = {
         "psnr_db": float(per_image_psnr.mean()),
         "psnr_reduction": f"mean of per-{'frame' if video else 'image'} PSNRs, images in [0, 1]",
@@ -260,7 +295,8 @@ def evaluate(
     if video:
         result["latent_bits_per_frame"] = rate["bits_per_frame"]
     if with_fid:
-        result.update(fid(test, rows, recon, samples, fid_cache, device, e.fid_frames_per_clip if video else 0))
+        own = {"r": recon_feats, "g": sample_feats}
+        result.update(fid(test, rows, own, feats, fid_cache, per_clip))
         if video:
             t = originals.shape[2]
             result["fid_frames_per_clip"] = min(e.fid_frames_per_clip, t) or t

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ul.common import atomic
-from ul.common.config import Config, ConfigError, load
+from ul.common.config import Config, ConfigError, LaunchConfig, load
 from ul.common.errors import TEMPFAIL, ExportError, NonFiniteLossError, error_line
+from ul.common.launch import relaunch
 from ul.data.layout import DataError
 
 
@@ -22,6 +23,7 @@ def parser(stage: str, doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python -m ul.stages.{stage}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.set_defaults(_module=f"ul.stages.{stage}")
     p.add_argument(
         "--params",
         default="params.yaml",
@@ -64,17 +66,32 @@ def refuse_secrets(cfg: Config) -> None:
             )
 
 
-def run(args: argparse.Namespace, body: Callable[[Config], dict]) -> int:
-    """Load the config, run `body`, write its metrics; expected failures → stderr + status 1."""
+def run(
+    args: argparse.Namespace,
+    body: Callable[[Config], dict | None],
+    launch: Callable[[Config], LaunchConfig] | None = None,
+    argv: list | None = None,
+    ckpt: Path | None = None,
+) -> int:
+    """Load the config, run `body`, write its metrics; expected failures → stderr + status 1.
+    With `launch` (the stage's launch params), more than one process runs the stage under
+    torchrun (ul.common.launch) with the same arguments (`argv`, else the command line's); `body`
+    returns None in the processes that write nothing (torchrun's ranks but 0)."""
     try:
         cfg = load(args.params)
         refuse_secrets(cfg)
+        if launch is not None:
+            again = sys.argv[1:] if argv is None else [str(a) for a in argv]
+            if (status := relaunch(launch(cfg), args._module, again, ckpt)) is not None:
+                return status
         metrics = body(cfg)
     except EXPECTED as err:
         if getattr(err, "metrics", None):  # a failed validation still reports what it measured
             write_metrics(args.metrics, err.metrics)
         print(error_line(err), file=sys.stderr)
         return exit_status(err)
+    if metrics is None:
+        return 0
     write_metrics(args.metrics, metrics)
     print(json.dumps(metrics, sort_keys=True))
     return 0

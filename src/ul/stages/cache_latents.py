@@ -2,7 +2,8 @@
 
     python -m ul.stages.cache_latents [--params params.yaml] [--model models/stage1] [--out data/latents]
 
-Reads cache.device and cache.batch_size. Writes memory-mappable float32 shards plus index.json with per-channel statistics (the stage-2
+Reads cache.device, cache.batch_size and cache.launch (more than one process: torchrun, each
+rank encoding its share of the batches, the same bytes as one process). Writes memory-mappable float32 shards plus index.json with per-channel statistics (the stage-2
 training data) and metrics/cache_latents.json.
 """
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ul.artifacts import export, latent_cache
+from ul.common import distributed
 from ul.common.device import resolve_device
 from ul.common.shards import ShardReader
 from ul.stages import _cli
@@ -26,6 +28,7 @@ def main(argv=None) -> int:
 
     def body(cfg):
         device = resolve_device(cfg.cache.device)
+        d = distributed.init(device, cfg.cache.launch.timeout_s)
         model, _ = export.load(args.model, device, expect=export.STAGE1)
         stats = latent_cache.write(
             model,
@@ -33,10 +36,13 @@ def main(argv=None) -> int:
             Path(args.out) / "train",
             cfg.cache.batch_size,
             device,
+            d,
         )
-        return {"latent_count": stats["count"], "latent_std": stats["std"]}
+        if stats is None:  # torchrun's other ranks: rank 0 writes the outputs
+            return None
+        return {"latent_count": stats["count"], "latent_std": stats["std"], "processes": d.world}
 
-    return _cli.run(args, body)
+    return _cli.run(args, body, lambda cfg: cfg.cache.launch, argv)
 
 
 if __name__ == "__main__":

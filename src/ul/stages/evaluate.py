@@ -2,7 +2,8 @@
 
     python -m ul.stages.evaluate [--params params.yaml] [--out eval] [--no-fid]
 
-Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
+Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda; eval.launch: more than one process
+runs it under torchrun, each rank decoding, sampling and computing features for its share). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
 latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
 eval/reconstructions.png; Inception reference features are cached in data/fid_features. For video
 (data.frames > 0) the metrics are per frame, plus rFVD/gFVD with the I3D weights of --i3d, and the
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ul.artifacts import export
+from ul.common import distributed
 from ul.common.device import resolve_device
 from ul.common.shards import ShardReader
 from ul.core.model import BaseModel
@@ -41,15 +43,15 @@ def main(argv=None) -> int:
 
     def body(cfg):
         device = resolve_device(cfg.eval.device)
+        d = distributed.init(device, cfg.eval.launch.timeout_s)
         model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
         test = _cli.read_input(ShardReader, Path(args.data) / "test", "pixels")
         weights = args.i3d if cfg.data.frames else None
-        return evaluate(
-            model, base, test, cfg, args.out, args.fid_cache, device, with_fid=not args.no_fid, i3d_weights=weights
-        )
+        result = evaluate(model, base, test, cfg, args.out, args.fid_cache, device, not args.no_fid, weights, d)
+        return None if result is None else {**result, "processes": d.world}  # None: not rank 0
 
-    return _cli.run(args, body)
+    return _cli.run(args, body, lambda cfg: cfg.eval.launch, argv)
 
 
 if __name__ == "__main__":

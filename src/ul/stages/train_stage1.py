@@ -1,7 +1,8 @@
 """Stage 1: train encoder, latent prior and decoder jointly (L = L_z + L_x).
 
     python -m ul.stages.train_stage1 [--params params.yaml] [--data data/pixels] [--out models/stage1]
-    torchrun --nproc_per_node=N -m ul.stages.train_stage1     (data parallel; rank 0 writes)
+    stage1.launch: {nnodes, nproc_per_node, rdzv_endpoint, max_restarts, timeout_s} runs it under torchrun
+    (ul.common.launch: data parallel, on this machine or several; rank 0 writes the outputs)
 
 Reads seed, data.*, noise.*, unified.*, klvae.*, encoder.*, prior.*, decoder.*, stage1.*. Writes <out>/ckpt.pt
 (atomic, every stage1.ckpt_every steps: a killed run resumes from it when re-run with the same
@@ -19,12 +20,13 @@ from pathlib import Path
 import torch
 
 from ul.artifacts import export, latent_stats
+from ul.common import distributed
 from ul.common.images import from_uint8
 from ul.common.shards import ShardReader
 from ul.core.model import stage1_model
 from ul.stages import _cli
 from ul.train import flops, rate_target, summary
-from ul.train.loop import train
+from ul.train.loop import CKPT, train
 
 KEYS = ("seed", "latent", "data", "noise", "unified", "klvae", "encoder", "prior", "decoder", "stage1")
 
@@ -53,6 +55,8 @@ def main(argv=None) -> int:
             desc="stage1",
             after_step=rate_target.callbacks(model, cfg),
         )
+        if not distributed.is_main():  # torchrun's other ranks: rank 0 writes the outputs
+            return None
         metrics = {
             **summary.training_summary(cfg.stage1.steps, t0, args.log),
             **flops.training_flops(ema, lambda idx: from_uint8(images[idx]), cfg.stage1),
@@ -63,7 +67,7 @@ def main(argv=None) -> int:
         export.save(ema, cfg, args.out, metrics, latents)
         return metrics
 
-    return _cli.run(args, body)
+    return _cli.run(args, body, lambda cfg: cfg.stage1.launch, argv, Path(args.out) / CKPT)
 
 
 if __name__ == "__main__":

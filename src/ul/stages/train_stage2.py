@@ -1,7 +1,8 @@
 """Stage 2: train the base diffusion model on the frozen, cached latents (sigmoid-weighted, λ ≤ λ(0)).
 
     python -m ul.stages.train_stage2 [--params params.yaml] [--latents data/latents] [--out models/stage2]
-    torchrun --nproc_per_node=N -m ul.stages.train_stage2
+    stage2.launch: {nnodes, nproc_per_node, rdzv_endpoint, max_restarts, timeout_s} runs it under torchrun
+    (ul.common.launch: data parallel, on this machine or several; rank 0 writes the outputs)
 
 Reads seed, noise.*, base.*, stage2.* (and the shapes of data/encoder). Writes <out>/ckpt.pt
 (resumable), the export <out>/{model.safetensors,config.json,README.md}, metrics/stage2_train.tsv and metrics/train_stage2.json.
@@ -16,10 +17,11 @@ from pathlib import Path
 import torch
 
 from ul.artifacts import export, latent_cache
+from ul.common import distributed
 from ul.core.model import BaseModel
 from ul.stages import _cli
 from ul.train import flops, summary
-from ul.train.loop import train
+from ul.train.loop import CKPT, train
 
 KEYS = ("seed", "latent", "data", "noise", "encoder", "base", "stage2")
 
@@ -49,6 +51,8 @@ def main(argv=None) -> int:
             args.log,
             desc="stage2",
         )
+        if not distributed.is_main():  # torchrun's other ranks: rank 0 writes the outputs
+            return None
         metrics = {
             **summary.training_summary(cfg.stage2.steps, t0, args.log),
             **flops.training_flops(ema, lambda idx: torch.from_numpy(latents[idx]), cfg.stage2),
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
         export.save(ema, cfg, args.out, metrics)
         return metrics
 
-    return _cli.run(args, body)
+    return _cli.run(args, body, lambda cfg: cfg.stage2.launch, argv, Path(args.out) / CKPT)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import copy
 import csv
 import hashlib
 import json
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,9 +30,9 @@ from tqdm import tqdm
 
 from ul.common.config import TrainConfig
 from ul.common.device import resolve_device
+from ul.common.distributed import barrier, init
 from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
 from ul.train import checkpoint, compiled, precision
-from ul.train.distributed import barrier, init
 
 CKPT = "ckpt.pt"
 
@@ -112,6 +113,28 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _own_checkpoint(path: Path, fp: str, device, main: bool) -> dict | None:
+    """This machine's checkpoint of this run (its `step` an int), or None: there is none, or it
+    belongs to another configuration. An unreadable one raises CheckpointError."""
+    if not path.exists():
+        return None
+    ck = checkpoint.load(path, map_location=device)
+    if ck.get("fingerprint") != fp:
+        if main:
+            warnings.warn(f"{path} belongs to another configuration; training from scratch", stacklevel=3)
+        return None
+    return {**ck, "step": int(ck["step"])}
+
+
+def _set_aside(path: Path, err: BaseException, main: bool) -> None:
+    """An unusable checkpoint (written atomically, so damaged from outside) is kept aside for a
+    post-mortem, and training starts from scratch."""
+    if main and path.exists():
+        aside = checkpoint.move_aside(path)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warnings.warn(f"{path}: unusable ({reason}); moved to {aside.name}, training from scratch", stacklevel=3)
+
+
 def train(
     model: nn.Module,
     data: Callable[[np.ndarray], torch.Tensor],
@@ -128,7 +151,7 @@ def train(
     """Train `model` (its forward is `(batch, noise) -> per-example terms with "loss"`; it has
     `draw_noise(batch, generator)`) on `data(indices) -> batch`; returns the EMA model."""
     device = resolve_device(cfg.device)
-    dist_ = init(device)
+    dist_ = init(device, cfg.launch.timeout_s)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed + dist_.rank)  # dropout may differ per rank; the draws do not
@@ -139,34 +162,32 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     fp, step = fingerprint(config), 0
     ckpt_path = out_dir / CKPT
-    if ckpt_path.exists():
-        initial = {k: v.clone() for k, v in model.state_dict().items()}
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        own = _own_checkpoint(ckpt_path, fp, device, dist_.main)
+    except (checkpoint.CheckpointError, KeyError, TypeError, ValueError) as err:
+        own = None
+        _set_aside(ckpt_path, err, dist_.main)
+    ck = dist_.newest(own)  # every rank takes part, whatever its own disk holds
+    if ck is not None:
         try:
-            ck = checkpoint.load(ckpt_path, map_location=device)
-            if ck.get("fingerprint") == fp:
-                model.load_state_dict(ck["model"])
-                ema.load_state_dict(ck["ema"])
-                opt.load_state_dict(ck["optimizer"])
-                _set_rng_state(ck["rng"], gen)
-                step = int(ck["step"])
-            elif dist_.main:
-                warnings.warn(f"{ckpt_path} belongs to another configuration; training from scratch", stacklevel=2)
-        except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as err:
-            # A corrupt checkpoint (written atomically, so damaged from outside) must not wedge every
-            # later run: it is kept aside for a post-mortem and training starts afresh, exactly as
-            # a run that never had one (weights as initialised, new optimizer, seeds as set above).
+            model.load_state_dict(ck["model"])
+            ema.load_state_dict(ck["ema"])
+            opt.load_state_dict(ck["optimizer"])
+            _set_rng_state(ck["rng"], gen)
+            step = ck["step"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            # A damaged checkpoint must not wedge every later run: training starts afresh, exactly
+            # as a run that never had one (weights as initialised, new optimizer, seeds as set above).
             model.load_state_dict(initial)
             ema.load_state_dict(initial)
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
             torch.manual_seed(seed + dist_.rank)
             gen.manual_seed(seed)
             step = 0
-            aside = checkpoint.move_aside(ckpt_path) if dist_.main and ckpt_path.exists() else ckpt_path
-            if dist_.main:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                warnings.warn(
-                    f"{ckpt_path}: unusable ({reason}); moved to {aside.name}, training from scratch", stacklevel=2
-                )
+            _set_aside(ckpt_path, err, dist_.main)
+    if step and dist_.main:
+        print(f"{desc}: resumed from {ckpt_path} at step {step}", file=sys.stderr, flush=True)
     log = MetricLog(Path(log_path) if (log_path and dist_.main) else None, step)
     net = model
     if dist_.world > 1:

@@ -4,6 +4,7 @@ a checkpoint must match), the summary of its training curve, and parameter count
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -13,12 +14,16 @@ from ul.common.config import Config, to_dict
 def run_identity(cfg: Config, keys: tuple, data) -> dict:
     """What a training checkpoint must match to be resumed: the stage's params and its data."""
     d = to_dict(cfg)
+    for stage in ("stage1", "stage2"):  # how many processes run it is not what it computes
+        d[stage].pop("launch")
     return {**{k: d[k] for k in keys}, "data_index": data.index}
 
 
 def training_summary(steps: int, t0: float, tsv: str | Path) -> dict:
-    """What both training stages report: steps, wall time and the last logged training metrics."""
-    return {"steps": steps, "wall_s": round(time.time() - t0, 1), **last_row(tsv)}
+    """What both training stages report: steps, wall time, how many processes trained (torchrun's
+    world size) and the last logged training metrics."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    return {"steps": steps, "wall_s": round(time.time() - t0, 1), "processes": processes, **last_row(tsv)}
 
 
 def last_row(tsv: str | Path) -> dict:
