@@ -1,6 +1,6 @@
 """Raw data at scale: one file per image against tar shards, side by side, at several dataset sizes.
 
-    python bench/scaling.py [--sizes 70000 300000] [--out bench/scaling.json] [--only source]
+    python bench/scaling.py [--sizes 70000 300000] [--out bench/scaling.json] [--only source|fetch]
 
 For each size N: N distinct 28×28 PNGs (Fashion-MNIST images, each made distinct by a pixel that
 encodes its index) are written as loose files, as fetch did before, and packed into tar shards
@@ -11,6 +11,11 @@ emptied workspace, the `source` stage's fingerprint of the loose folder as a use
 (cold: every file hashed; warm: unchanged, a stat per file; touched: 1% of the mtimes moved), and for the shards the decode and validate stages' own work (ul.data.pixels.images on
 DALI, ul.data.validate.tables and Great Expectations). Prints a table and the per-file slopes,
 and writes them as JSON. The estimate for ImageNet-1k in the README is drawn from these slopes.
+
+`--only fetch` times the fetch stage on the loose folder as a user's `file://` source, side by
+side: as it was (every file copied loose into the raw folder, then packed, then the copies
+removed) and as it is (each file read from the source straight into the tar shards), each with
+the peak disk space it added (the file system's used bytes, sampled every 50 ms).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -112,11 +118,9 @@ def measure(n: int, tmp: Path, only_source: bool = False) -> dict:
         return row
     shards = repo / "shards"
     shards.mkdir()
-    for split in manifest.SPLITS:
-        shutil.copytree(loose / split, shards / split)
 
     def pack():
-        packed = rawshards.pack(shards, entries, SHARD_BYTES)
+        packed = rawshards.pack(shards, rawshards.loose(loose, entries), SHARD_BYTES)
         manifest.write(shards, packed, builtin.FASHION_CLASSES)
         manifest.write(loose, entries, builtin.FASHION_CLASSES)
 
@@ -136,6 +140,59 @@ def measure(n: int, tmp: Path, only_source: bool = False) -> dict:
     return row
 
 
+def _with_peak_disk(fn, where: Path) -> tuple[float, int]:
+    """fn's wall time, and the most disk space it held on `where`'s file system at once."""
+    base, peak, done = shutil.disk_usage(where).used, [0], threading.Event()
+
+    def watch():
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], shutil.disk_usage(where).used - base)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    took = _timed(fn)
+    done.set()
+    watcher.join()
+    return took, max(peak[0], 0)
+
+
+def _fetch_before(source: Path, out: Path) -> None:
+    """fetch as it was: every file copied loose into `out`, then packed, then the copies removed."""
+    from ul.data.fetch import folder
+
+    files, classes = folder.files(source, {"train": 0, "test": 0})
+    out.mkdir()
+    for f in files:
+        (out / f.entry.path).parent.mkdir(parents=True, exist_ok=True)
+        with f.open() as src, open(out / f.entry.path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    packed = rawshards.pack(out, rawshards.loose(out, [f.entry for f in files]), SHARD_BYTES)
+    manifest.write(out, packed, classes)
+    for split in manifest.SPLITS:
+        shutil.rmtree(out / split)
+
+
+def measure_fetch(n: int, tmp: Path) -> dict:
+    """The fetch stage on a folder of n loose PNGs, as it was and as it is: time and peak disk."""
+    from ul.data.fetch.sources import fetch
+
+    loose = tmp / f"files-{n}"
+    loose.mkdir()
+    _write_loose(loose, n)
+    size = sum(p.stat().st_size for p in loose.rglob("*.png"))
+    row: dict = {"images": n, "source_bytes": size}
+    for name, run in (
+        ("before", lambda out: _fetch_before(loose, out)),
+        ("after", lambda out: fetch(f"file://{loose}", out, shard_mb=SHARD_BYTES >> 20)),
+    ):
+        out = tmp / f"raw-{name}-{n}"
+        row[f"fetch_{name}_s"], row[f"fetch_{name}_peak_bytes"] = _with_peak_disk(lambda r=run, o=out: r(o), tmp)
+        row[f"raw_{name}_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        shutil.rmtree(out)
+    shutil.rmtree(loose)
+    return row
+
+
 def _stages(raw: Path, decoded: Path, validation: Path) -> dict:
     """The decode and validate stages' work on the shards."""
     from ul.data.pixels.images import decode
@@ -150,13 +207,30 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[70000, 300000])
     p.add_argument("--out", default="bench/scaling.json")
-    p.add_argument("--only", choices=["source"], help="only the source stage's fingerprint (no DVC)")
+    p.add_argument(
+        "--only", choices=["source", "fetch"], help="only the source stage's fingerprint, or only fetch (no DVC)"
+    )
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ul-scaling-") as tmp:
         for n in args.sizes:
-            rows.append(measure(n, Path(tmp), args.only == "source"))
+            rows.append(
+                measure_fetch(n, Path(tmp)) if args.only == "fetch" else measure(n, Path(tmp), args.only == "source")
+            )
             print(json.dumps(rows[-1]), file=sys.stderr)
+    if args.only == "fetch":
+        print(f"{'images':>8} {'source':>9}  {'fetch as it was':>24}  {'fetch now (streamed)':>24}")
+        for r in rows:
+            mb = 1 << 20
+            print(f"{r['images']:>8} {r['source_bytes'] / mb:7.0f}MB  "
+                  f"{r['fetch_before_s']:8.1f}s, peak +{r['fetch_before_peak_bytes'] / mb:6.0f}MB  "
+                  f"{r['fetch_after_s']:8.1f}s, peak +{r['fetch_after_peak_bytes'] / mb:6.0f}MB")  # fmt: skip
+        if len(rows) >= 2:
+            lo, hi = rows[0], rows[-1]
+            for name in ("before", "after"):
+                slope = (hi[f"fetch_{name}_s"] - lo[f"fetch_{name}_s"]) / (hi["images"] - lo["images"]) * 1e6
+                print(f"slope fetch {name}: {slope:.0f} µs/image")
+        return
     if args.only:
         for r in rows:
             print(f"{r['images']:>8} images: source check cold {r['source_cold_s']:.2f}s, "

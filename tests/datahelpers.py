@@ -66,7 +66,7 @@ def packed(root: Path, files: dict[str, bytes]) -> rawshards.Selection:
     selected in that order: what the batch decoders read."""
     write_folder(root, {f"train/{name}": data for name, data in files.items()})
     entries = [manifest.Entry(f"train/{n}", "train", None, hashing.sha256_bytes(d), len(d)) for n, d in files.items()]
-    return rawshards.Selection(rawshards.Shards(root), rawshards.pack(root, entries, 1 << 30))
+    return rawshards.Selection(rawshards.Shards(root), rawshards.pack(root, rawshards.loose(root, entries), 1 << 30))
 
 
 def raw_files(raw: Path) -> dict[str, bytes]:
@@ -82,7 +82,9 @@ def rewrite_raw(raw: Path, changes: dict[str, bytes]) -> None:
     files.update(changes)
     write_folder(raw, files)
     shutil.rmtree(raw / rawshards.SHARDS)
-    rawshards.pack(raw, [replace(e, bytes=len(files[e.path])) for e in entries], 1 << 30)
+    rawshards.pack(raw, rawshards.loose(raw, [replace(e, sha256="") for e in entries]), 1 << 30)
+    for split in manifest.SPLITS:
+        shutil.rmtree(raw / split)
     manifest.write(raw, entries, manifest.read_classes(raw))
 
 

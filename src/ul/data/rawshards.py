@@ -16,13 +16,17 @@ always give the same bytes, and so the same DVC hash on any machine.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
-import shutil
 import stat
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from tqdm import tqdm
 
 from ul.data.layout import DataError, shown
 from ul.data.manifest import SPLITS, Entry
@@ -62,38 +66,77 @@ def write_index(dest: Path, rows: Sequence[tuple[str, int, int, str]]) -> Path:
     return dest
 
 
-def pack(folder: Path, entries: Iterable[Entry], shard_bytes: int) -> list[Entry]:
-    """Move the loose files of `entries` (paths relative to `folder`) into tar shards under
-    `folder/shards/`; returns the entries, sorted by path, with their shard and key set."""
+@dataclass
+class Pending:
+    """A file on its way into the shards: its manifest entry (shard and key unset; sha256 "" when
+    the packer is to compute it) and `open()`, which gives its bytes once, when it is packed."""
+
+    entry: Entry
+    open: Callable[[], BinaryIO]
+
+
+class _Hashing:
+    """A reader that hashes what passes through it."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha256.update(data)
+        return data
+
+
+def _size(f: BinaryIO) -> int:
+    return f.getbuffer().nbytes if isinstance(f, io.BytesIO) else os.fstat(f.fileno()).st_size
+
+
+def pack(folder: Path, files: Iterable[Pending], shard_bytes: int) -> list[Entry]:
+    """Write `files` straight into tar shards under `folder/shards/`, in manifest (path) order,
+    each read once from where it is: there is no loose copy, so the only disk fetch adds is the
+    shards. Returns the entries, sorted by path, with shard, key, sha256 and size set; a file
+    whose bytes are not the sha256 its entry expects (it changed since it was scanned) is a DataError."""
     if shard_bytes < 1:
         raise DataError(f"data.shard_mb: must be > 0 (got {shard_bytes} bytes)")
-    rows = sorted(entries, key=lambda e: e.path)
+    rows = sorted(files, key=lambda p: p.entry.path)
     out_dir = Path(folder) / SHARDS
     out_dir.mkdir()
     packed, tf, split, used, count = [], None, None, 0, dict.fromkeys(SPLITS, 0)
     try:
-        for k, e in enumerate(rows):
-            size = BLOCK + -(-e.bytes // BLOCK) * BLOCK
-            if tf is None or e.split != split or used + size > shard_bytes:
-                if tf is not None:
-                    tf.close()
-                split, used = e.split, 0
-                name = f"{split}-{count[split]:06d}.tar"
-                count[split] += 1
-                tf = tarfile.open(out_dir / name, "w", format=tarfile.USTAR_FORMAT)
-            e = replace(e, shard=name, key=f"{k:08d}")
-            with open(Path(folder) / e.path, "rb") as f:
-                tf.addfile(_tarinfo(member(e), e.bytes), f)
-            used += size
-            packed.append(e)
+        for k, p in enumerate(tqdm(rows, desc="pack", unit="file", mininterval=1.0)):
+            e = p.entry
+            with p.open() as f:
+                size = _size(f)
+                padded = BLOCK + -(-size // BLOCK) * BLOCK
+                if tf is None or e.split != split or used + padded > shard_bytes:
+                    if tf is not None:
+                        tf.close()
+                    split, used = e.split, 0
+                    name = f"{split}-{count[split]:06d}.tar"
+                    count[split] += 1
+                    tf = tarfile.open(out_dir / name, "w", format=tarfile.USTAR_FORMAT)
+                e = replace(e, shard=name, key=f"{k:08d}", bytes=size)
+                reader = _Hashing(f)
+                try:
+                    tf.addfile(_tarinfo(member(e), size), reader)
+                except OSError as err:  # tarfile's "unexpected end of data": shorter than it was
+                    raise DataError(f"{shown(e.path)}: changed while it was being read ({err}); fetch again") from None
+            digest = reader.sha256.hexdigest()
+            if e.sha256 and digest != e.sha256:
+                raise DataError(f"{shown(e.path)}: changed while it was being read; fetch again")
+            used += padded
+            packed.append(replace(e, sha256=digest))
     finally:
         if tf is not None:
             tf.close()
     for tar in sorted(out_dir.glob("*.tar")):
         _write_index(tar, tar.with_suffix(".idx"))
-    for s in SPLITS:
-        shutil.rmtree(Path(folder) / s, ignore_errors=True)
     return packed
+
+
+def loose(folder: Path, entries: Iterable[Entry]) -> list[Pending]:
+    """Files already written under `folder` (paths relative to it), to be packed."""
+    return [Pending(e, lambda e=e: open(Path(folder) / e.path, "rb")) for e in entries]
 
 
 def _read_index(path: Path) -> dict[str, tuple[int, int]]:

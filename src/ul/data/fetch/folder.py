@@ -1,4 +1,4 @@
-"""Turn a folder of image files (PNG, JPEG, WebP, BMP, TIFF, GIF; or of videos) into manifest entries, copying the files byte for byte.
+"""Turn a folder of image files (PNG, JPEG, WebP, BMP, TIFF, GIF; or of videos) into manifest entries, packed byte for byte from where they are.
 
 Which files count is a `Kind`: IMAGES (.png .jpg .jpeg .webp .bmp .tif .tiff .gif) or, when data.frames > 0, VIDEO (.mp4
 .webm .avi .mkv .mov .gif and APNG .png). Only the name is checked here; the content is checked
@@ -42,6 +42,7 @@ from tqdm import tqdm
 from ul.common.regular import NotRegularFile, open_regular
 from ul.data.layout import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
+from ul.data.rawshards import Pending
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif", ".png")  # .png: APNG
@@ -264,11 +265,12 @@ def _labels(items: list[_Item]) -> tuple[dict[str, int], list[int | None]]:
     return classes, [None if n is None else classes[n] for n in names]
 
 
-def copy(
-    root: Path, out_dir: Path, limits: dict[str, int], skipped: dict[str, str] | None = None, kind: Kind = IMAGES
-) -> tuple[list[Entry], list[str]]:
-    """Copy the images (the files of `kind`) of `root` into `out_dir/<split>/...` and return their
-    manifest entries; entries that are not read (links, special files, bad names, oversized files)
+def files(
+    root: Path, limits: dict[str, int], skipped: dict[str, str] | None = None, kind: Kind = IMAGES
+) -> tuple[list[Pending], list[str]]:
+    """The images (the files of `kind`) of `root`, hashed, split and chosen, as files to pack from
+    where they are (`ul.data.rawshards.pack`, which reads each once more and checks its hash), and
+    the class names; entries that are not read (links, special files, bad names, oversized files)
     go in `skipped`."""
     root = unwrap(Path(root))
     walk = Walk(root, kind)
@@ -284,22 +286,17 @@ def copy(
     if items[0].split is None:
         _hash_split(items)
     classes, labels = _labels(items)
-    entries = []
+    chosen = []
     for split in SPLITS:
-        chosen = sorted(
+        picked = sorted(
             (k for k, it in enumerate(items) if it.split == split), key=lambda k: (items[k].sha256, items[k].rel)
         )
-        if limits[split] > 0:
-            chosen = chosen[: limits[split]]
-        for k in tqdm(sorted(chosen), desc=f"copy {split}", unit="file", mininterval=1.0):
-            it, rel = items[k], f"{split}/{items[k].rel}"
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            h = hashlib.sha256()
-            with open_under(root, it.src) as src, open(out_dir / rel, "wb") as dst:
-                while block := src.read(1 << 20):
-                    h.update(block)
-                    dst.write(block)
-            if h.hexdigest() != it.sha256:
-                raise DataError(f"{shown(str(it.src))}: changed while it was being read; fetch again")
-            entries.append(Entry(rel, split, labels[k], it.sha256, (out_dir / rel).stat().st_size))
-    return entries, sorted(classes, key=classes.get)
+        chosen += picked[: limits[split]] if limits[split] > 0 else picked
+    pending = [
+        Pending(
+            Entry(f"{items[k].split}/{items[k].rel}", items[k].split, labels[k], items[k].sha256, 0),
+            lambda src=items[k].src: open_under(root, src),
+        )
+        for k in sorted(chosen)
+    ]
+    return pending, sorted(classes, key=classes.get)

@@ -20,17 +20,15 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from ul.common.hashing import sha256_bytes
 from ul.data.fetch import builtin
 from ul.data.fetch.idx import read_idx
 from ul.data.layout import DataError
 from ul.data.manifest import Entry
+from ul.data.rawshards import Pending
 
 DIGIT = 28  # MNIST digits are 28×28
 STEP = 0.1  # the standard generator's speed: a tenth of the free canvas per frame
@@ -79,8 +77,23 @@ def clips(digits: np.ndarray, n: int, frames: int, size: int, count: int, seed: 
         yield clip(rng, digits, count, frames, size)
 
 
-def write(out_dir: Path, frames: int, cfg, limits: dict[str, int]) -> tuple[list[Entry], list[str]]:
-    """Write `<split>/<index:05d>.png` clips (unlabelled) into `out_dir`; `cfg` = data.moving_mnist.
+class _InOrder:
+    """Clips made one after another by one generator, handed out in the same order (the packer
+    takes a split's files in path order, which the zero-padded names make index order)."""
+
+    def __init__(self, made: Iterator):
+        self.made, self.next = made, 0
+
+    def open(self, i: int) -> io.BytesIO:
+        if i != self.next:
+            raise RuntimeError(f"clip {i} asked for before clip {self.next}")
+        self.next += 1
+        return io.BytesIO(encode_apng(next(self.made)[0]))
+
+
+def files(frames: int, cfg, limits: dict[str, int]) -> tuple[list[Pending], list[str]]:
+    """The `<split>/<index>.png` clips (unlabelled, index zero-padded to at least 5 digits), made
+    as they are packed; `cfg` = data.moving_mnist.
 
     `limits[split]` > 0 keeps at most that many of the split's clips (a prefix)."""
     if frames <= 0:
@@ -90,18 +103,15 @@ def write(out_dir: Path, frames: int, cfg, limits: dict[str, int]) -> tuple[list
     if not DIGIT <= cfg.size:
         raise DataError(f"data.moving_mnist.size={cfg.size}: must be at least {DIGIT} (the digits are 28×28)")
     folder = builtin._mnist_dir()
-    entries: list[Entry] = []
+    pending: list[Pending] = []
     for split, (img_file, _) in builtin.FILES.items():
         digits = read_idx(folder / img_file)
         n = cfg.train_clips if split == "train" else cfg.test_clips
         n = min(n, limits[split]) if limits[split] > 0 else n
-        made = clips(digits, n, frames, cfg.size, cfg.digits, cfg.seed, split)
-        for i, (frames_, _) in enumerate(
-            tqdm(made, total=n, desc=f"builtin:moving-mnist {split}", unit="clip", mininterval=1.0)
-        ):
-            data = encode_apng(frames_)
-            rel = f"{split}/{i:05d}.png"
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (out_dir / rel).write_bytes(data)
-            entries.append(Entry(rel, split, None, sha256_bytes(data), len(data)))
-    return entries, []
+        made = _InOrder(clips(digits, n, frames, cfg.size, cfg.digits, cfg.seed, split))
+        width = max(5, len(str(n - 1)))
+        for i in range(n):
+            pending.append(
+                Pending(Entry(f"{split}/{i:0{width}d}.png", split, None, "", 0), lambda i=i, m=made: m.open(i))
+            )
+    return pending, []

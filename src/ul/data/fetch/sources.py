@@ -29,45 +29,45 @@ from ul.common.errors import redact_url
 from ul.data import manifest, rawshards
 from ul.data.fetch import archive, buckets, builtin, folder, moving_mnist
 from ul.data.layout import DataError, shown
-from ul.data.manifest import Entry
+from ul.data.rawshards import Pending
 
 MAX_LISTED = 10  # skipped entries printed as warnings (metrics list them all)
 SCHEMES = ("builtin:", "file://", "https://", "http://", "s3://", "lakefs://")
 
 
-def _builtin(name: str, out: Path, limits: dict[str, int], frames: int, mm) -> tuple[list[Entry], list[str]]:
+def _builtin(name: str, limits: dict[str, int], frames: int, mm) -> tuple[list[Pending], list[str]]:
     """A packaged dataset: Moving MNIST clips, or the still images of the IDX datasets."""
     if name == "moving-mnist":
-        return moving_mnist.write(out, frames, mm, limits)
+        return moving_mnist.files(frames, mm, limits)
     if frames > 0 and name in builtin.DATASETS:
         raise DataError(
             f"builtin:{name} holds still images but data.frames={frames}: "
             "set data.frames=0, or use builtin:moving-mnist for video"
         )
-    return builtin.write(name, out, limits)
+    return builtin.files(name, limits)
 
 
 def _collect(
     source: str,
     sha256: str | None,
-    out: Path,
     scratch: Path,
     limits: dict[str, int],
     skipped: dict[str, str],
     frames: int = 0,
     mm=None,
-) -> tuple[list[Entry], list[str]]:
+) -> tuple[list[Pending], list[str]]:
+    """The source's files, to pack from where they are (archives and buckets: from `scratch`)."""
     if source.startswith("builtin:"):
-        return _builtin(source[len("builtin:") :], out, limits, frames, mm)
+        return _builtin(source[len("builtin:") :], limits, frames, mm)
     kind = folder.VIDEO if frames > 0 else folder.IMAGES
     if source.startswith("file://"):
-        return folder.copy(folder.source_root(source), out, limits, skipped, kind)
+        return folder.files(folder.source_root(source), limits, skipped, kind)
     if source.startswith(("https://", "http://")):
         path = archive.download(source, sha256, scratch / "archive")
         root = archive.extract(path, scratch / "extracted", redact_url(source))
-        return folder.copy(root, out, limits, skipped, kind)
+        return folder.files(root, limits, skipped, kind)
     loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
-    return folder.copy(buckets.download(loc, scratch / "objects"), out, limits, skipped, kind)
+    return folder.files(buckets.download(loc, scratch / "objects"), limits, skipped, kind)
 
 
 def _mm(cfg):
@@ -90,7 +90,9 @@ def fetch(
     shard_mb: int = 256,
 ) -> dict:
     """Write `out_dir/` = the source's images in `shards/` + `manifest.csv` + `classes.json`; return
-    metrics. The files are collected loose, then packed into shards of at most `shard_mb` MiB.
+    metrics. Each file goes straight from where it is into shards of at most `shard_mb` MiB: there is
+    no loose copy (archives and bucket objects are downloaded into a scratch folder first, removed
+    at the end).
 
     `max_train`/`max_test` > 0 keep that many images (or clips) of the split (0 = all). `frames` > 0
     (data.frames) fetches videos instead of images; `moving_mnist` (data.moving_mnist, a
@@ -113,8 +115,8 @@ def fetch(
     limits = {"train": max_train, "test": max_test}
     skipped: dict[str, str] = {}
     with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
-        entries, classes = _collect(source, sha256, out, scratch, limits, skipped, frames, _mm(moving_mnist))
-        entries = rawshards.pack(out, entries, shard_mb << 20)
+        files, classes = _collect(source, sha256, scratch, limits, skipped, frames, _mm(moving_mnist))
+        entries = rawshards.pack(out, files, shard_mb << 20)
         path = manifest.write(out, entries, classes)
         manifest_sha = hashing.sha256_file(path)
     for rel, reason in list(skipped.items())[:MAX_LISTED]:
