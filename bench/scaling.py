@@ -219,6 +219,7 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), file=sys.stderr)
     if args.only == "fetch":
+        Path(args.out).with_name("scaling-fetch.json").write_text(json.dumps(rows, indent=1) + "\n")
         print(f"{'images':>8} {'source':>9}  {'fetch as it was':>24}  {'fetch now (streamed)':>24}")
         for r in rows:
             mb = 1 << 20
