@@ -1,5 +1,7 @@
 """The stage-1 model wiring, the samplers, and a short real training run."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -199,3 +201,37 @@ def test_short_ci_run_on_fashion_mnist_lowers_both_terms(tmp_path):
     first, last = rows[0], rows[-1]
     assert float(last["decoder"]) < 0.8 * float(first["decoder"]), (first, last)
     assert float(last["prior"]) < 0.8 * float(first["prior"]), (first, last)
+
+
+class _ExactDenoiser(torch.nn.Module):
+    """The Bayes-optimal x̂ for data ~ N(0, s²I), as a module in the base model's place."""
+
+    def __init__(self, s2: float):
+        super().__init__()
+        self.f = _gaussian_denoiser(s2)
+
+    def forward(self, z, lam):
+        return self.f(z, lam)
+
+
+def test_the_base_model_follows_the_latent_scale_and_hands_the_decoder_the_right_z0():
+    """At the real latent scale (s² = 0.007, about σ0² at λ(0) = 5), a schedule in z_clean's own
+    units spends most of its steps where the latent's signal is below a tenth of the noise: the
+    default sampler misses z0's variance by about 3% at 25 steps. The base model's own set-up
+    (unit-variance u = z_clean/s, the schedule topped at λ(0) + ln s², samples mapped back by
+    `to_latents`) hands the decoder z0 with variance α0²s² + σ0² within 1% at the default steps."""
+    s2, lam0 = 0.007, 5.0
+    a0, s0 = alpha_sigma(lam0)
+    want = float(a0**2 * s2 + s0**2)
+    unscaled = _variance_error("dpm2m", s2, CosineLogSNR(-15.0, lam0), 25, end_noisy=True)
+    assert unscaled < -0.01, unscaled
+    cfg = preset_config("ci")
+    base = BaseModel(cfg, latent_scale=1 / math.sqrt(s2)).eval()
+    assert base.top_logsnr == pytest.approx(lam0 + math.log(s2), abs=1e-5)  # the scale is a float32 buffer
+    base.denoiser = _ExactDenoiser(1.0)  # u has unit variance
+    n = 2048
+    for steps in (Config().sample.base_steps, 25):
+        z0 = base.sample_latents(n, steps, Config().sample.sampler, torch.Generator().manual_seed(0))
+        z1 = torch.randn((n, *base.z_shape), generator=torch.Generator().manual_seed(0))
+        error = float(z0.double().var() / z1.double().var()) / want - 1
+        assert abs(error) < 0.01, (steps, error)

@@ -17,7 +17,7 @@ from ul.common.config import Config
 from ul.core import samplers
 from ul.core.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
 from ul.core.networks import Encoder, UNet, VDenoiser, image_shape, latent_frames, latent_shape
-from ul.core.schedules import CosineLogSNR, LinearLogSNR
+from ul.core.schedules import CosineLogSNR, LinearLogSNR, alpha_sigma
 
 
 @dataclass
@@ -137,13 +137,34 @@ class BaseModel(nn.Module):
         self.denoiser = VDenoiser(
             UNet(self.z_shape[0], self.z_shape[-1], cfg.base.net, frames=latent_frames(self.z_shape))
         )
-        # UL: the schedule tops out at λ(0) and samples end there, noisy (Algorithm 2). The KL-VAE
-        # baseline's decoder wants clean latents: its base model runs to λ_max = −λ_min and ends clean.
+        # UL: samples end at λ(0), noisy (Algorithm 2). The KL-VAE baseline's decoder wants clean
+        # latents: its base model runs to λ_max = −λ_min and ends clean.
         self.end_noisy = cfg.latent == "unified"
-        top = self.logsnr0 if self.end_noisy else -cfg.noise.logsnr_min  # symmetric: λ_max = −λ_min
-        self.schedule = CosineLogSNR(cfg.noise.logsnr_min, top)
-        # The model sees latents × latent_scale (1 for UL; 1/std for the KL-VAE, as SD scales them).
+        # The model sees u = k·z_clean, k = latent_scale (1/std of the cached latents: unit variance
+        # for either latent, as SD scales its latents), on a schedule that follows: UL's
+        # z0 = α0·z_clean + σ0·ε is the point of u's own diffusion at λ(0) − 2·log k, where the
+        # schedule then tops out (docs/method.md §8).
         self.register_buffer("latent_scale", torch.tensor(float(latent_scale)))
+
+    @property
+    def top_logsnr(self) -> float:
+        """λ_max of the base schedule in the model's own (scaled) coordinates."""
+        if not self.end_noisy:
+            return -self.cfg.noise.logsnr_min  # symmetric: λ_max = −λ_min
+        return self.logsnr0 - 2 * math.log(float(self.latent_scale))
+
+    @property
+    def schedule(self) -> CosineLogSNR:
+        return CosineLogSNR(self.cfg.noise.logsnr_min, self.top_logsnr)
+
+    def to_latents(self, u: torch.Tensor) -> torch.Tensor:
+        """A sample at the schedule's end, in the model's coordinates → what the stage-1 decoder
+        reads: UL's z0 = u·α0/(α'·k) (α' = α at the scaled endpoint), the KL-VAE's z = u/k."""
+        k = self.latent_scale
+        if not self.end_noisy:
+            return u / k
+        a0, a_top = alpha_sigma(self.logsnr0)[0], alpha_sigma(self.top_logsnr)[0]
+        return u * (float(a0) / (float(a_top) * k))
 
     def draw_noise(self, batch: int, generator: torch.Generator) -> NoiseDraw:
         return NoiseDraw.draw(batch, self.z_shape, generator)
@@ -162,7 +183,7 @@ class BaseModel(nn.Module):
             end_noisy=self.end_noisy,
             progress=progress,
         )
-        return z / self.latent_scale
+        return self.to_latents(z)
 
     def forward(self, z_clean: torch.Tensor, noise: NoiseDraw) -> dict:
         z = z_clean * self.latent_scale

@@ -35,8 +35,9 @@ def main(argv=None) -> int:
 
     def body(cfg):
         latents = _cli.read_input(latent_cache.read, Path(args.latents) / "train", "cache_latents")
-        # SD scales its KL-VAE latents to unit variance; UL's are used as they are (docs/method.md).
-        scale = 1.0 / latents.index["stats"]["std"] if cfg.latent == "klvae" else 1.0
+        # Either latent is scaled to unit variance, as SD scales its KL-VAE latents; UL's schedule
+        # follows the scale, so its z0 endpoint stays where the decoder reads it (docs/method.md §8).
+        scale = 1.0 / latents.index["stats"]["std"]
         torch.manual_seed(cfg.seed)  # the initial weights are part of the run: `seed` fixes them too
         model = BaseModel(cfg, latent_scale=scale)
         t0 = time.time()
