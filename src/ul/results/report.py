@@ -10,12 +10,13 @@ import csv
 import io
 import json
 import math
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ul.common import bounded
-from ul.results import studies
+from ul.results import paired, studies
 from ul.results.run import DVC
 
 
@@ -157,8 +158,8 @@ def reached_bpp(x: Experiment, last: int = 2) -> float | None:
 
 
 def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
-    """panels: [(xlabel, ylabel, [(label, xs, ys, annotations)], logx)] side by side; `hlines`:
-    {panel index: [(y, label)]} dashed reference lines in the series' colours (log y there)."""
+    """panels: [(xlabel, ylabel, [(label, xs, ys, annotations[, y error bars])], logx)] side by side;
+    `hlines`: {panel index: [(y, label)]} dashed reference lines in the series' colours (log y there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,8 +167,8 @@ def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), constrained_layout=True, squeeze=False)
     for i, (ax, (xlabel, ylabel, series, logx)) in enumerate(zip(axes[0], panels)):
-        for k, (label, xs, ys, notes) in enumerate(series):
-            ax.plot(xs, ys, "o-", label=label, color=f"C{k}")
+        for k, (label, xs, ys, notes, *err) in enumerate(series):
+            ax.errorbar(xs, ys, yerr=err[0] if err else None, fmt="o-", capsize=3, label=label, color=f"C{k}")
             for xv, yv, note in zip(xs, ys, notes or []):
                 ax.annotate(note, (xv, yv), fontsize=7, textcoords="offset points", xytext=(4, 4))
         for k, (y, label) in enumerate((hlines or {}).get(i, [])):
@@ -347,13 +348,130 @@ def video(exps: dict, out: Path) -> str:
     return intro + table(header, rows) + (shown + "\n".join(grids) + "\n" if grids else "")
 
 
-SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video)
+def calibration(exps: dict, out: Path) -> str:
+    """The KL-VAE's KL weight against its stage-1 rate, and the weight that matches UL's at 3.0."""
+    ul = exps.get("klcal-ul3.0")
+    kls = sorted(
+        (float(x.params["klvae.kl_weight"]), x.stage1.get("latent_bits_per_image"))
+        for n, x in exps.items()
+        if n.startswith("klcal-kl") and x.stage1.get("latent_bits_per_image")
+    )
+    if ul is None and not kls:
+        return ""
+    target = ul.stage1.get("latent_bits_per_image") if ul else None
+    rows = [["UL, loss factor 3.0", "—", target]] + [["KL-VAE", w, r] for w, r in kls]
+    text = "## KL-VAE rate calibration (stage 1 only)\n\n" + table(["arm", "KL weight", "bits/image (train)"], rows)
+    if target and len(kls) >= 2:
+        w = matched_weight(kls, target)
+        text += f"\nUL's rate at loss factor 3.0: {_fmt(target)} bits per image. " + (
+            f"Log-log interpolation gives a KL weight of {w:.3g}: set `studies.MATCHED_KL_WEIGHT` to it, "
+            "and the headline study's KL arm checks the rate it reaches (within 10% is matched).\n"
+            if w
+            else "No two weights bracket it: extend `CALIBRATION_KL_WEIGHTS`.\n"
+        )
+    return text
+
+
+def matched_weight(kls: list[tuple[float, float]], target: float) -> float | None:
+    """The KL weight whose rate is `target`, interpolated in log–log between the two calibration
+    points that bracket it (rate falls as the weight grows); None when none do."""
+    for (w0, r0), (w1, r1) in zip(kls, kls[1:]):
+        if min(r0, r1) <= target <= max(r0, r1) and r0 != r1:
+            f = (math.log(target) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return math.exp(math.log(w0) + f * (math.log(w1) - math.log(w0)))
+    return None
+
+
+def headline(exps: dict, out: Path) -> str:
+    """The pre-registered comparison (ul.results.paired): per pair and budget, the paired per-seed
+    differences UL − KL of gFID, gKID and s2FID, their 95% intervals and the verdict; each arm's
+    spread over seeds; gFID against stage-2 and total (stage 1 + 2) training FLOPs."""
+    rows, spread, series = [], [], {"stage-2": [], "total": []}
+    for pair, (ul, kl, planned) in studies.PAIRS.items():
+        if kl is None:
+            rows.append([pair, "—", 0, "", "", "", "KL weight not calibrated yet", ""])
+            continue
+        for steps in studies.HEADLINE_BUDGETS:
+            arms = {a.name: _by_seed(exps, a, steps) for a in (ul, kl)}
+            d = {m: paired.differences(arms[ul.name], arms[kl.name], m) for m in paired.METRICS}
+            if len(d["gfid"]) < 2:
+                rows.append([pair, steps, len(d["gfid"]), "", "", "", "not run", ""])
+                continue
+            iv = {m: paired.interval(v) for m, v in d.items() if len(v) >= 2}
+            rows.append(
+                [pair, steps, len(d["gfid"]), *(_iv(iv.get(m), 1e3 if m == "gkid" else 1) for m in paired.METRICS)]
+                + [paired.verdict(iv["gfid"], iv["gkid"]), paired.seeds_to_run(planned, d["gfid"], d["gkid"])]
+            )
+            for arm, by_seed in arms.items():
+                g = [m["gfid"] for m in by_seed.values() if "gfid" in m]
+                if len(g) >= 2:
+                    sd = statistics.stdev(g)
+                    spread.append([arm, steps, len(g), statistics.mean(g), sd])
+                    for kind in series:
+                        flops = [f for f in (_flops(exps, arm, steps, kind, s) for s in by_seed) if f]
+                        series[kind].append((arm, steps, statistics.mean(flops) / 1e12, statistics.mean(g), sd))
+    if not any(r[2] for r in rows):
+        return ""
+    header = [
+        "pair",
+        "stage-2 steps",
+        "seeds",
+        "ΔgFID [95%]",
+        "ΔgKID ×10³ [95%]",
+        "Δs2FID [95%]",
+        "verdict",
+        "seeds to run",
+    ]
+    text = (
+        "## Headline: UL against the KL-VAE, paired over seeds (analysis fixed before the runs)\n\n"
+        "Δ = UL − KL-VAE on the same seed (negative: UL better); verdicts as in `ul.results.paired`.\n\n"
+        + table(header, rows)
+    )
+    if spread:
+        text += "\nEach arm's gFID over seeds (mean, standard deviation):\n\n" + table(
+            ["arm", "stage-2 steps", "seeds", "gFID mean", "gFID sd"], spread
+        )
+        panels = []
+        for kind, pts in series.items():
+            arms = sorted({a for a, *_ in pts})
+            lines = [
+                (a, *zip(*[(x, y, e) for b, _, x, y, e in sorted(pts, key=lambda p: p[2]) if b == a])) for a in arms
+            ]
+            panels.append(
+                (f"{kind} training TFLOPs", "gFID ↓", [(a, xs, ys, None, es) for a, xs, ys, es in lines], True)
+            )
+        plot_panels(out / "headline.png", panels, "UL vs KL-VAE: gFID (mean ± sd over seeds) against compute")
+        text += "\n![headline](headline.png)\n"
+    return text
+
+
+def _by_seed(exps: dict, arm, steps: int) -> dict[int, dict]:
+    found = {}
+    for seed in range(1, studies.EXTENSION_SEEDS + 1):
+        x = exps.get(studies.headline_point(arm, seed, steps).name)
+        if x is not None and x.metrics:
+            found[seed] = x.metrics
+    return found
+
+
+def _flops(exps: dict, arm: str, steps: int, kind: str, seed: int) -> float | None:
+    x = exps.get(f"hl-{arm}-seed{seed}-s2-{steps}")
+    s2 = x.stage2.get("train_flops") if x else None
+    return None if s2 is None else s2 + (x.stage1.get("train_flops", 0) if kind == "total" else 0)
+
+
+def _iv(iv, scale: float) -> str:
+    return "" if iv is None else f"{iv.mean * scale:+.3g} [{iv.low * scale:+.3g}, {iv.high * scale:+.3g}]"
+
+
+SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video, calibration, headline)
 
 
 def write(exps: dict[str, Experiment], out: Path) -> Path:
     """docs/results/studies.md (+ PNGs) and results.json from the loaded experiments."""
     out.mkdir(parents=True, exist_ok=True)
-    missing = [p.name for p in studies.POINTS if p.name not in exps]
+    later = set(studies.STUDIES["headline-extension"])  # listed by the headline section when due
+    missing = [p.name for p in studies.POINTS if p.name not in exps and p.name not in later]
     kept = ", ".join(sorted(n for n, x in exps.items() if x.repo is None))
     head = (
         "# Studies: generated tables\n\n"

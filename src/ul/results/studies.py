@@ -41,6 +41,63 @@ VIDEO_LOSS_FACTORS = (2.1, 1.5)  # Moving MNIST at the video preset: FVD and bit
 LOGSNR0 = (3.0, 5.0, 10.0)
 TARGETS = (0.012, 0.018, 0.027)  # bits per pixel, across the rate–distortion study's 0.0074–0.034
 
+# The headline study (docs/results/headline.md; its analysis is ul.results.paired, fixed before the
+# runs): paired arms on the same seeds, two stage-2 budgets, evaluated at N = 500.
+HEADLINE_BUDGETS = (125, 500)
+HEADLINE_EVAL = ("eval.num_images=500", "eval.fid_num_samples=500")
+# The rate-matched KL weight: set from the klvae-calibration study (its report names the weight
+# whose stage-1 rate is within 10% of UL's at loss factor 3.0); None until it has run.
+MATCHED_KL_WEIGHT: float | None = None
+CALIBRATION_KL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    overrides: tuple[str, ...]
+
+
+def _ul(c: float) -> Arm:
+    return Arm(f"ul{c}", ("latent=unified", f"unified.loss_factor={c}"))
+
+
+def _kl(w: float) -> Arm:
+    return Arm(f"kl{w:g}", ("latent=klvae", f"klvae.kl_weight={w:g}"))
+
+
+# pair → (UL arm, KL-VAE arm, planned seeds); a pair not resolved at its planned seeds runs seeds
+# up to paired.MAX_SEEDS once (paired.seeds_to_run)
+PAIRS: dict[str, tuple[Arm, Arm | None, int]] = {
+    "ul2.1-vs-kl1e-06": (_ul(2.1), _kl(1e-6), 5),
+    "ul3.0-vs-matched": (_ul(3.0), _kl(MATCHED_KL_WEIGHT) if MATCHED_KL_WEIGHT else None, 3),
+}
+EXTENSION_SEEDS = 8  # = paired.MAX_SEEDS
+
+
+def headline_point(arm: Arm, seed: int, steps: int) -> Point:
+    sets = (*arm.overrides, f"seed={seed}", f"stage2.steps={steps}", *HEADLINE_EVAL)
+    return Point(f"hl-{arm.name}-seed{seed}-s2-{steps}", sets)
+
+
+def _headline(extension: bool = False) -> list[Point]:
+    """Seed by seed, both arms of each pair, the budgets of one stage 1 together (DVC reuses it):
+    the planned seeds, or those of the extension (run only for a pair the report says is due)."""
+    out = []
+    for seed in range(1, EXTENSION_SEEDS + 1):
+        for ul, kl, planned in PAIRS.values():
+            if (seed > planned) != extension:
+                continue
+            for arm in (ul, kl):
+                if arm is not None:
+                    out += [headline_point(arm, seed, steps) for steps in HEADLINE_BUDGETS]
+    return out
+
+
+CALIBRATION = (
+    Point("klcal-ul3.0", _ul(3.0).overrides, stop_at="train_stage1"),
+    *(Point(f"klcal-kl{w:g}", _kl(w).overrides, stop_at="train_stage1") for w in CALIBRATION_KL_WEIGHTS),
+)
+
 DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
 # Cheap and headline points first (a study cut short still answers the main questions), then the
 # loss factors from the ends of the range inwards.
@@ -53,6 +110,9 @@ POINTS: tuple[Point, ...] = (
     *(_lf(c) for c in (1.3, 3.0, 1.7, 2.5, 1.5, 1.9)),
     Point("logsnr0-3.0", ("noise.logsnr=3.0",)),
     *(Point(f"video-lf{c}", (f"unified.loss_factor={c}",), preset="preset=video") for c in VIDEO_LOSS_FACTORS),
+    *CALIBRATION,
+    *_headline(),
+    *_headline(extension=True),
 )
 
 STUDIES: dict[str, tuple[str, ...]] = {
@@ -62,6 +122,9 @@ STUDIES: dict[str, tuple[str, ...]] = {
     + tuple(_steps("klvae", s).name for s in BUDGETS),
     "bitrate-targets": tuple(_target(t).name for t in TARGETS),
     "video": tuple(f"video-lf{c}" for c in sorted(VIDEO_LOSS_FACTORS)),
+    "klvae-calibration": tuple(p.name for p in CALIBRATION),
+    "headline": tuple(p.name for p in _headline()),
+    "headline-extension": tuple(p.name for p in _headline(extension=True)),
 }
 
 BY_NAME = {p.name: p for p in POINTS}
@@ -69,7 +132,8 @@ BY_NAME = {p.name: p for p in POINTS}
 
 def points(study: str | None = None, names: list[str] | None = None) -> list[Point]:
     """The points of one study (all studies when None), or the named ones, in run order."""
-    wanted = set(names or ()) | (set(STUDIES[study]) if study else set() if names else set(BY_NAME))
+    every = set(BY_NAME) - set(STUDIES["headline-extension"])  # the extension runs only when asked for
+    wanted = set(names or ()) | (set(STUDIES[study]) if study else set() if names else every)
     return [p for p in POINTS if p.name in wanted]
 
 

@@ -64,6 +64,7 @@ def main(argv=None) -> int:
         }
         device = next(ema.parameters()).device
         latents = latent_stats.measure(ema, images, device, cfg.seed)
+        metrics["latent_bits_per_image"] = latents["rate"]["bits_per_image"]  # over the training split, one draw
         export.save(ema, cfg, args.out, metrics, latents)
         return metrics
 

@@ -1,0 +1,72 @@
+"""The headline study's analysis (ul.results.paired), fixed before its runs: paired per-seed
+differences, their 95% t-intervals, the verdict rules and the one extension; the study's points;
+and the report's calibration and headline sections on made-up experiments."""
+
+from __future__ import annotations
+
+import pytest
+
+from ul.results import paired, report, studies
+from ul.results.report import Experiment
+
+
+def test_the_interval_is_student_t_on_the_paired_differences():
+    iv = paired.interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    half = 2.7764451051977987 * 1.5811388300841898 / 5**0.5  # t(4, 0.975) · sd / √n
+    assert (iv.n, iv.mean) == (5, 3.0) and iv.low == pytest.approx(3 - half) and iv.high == pytest.approx(3 + half)
+    with pytest.raises(ValueError, match="at least 2"):
+        paired.interval([1.0])
+
+
+def test_ul_is_ahead_or_behind_only_when_gfid_and_gkid_both_clear_zero():
+    below, above, across = paired.interval([-3, -2, -4]), paired.interval([3, 2, 4]), paired.interval([-3, 2, -1])
+    assert paired.verdict(below, below) == "UL ahead"
+    assert paired.verdict(above, above) == "UL behind"
+    assert paired.verdict(below, across) == "not resolved at n = 3"  # KID disagrees
+    assert paired.verdict(across, below) == "not resolved at n = 3"
+
+
+def test_an_unresolved_pair_is_extended_once_decided_on_its_planned_seeds_only():
+    resolved, contested = [-3.0, -2.0, -4.0, -3.0, -2.5], [-3.0, 2.0, -1.0, 1.0, -2.0]
+    assert paired.seeds_to_run(5, resolved[:3], resolved[:3]) == 5  # not all planned seeds yet
+    assert paired.seeds_to_run(5, resolved, resolved) == 5
+    assert paired.seeds_to_run(5, contested, contested) == paired.MAX_SEEDS
+    clears_later = contested + [-9.0, -9.0, -9.0]  # the extension's seeds do not undo the decision
+    assert paired.seeds_to_run(5, clears_later, clears_later) == paired.MAX_SEEDS
+
+
+def test_the_study_registers_the_planned_seeds_and_keeps_the_extension_apart():
+    planned = studies.STUDIES["headline"]
+    assert "hl-ul2.1-seed5-s2-125" in planned and "hl-kl1e-06-seed5-s2-500" in planned
+    assert "hl-ul2.1-seed6-s2-125" not in planned and "hl-ul2.1-seed6-s2-125" in studies.STUDIES["headline-extension"]
+    default = {p.name for p in studies.points()}
+    assert set(planned) <= default and not default & set(studies.STUDIES["headline-extension"])
+    p = studies.BY_NAME["hl-kl1e-06-seed3-s2-500"]
+    assert {"latent=klvae", "klvae.kl_weight=1e-06", "seed=3", "stage2.steps=500", "eval.num_images=500"} <= set(
+        p.overrides
+    )
+
+
+def test_the_matched_kl_weight_is_interpolated_between_the_weights_that_bracket_ul_s_rate():
+    kls = [(1e-4, 400.0), (1e-3, 100.0), (1e-2, 25.0)]
+    assert report.matched_weight(kls, 100.0) == pytest.approx(1e-3)
+    assert report.matched_weight(kls, 50.0) == pytest.approx(10**-2.5, rel=1e-9)  # halfway in log–log
+    assert report.matched_weight(kls, 1000.0) is None
+
+
+def _exp(name: str, **metrics) -> Experiment:
+    return Experiment(name, "rev", {}, metrics, stage1={"train_flops": 5e13}, stage2={"train_flops": 1e13})
+
+
+def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
+    ul, kl, _ = studies.PAIRS["ul2.1-vs-kl1e-06"]
+    exps = {}
+    for seed in range(1, 6):
+        for steps in studies.HEADLINE_BUDGETS:
+            for arm, gfid in ((ul, 90.0 + seed), (kl, 100.0 + seed + (steps == 125) * 0.5 * (-1) ** seed)):
+                name = studies.headline_point(arm, seed, steps).name
+                exps[name] = _exp(name, gfid=gfid, gkid=gfid / 1000, s2fid=gfid / 2)
+    text = report.headline(exps, tmp_path)
+    assert "| ul2.1-vs-kl1e-06 | 500 | 5 | -10 [-10, -10]" in text and "UL ahead" in text
+    assert "ul3.0-vs-matched | — | 0" in text and "KL weight not calibrated yet" in text
+    assert (tmp_path / "headline.png").stat().st_size > 1000
