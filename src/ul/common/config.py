@@ -162,6 +162,7 @@ class SampleConfig:
     sampler: str = "dpm2m"  # one of SAMPLERS; dpm2m: second order, < 1% variance error at 50 steps
     decoder_steps: int = 50
     base_steps: int = 50
+    compile: str = "auto"  # auto | eager | inductor: torch.compile of the samplers' network (auto = on CUDA only)
 
 
 @dataclass

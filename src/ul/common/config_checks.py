@@ -25,7 +25,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
-COMPILE_MODES = ("auto", "eager", "inductor")  # ul.train.compiled (a test keeps them equal)
+COMPILE_MODES = ("auto", "eager", "inductor")  # ul.common.compiled (a test keeps them equal)
 PRECISIONS = ("auto", "fp32", "bf16")  # ul.train.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
@@ -149,6 +149,7 @@ def validate(cfg):
     _check_launch("cache.launch", cfg.cache.launch)
     _check_launch("eval.launch", cfg.eval.launch)
     _choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
+    _choice("sample.compile", cfg.sample.compile, COMPILE_MODES)
     for k in ("decoder_steps", "base_steps"):
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")
     for k in ("num_images", "fid_num_samples", "grid_size", "batch_size"):

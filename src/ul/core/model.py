@@ -8,11 +8,13 @@ Units: images in [-1, 1]; loss terms in nats per example, summed over the exampl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ul.common import compiled
 from ul.common.config import Config
 from ul.core import samplers
 from ul.core.losses import NoiseDraw, base_loss, decoder_loss, diffuse, prior_loss
@@ -34,6 +36,19 @@ class StepNoise:
 
     def to(self, device) -> StepNoise:
         return StepNoise(self.prior.to(device), self.decoder.to(device), self.eps_z0.to(device, non_blocking=True))
+
+
+def sampling_net(model: nn.Module, net: nn.Module, device) -> Callable:
+    """`net` as the samplers call it: compiled once per model, network and device when the model's
+    `sample_compile` (sample.compile) asks (ul.common.compiled), else as it is."""
+    enabled = compiled.wanted(model.sample_compile, torch.device(device))
+    if not enabled:
+        return net
+    cache = model.__dict__.setdefault("_sampling_nets", {})  # a plain attribute: no state_dict entry
+    key = (id(net), str(device))
+    if key not in cache:
+        cache[key] = compiled.CompiledOrEager(net, True, "sampling")
+    return cache[key]
 
 
 class UnifiedLatents(nn.Module):
@@ -61,6 +76,7 @@ class UnifiedLatents(nn.Module):
         # c_lf lives in the state (checkpointed, exported) because a rate target moves it in training.
         self.register_buffer("log_loss_factor", torch.tensor(math.log(cfg.unified.loss_factor)))
         self.register_buffer("rate_ema", torch.tensor(-1.0))  # bits per pixel, < 0 until measured
+        self.sample_compile = cfg.sample.compile  # the evaluate stage sets its own params' value
 
     @property
     def loss_factor(self) -> torch.Tensor:
@@ -88,7 +104,7 @@ class UnifiedLatents(nn.Module):
         """x ~ p(x | z0): the decoder's sampler conditioned on the noisy latent z0; [-1, 1] images."""
         shape = (len(z0), *self.x_shape)
         x = samplers.sample(
-            self.decoder,
+            sampling_net(self, self.decoder, z0.device),
             shape,
             self.decoder_schedule,
             steps,
@@ -145,6 +161,7 @@ class BaseModel(nn.Module):
         # z0 = α0·z_clean + σ0·ε is the point of u's own diffusion at λ(0) − 2·log k, where the
         # schedule then tops out (docs/method.md §8).
         self.register_buffer("latent_scale", torch.tensor(float(latent_scale)))
+        self.sample_compile = cfg.sample.compile
 
     @property
     def top_logsnr(self) -> float:
@@ -173,7 +190,7 @@ class BaseModel(nn.Module):
         """What the stage-1 decoder reads: for UL, latents at λ(0), still NOISY (where the decoder's
         condition lives, Algorithm 2); for the KL-VAE, clean latents in the encoder's own scale."""
         z = samplers.sample(
-            self.denoiser,
+            sampling_net(self, self.denoiser, device),
             (n, *self.z_shape),
             self.schedule,
             steps,

@@ -46,6 +46,7 @@ def main(argv=None) -> int:
         d = distributed.init(device, cfg.eval.launch.timeout_s)
         model, _ = export.load(args.stage1, device, expect=export.STAGE1)
         base, _ = export.load(args.stage2, device, expect=BaseModel)
+        model.sample_compile = base.sample_compile = cfg.sample.compile  # this run's, not the exports'
         test = _cli.read_input(ShardReader, Path(args.data) / "test", "pixels")
         weights = args.i3d if cfg.data.frames else None
         result = evaluate(model, base, test, cfg, args.out, args.fid_cache, device, not args.no_fid, weights, d)

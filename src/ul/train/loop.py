@@ -28,11 +28,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ul.common import compiled
 from ul.common.config import TrainConfig
 from ul.common.device import resolve_device
 from ul.common.distributed import barrier, init
 from ul.common.errors import NonFiniteLossError  # noqa: F401  (re-exported)
-from ul.train import checkpoint, compiled, precision
+from ul.train import checkpoint, precision
 
 CKPT = "ckpt.pt"
 
