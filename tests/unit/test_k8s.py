@@ -1,6 +1,6 @@
 """deploy/k8s/train-stage1.yaml, checked offline: every document valid against the Kubernetes
 schemas (kubernetes-validate, strict: unknown fields fail), and the parts that must agree do: the
-headless Service and the Indexed Job's pods, torchrun's node count and rendezvous endpoint, the
+headless Service and the Indexed Job's pods, the stage's launch params (node count, rendezvous endpoint), the
 stage it runs and the DVC outputs it pulls, credentials only from a Secret. No cluster runs here."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
+from ul.params import preset_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "k8s" / "train-stage1.yaml"
@@ -47,21 +49,22 @@ def test_the_parts_agree(docs):
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     script = container["args"][0]
-    torchrun = shlex.split(script[script.index("torchrun") :].split("&&")[0])
-    opt = dict(a.split("=", 1) for a in torchrun if a.startswith("--") and "=" in a)
+    overrides = shlex.split(script[script.index("ul params") :].split("&&")[0])[2:]
+    opt = dict(o.split("=", 1) for o in overrides)
+    cfg = preset_config(ROOT / "conf", opt.pop("preset"), [f"{k}={v}" for k, v in opt.items()])  # they compose
+    launch = cfg.stage1.launch
 
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"] == {
         "job-name": job["metadata"]["name"]
     }
     assert pod["subdomain"] == service["metadata"]["name"]
     assert job["spec"]["completionMode"] == "Indexed"
-    assert int(opt["--nnodes"]) == job["spec"]["completions"] == job["spec"]["parallelism"]
-    host, port = opt["--rdzv_endpoint"].split(":")
+    assert launch.nnodes == job["spec"]["completions"] == job["spec"]["parallelism"] and launch.max_restarts > 0
+    host, port = launch.rdzv_endpoint.split(":")
     assert host == f"{job['metadata']['name']}-0.{service['metadata']['name']}"  # pod 0 of the Indexed Job
     assert int(port) == service["spec"]["ports"][0]["port"] == container["ports"][0]["containerPort"]
-    assert opt["--node_rank"] == "$(JOB_COMPLETION_INDEX)" and opt["--rdzv_backend"] == "c10d"
 
-    module = torchrun[torchrun.index("-m") + 1]
+    module = shlex.split(script[script.index("python -m") :].split("&&")[0])[2]
     assert importlib.util.find_spec(module) is not None
     stage = module.rsplit(".", 1)[1]
     deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]

@@ -114,6 +114,15 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, its multi-tensor (foreach) implementation: the same numbers as the per-parameter loop,
+    bit for bit, and 1.04× the stage-1 step on the 2-core CPU (bench/train_variants.py; fused
+    measured the same but rounds differently, channels_last 1.00×)."""
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, foreach=True
+    )
+
+
 def _own_checkpoint(path: Path, fp: str, device, main: bool) -> dict | None:
     """This machine's checkpoint of this run (its `step` an int), or None: there is none, or it
     belongs to another configuration. An unreadable one raises CheckpointError."""
@@ -160,7 +169,7 @@ def train(
     out_dir = Path(out_dir)
     model = model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    opt = _optimizer(model, cfg)
     fp, step = fingerprint(config), 0
     ckpt_path = out_dir / CKPT
     initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -182,7 +191,7 @@ def train(
             # as a run that never had one (weights as initialised, new optimizer, seeds as set above).
             model.load_state_dict(initial)
             ema.load_state_dict(initial)
-            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+            opt = _optimizer(model, cfg)
             torch.manual_seed(seed + dist_.rank)
             gen.manual_seed(seed)
             step = 0
