@@ -70,3 +70,35 @@ def test_ipv6_and_names_are_endpoints():
     for ep in ("[::1]:29400", "ul-train-stage1-0.ul-train-stage1:29400", "10.0.0.1:1"):
         cfg = preset_config("ci", **{"stage1.launch.nnodes": 2, "stage1.launch.rdzv_endpoint": f"'{ep}'"})
         assert cfg.stage1.launch.rdzv_endpoint == ep
+
+
+PARENT = """
+import sys
+from ul.common.config import LaunchConfig
+from ul.common import launch
+sys.exit(launch.relaunch(LaunchConfig(nproc_per_node=2), "http.server", ["0", "--bind", "127.0.0.1"]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_stage_killed_while_torchrun_runs_takes_torchrun_and_its_workers_with_it(how):
+    """The stage's own process is what DVC and the flows stop: torchrun must not outlive it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(family := psutil.Process(parent.pid).children(recursive=True)) < 3:  # torchrun + 2 workers
+        assert time.time() < deadline and parent.poll() is None, "torchrun did not start its workers"
+        time.sleep(0.2)
+    parent.send_signal(getattr(signal, how))
+    parent.wait(30)
+    gone, alive = psutil.wait_procs(family, timeout=60)
+    assert not alive, [p.cmdline() for p in alive]

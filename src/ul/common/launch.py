@@ -23,10 +23,12 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from ul.common.config import LaunchConfig
@@ -128,13 +130,38 @@ def command(launch: LaunchConfig, module: str, argv: list[str]) -> tuple[list[st
     return [*run, "-m", module, *argv], env
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the process that started it dies, even by SIGKILL,
+    so that a killed stage (`dvc repro` stopped, a flow cancelled) never leaves torchrun training."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _run_tied(cmd: list[str], env: dict) -> int:
+    """Run torchrun and wait; SIGTERM and SIGINT sent to this process are passed on to it (its
+    agent then stops the workers), and its own death by any signal ends it too."""
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+    forward = lambda sig, _frame: proc.send_signal(sig)  # noqa: E731
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def relaunch(launch: LaunchConfig, module: str, argv: list[str], ckpt: str | Path | None = None) -> int | None:
     """Run the stage under torchrun and return its exit status, or None to run it in this process
     (one process asked for, or already one of torchrun's). `ckpt`: a training stage's checkpoint."""
     if inside_torchrun() or processes(launch) == 1:
         return None
     cmd, env = command(launch, module, argv)
-    status = subprocess.run(cmd, env=env).returncode
+    status = _run_tied(cmd, env)
     if status == 0:
         return 0
     stage = module.rsplit(".", 1)[-1]
