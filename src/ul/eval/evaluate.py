@@ -99,7 +99,10 @@ def spread(n: int, size: int, d: Dist, work, desc: str) -> list | None:
     """`work(i, rows)` for the batches of n items, each rank computing every world-th batch from its
     rank; the results in batch order on rank 0 (None on the others)."""
     batches = list(_batches(n, size))
-    mine = {i: work(i, batches[i]) for i in tqdm(range(d.rank, len(batches), d.world), desc=desc, unit="batch")}
+    mine = {
+        i: work(i, batches[i])
+        for i in tqdm(range(d.rank, len(batches), d.world), desc=desc, unit="batch", disable=not d.main or None)
+    }
     every = d.gather(mine)
     return None if every is None else [every[i] for i in range(len(batches))]
 
