@@ -116,6 +116,42 @@ def main() -> None:
         )
     if set(precs) == {"fp32", "bf16"}:
         print(f"  bf16 / fp32 sampling throughput: {sample_dt['fp32'] / sample_dt['bf16']:.2f}x")
+    used = precision.name("auto", "cpu")  # what `make run` trains and samples in
+    if used in precs:
+        print(predict(cfg, flops_per_step, train_dt[used], flops_per_sample, n / sample_dt[used] * flops_per_sample))
+
+
+def predict(cfg, step_flops: float, step_s: float, decode_flops_per_image: float, sample_flops_per_s: float) -> str:
+    """The preset's pipeline in FLOPs (each training stage as it counts them, evaluation's decoder
+    and base-model sampling) and its wall time at this machine's measured rates: stage 2 at stage
+    1's training FLOP/s, evaluation at the decoder's sampling FLOP/s."""
+    from ul.core.model import BaseModel
+    from ul.train.flops import training_flops_per_example
+
+    base = BaseModel(cfg)
+    z = torch.randn(cfg.stage2.batch_size, *base.z_shape)
+    s2_per_example = training_flops_per_example(base, lambda idx: z[torch.as_tensor(idx)])
+    e, s = cfg.eval, cfg.sample
+    flops = {
+        "stage 1": cfg.stage1.steps * step_flops,
+        "stage 2": cfg.stage2.steps * cfg.stage2.batch_size * s2_per_example,
+        # reconstructions and samples through the decoder; samples through the base model (forward
+        # only: a third of a training step's FLOPs per network evaluation)
+        "evaluation": (e.num_images + e.fid_num_samples) * decode_flops_per_image
+        + e.fid_num_samples * s.base_steps * s2_per_example / 3,
+    }
+    train_flops_per_s = step_flops / step_s
+    seconds = {
+        "stage 1": cfg.stage1.steps * step_s,
+        "stage 2": flops["stage 2"] / train_flops_per_s,
+        "evaluation": flops["evaluation"] / sample_flops_per_s,
+    }
+    parts = ", ".join(f"{k} {flops[k] / 1e12:.1f} TFLOPs ≈ {seconds[k] / 60:.1f} min" for k in flops)
+    return (
+        f"predicted `make run` at the {cfg.preset} preset on this machine: {sum(flops.values()) / 1e12:.0f} TFLOPs, "
+        f"about {sum(seconds.values()) / 60:.0f} min ({parts}; the data stages, Inception and the latent "
+        "statistics not counted)"
+    )
 
 
 if __name__ == "__main__":
