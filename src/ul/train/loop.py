@@ -116,7 +116,7 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW, its multi-tensor (foreach) implementation: the same numbers as the per-parameter loop,
-    bit for bit, and 1.04× the stage-1 step on the 2-core CPU (bench/train_variants.py; fused
+    bit for bit, and 1.04× the stage-1 step on a 2-core AMD EPYC (bench/train_variants.py; fused
     measured the same but rounds differently, channels_last 1.00×)."""
     return torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay, foreach=True
