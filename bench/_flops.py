@@ -31,6 +31,21 @@ def matmul_flops(precision: str = "fp32", n: int = 2048, reps: int = 6, repeats:
     return best
 
 
+def best_step_seconds(step, names, steps: int, repeats: int) -> dict:
+    """Seconds per `step(name)` for each name: one warm-up step each (kernel selection, allocator),
+    then `repeats` interleaved rounds of `steps` steps, the best round kept."""
+    for name in names:
+        step(name)
+    best = dict.fromkeys(names, float("inf"))
+    for _ in range(repeats):
+        for name in names:
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(name)
+            best[name] = min(best[name], (time.perf_counter() - t) / steps)
+    return best
+
+
 def machine_note() -> str:
     """The load average when the benchmark started: ratios are comparable, absolute figures only on a quiet machine."""
     try:

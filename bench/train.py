@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from _flops import add_precisions_arg, machine_note, matmul_flops
+from _flops import add_precisions_arg, best_step_seconds, machine_note, matmul_flops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ul.core.model import UnifiedLatents
@@ -64,15 +64,7 @@ def main() -> None:
         step(precs[0])  # FLOPs do not depend on the precision
     flops_per_step = fc.get_total_flops()
     peak = {prec: matmul_flops(prec) for prec in precs}
-    train_dt = dict.fromkeys(precs, float("inf"))
-    for prec in precs:
-        step(prec)  # warm-up: kernel selection, allocator
-    for _ in range(args.repeats):
-        for prec in precs:
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                step(prec)
-            train_dt[prec] = min(train_dt[prec], (time.perf_counter() - t) / args.steps)
+    train_dt = best_step_seconds(step, precs, args.steps, args.repeats)
     peak = {prec: max(peak[prec], matmul_flops(prec)) for prec in precs}  # best of before/after
 
     n, dsteps = args.samples, cfg.sample.decoder_steps

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from pathlib import Path
 
 import torch
-from _flops import machine_note
+from _flops import best_step_seconds, machine_note
 
 from ul.core.model import UnifiedLatents
 from ul.params import preset_config
@@ -61,15 +60,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.stage1.grad_clip)
         opt.step()
 
-    for name in runs:
-        step(name)  # warm-up, and the first step every variant takes alike
-    dt = dict.fromkeys(runs, float("inf"))
-    for _ in range(args.repeats):
-        for name in runs:
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                step(name)
-            dt[name] = min(dt[name], (time.perf_counter() - t) / args.steps)
+    dt = best_step_seconds(step, list(runs), args.steps, args.repeats)  # one warm-up step each, alike
     ref = dict(runs["default"][0].named_parameters())
     print(f"{args.preset} preset, stage 1, batch {b}, fp32; {machine_note()}")
     for name in runs:

@@ -74,16 +74,16 @@ def route_to(host: str, port: int) -> str:
         return s.getsockname()[0]
 
 
-def node_address(host: str, port: int) -> str:
+def node_address(routed: str) -> str:
     """What the other machines reach this one by: its host name where that resolves to a
     non-loopback address it holds (a Kubernetes pod's name: torchrun then numbers the machines in
-    the order of their names, pod 0 first), else the address its packets to host:port leave from."""
+    the order of their names, pod 0 first), else `routed`, the address its packets to them leave from."""
     name = socket.getfqdn()
     try:
         loopback = all(ipaddress.ip_address(i[4][0]).is_loopback for i in socket.getaddrinfo(name, None))
     except (socket.gaierror, ValueError):
         loopback = True
-    return name if not loopback and holds_address(name) else route_to(host, port)
+    return name if not loopback and holds_address(name) else routed
 
 
 def interface_of(address: str) -> str | None:
@@ -114,7 +114,7 @@ def command(launch: LaunchConfig, module: str, argv: list[str]) -> tuple[list[st
         run.append("--standalone")
     else:
         host, port = split_endpoint(launch.rdzv_endpoint)
-        local = node_address(host, port)
+        routed = route_to(host, port)
         is_host = holds_address(host)
         run += [
             f"--nnodes={launch.nnodes}",
@@ -122,9 +122,9 @@ def command(launch: LaunchConfig, module: str, argv: list[str]) -> tuple[list[st
             f"--rdzv_endpoint={launch.rdzv_endpoint}",
             f"--rdzv_id=ul-{module.rsplit('.', 1)[-1]}",
             f"--rdzv_conf=join_timeout={int(launch.timeout_s)},is_host={str(is_host).lower()}",
-            f"--local_addr={local}",
+            f"--local_addr={node_address(routed)}",
         ]
-        iface = interface_of(route_to(host, port))
+        iface = interface_of(routed)
         if iface and "GLOO_SOCKET_IFNAME" not in env:  # a user's own choice stands
             env["GLOO_SOCKET_IFNAME"] = iface
     return [*run, "-m", module, *argv], env

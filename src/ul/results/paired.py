@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats
-
 METRICS = ("gfid", "gkid", "s2fid")  # lower is better for each
 LEVEL = 0.95
 MAX_SEEDS = 8
@@ -38,6 +36,8 @@ class Interval:
 
 def interval(diffs: list[float], level: float = LEVEL) -> Interval:
     """The mean of paired differences and its two-sided t-interval (n ≥ 2)."""
+    from scipy import stats  # heavy: only when there is something to analyse
+
     n = len(diffs)
     if n < 2:
         raise ValueError(f"a paired interval needs at least 2 seeds, got {n}")

@@ -386,14 +386,16 @@ def headline(exps: dict, out: Path) -> str:
     """The pre-registered comparison (ul.results.paired): per pair and budget, the paired per-seed
     differences UL − KL of gFID, gKID and s2FID, their 95% intervals and the verdict; each arm's
     spread over seeds; gFID against stage-2 and total (stage 1 + 2) training FLOPs."""
-    rows, spread, series = [], [], {"stage-2": [], "total": []}
+    rows, spread = [], []
+    series: dict[str, dict[str, list]] = {"stage-2": {}, "total": {}}  # kind → arm → (TFLOPs, gFID, sd)
     for pair, (ul, kl, planned) in studies.PAIRS.items():
         if kl is None:
             rows.append([pair, "—", 0, "", "", "", "KL weight not calibrated yet", ""])
             continue
         for steps in studies.HEADLINE_BUDGETS:
             arms = {a.name: _by_seed(exps, a, steps) for a in (ul, kl)}
-            d = {m: paired.differences(arms[ul.name], arms[kl.name], m) for m in paired.METRICS}
+            metrics = {a: {seed: x.metrics for seed, x in xs.items()} for a, xs in arms.items()}
+            d = {m: paired.differences(metrics[ul.name], metrics[kl.name], m) for m in paired.METRICS}
             if len(d["gfid"]) < 2:
                 rows.append([pair, steps, len(d["gfid"]), "", "", "", "not run", ""])
                 continue
@@ -402,62 +404,48 @@ def headline(exps: dict, out: Path) -> str:
                 [pair, steps, len(d["gfid"]), *(_iv(iv.get(m), 1e3 if m == "gkid" else 1) for m in paired.METRICS)]
                 + [paired.verdict(iv["gfid"], iv["gkid"]), paired.seeds_to_run(planned, d["gfid"], d["gkid"])]
             )
-            for arm, by_seed in arms.items():
-                g = [m["gfid"] for m in by_seed.values() if "gfid" in m]
-                if len(g) >= 2:
-                    sd = statistics.stdev(g)
-                    spread.append([arm, steps, len(g), statistics.mean(g), sd])
-                    for kind in series:
-                        flops = [f for f in (_flops(exps, arm, steps, kind, s) for s in by_seed) if f]
-                        series[kind].append((arm, steps, statistics.mean(flops) / 1e12, statistics.mean(g), sd))
+            for arm, xs in arms.items():
+                g = [x.metrics["gfid"] for x in xs.values() if "gfid" in x.metrics]
+                if len(g) < 2:
+                    continue
+                mean, sd = statistics.mean(g), statistics.stdev(g)
+                spread.append([arm, steps, len(g), mean, sd])
+                s2 = statistics.mean(x.stage2.get("train_flops", 0) for x in xs.values())
+                s1 = statistics.mean(x.stage1.get("train_flops", 0) for x in xs.values())
+                series["stage-2"].setdefault(arm, []).append((s2 / 1e12, mean, sd))
+                series["total"].setdefault(arm, []).append(((s1 + s2) / 1e12, mean, sd))
     if not any(r[2] for r in rows):
         return ""
-    header = [
-        "pair",
-        "stage-2 steps",
-        "seeds",
-        "ΔgFID [95%]",
-        "ΔgKID ×10³ [95%]",
-        "Δs2FID [95%]",
-        "verdict",
-        "seeds to run",
-    ]
+    header = ["pair", "stage-2 steps", "seeds", "ΔgFID [95%]", "ΔgKID ×10³ [95%]", "Δs2FID [95%]", "verdict"]
     text = (
         "## Headline: UL against the KL-VAE, paired over seeds (analysis fixed before the runs)\n\n"
         "Δ = UL − KL-VAE on the same seed (negative: UL better); verdicts as in `ul.results.paired`.\n\n"
-        + table(header, rows)
+        + table([*header, "seeds to run"], rows)
     )
     if spread:
         text += "\nEach arm's gFID over seeds (mean, standard deviation):\n\n" + table(
             ["arm", "stage-2 steps", "seeds", "gFID mean", "gFID sd"], spread
         )
         panels = []
-        for kind, pts in series.items():
-            arms = sorted({a for a, *_ in pts})
-            lines = [
-                (a, *zip(*[(x, y, e) for b, _, x, y, e in sorted(pts, key=lambda p: p[2]) if b == a])) for a in arms
-            ]
-            panels.append(
-                (f"{kind} training TFLOPs", "gFID ↓", [(a, xs, ys, None, es) for a, xs, ys, es in lines], True)
-            )
+        for kind, by_arm in series.items():
+            lines = []
+            for arm, pts in by_arm.items():
+                xs, ys, sds = zip(*sorted(pts))
+                lines.append((arm, xs, ys, None, sds))
+            panels.append((f"{kind} training TFLOPs", "gFID ↓", lines, True))
         plot_panels(out / "headline.png", panels, "UL vs KL-VAE: gFID (mean ± sd over seeds) against compute")
         text += "\n![headline](headline.png)\n"
     return text
 
 
-def _by_seed(exps: dict, arm, steps: int) -> dict[int, dict]:
+def _by_seed(exps: dict, arm, steps: int) -> dict[int, Experiment]:
+    """The arm's evaluated experiments at a stage-2 budget, by seed."""
     found = {}
     for seed in range(1, studies.EXTENSION_SEEDS + 1):
         x = exps.get(studies.headline_point(arm, seed, steps).name)
         if x is not None and x.metrics:
-            found[seed] = x.metrics
+            found[seed] = x
     return found
-
-
-def _flops(exps: dict, arm: str, steps: int, kind: str, seed: int) -> float | None:
-    x = exps.get(f"hl-{arm}-seed{seed}-s2-{steps}")
-    s2 = x.stage2.get("train_flops") if x else None
-    return None if s2 is None else s2 + (x.stage1.get("train_flops", 0) if kind == "total" else 0)
 
 
 def _iv(iv, scale: float) -> str:

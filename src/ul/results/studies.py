@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ul.results.paired import MAX_SEEDS
+
 PRESET = "preset=sweep"
 
 
@@ -71,7 +73,7 @@ PAIRS: dict[str, tuple[Arm, Arm | None, int]] = {
     "ul2.1-vs-kl1e-06": (_ul(2.1), _kl(1e-6), 5),
     "ul3.0-vs-matched": (_ul(3.0), _kl(MATCHED_KL_WEIGHT) if MATCHED_KL_WEIGHT else None, 3),
 }
-EXTENSION_SEEDS = 8  # = paired.MAX_SEEDS
+EXTENSION_SEEDS = MAX_SEEDS  # the extension's seeds are registered; run only when due
 
 
 def headline_point(arm: Arm, seed: int, steps: int) -> Point:

@@ -172,7 +172,6 @@ def train(
     opt = _optimizer(model, cfg)
     fp, step = fingerprint(config), 0
     ckpt_path = out_dir / CKPT
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         own = _own_checkpoint(ckpt_path, fp, device, dist_.main)
     except (checkpoint.CheckpointError, KeyError, TypeError, ValueError) as err:
@@ -180,6 +179,7 @@ def train(
         _set_aside(ckpt_path, err, dist_.main)
     ck = dist_.newest(own)  # every rank takes part, whatever its own disk holds
     if ck is not None:
+        initial = {k: v.clone() for k, v in model.state_dict().items()}  # for a load that fails halfway
         try:
             model.load_state_dict(ck["model"])
             ema.load_state_dict(ck["ema"])
