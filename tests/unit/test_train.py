@@ -49,12 +49,15 @@ def test_same_seed_same_parameters(tmp_path, precision):
     _assert_equal(_params(tmp_path / "a"), _params(tmp_path / "b"))
 
 
+STEPS = 30  # long enough that the kill lands mid-run on a fast machine (12 did not, once, in bf16)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_killed_run_resumes_bit_exact(tmp_path, precision):
-    ref = _run(tmp_path / "ref", 12, 3, precision=precision)
+    ref = _run(tmp_path / "ref", STEPS, 3, precision=precision)
     assert ref.wait(180) == 0, ref.stdout.read().decode()
-    victim = _run(tmp_path / "killed", 12, 3, precision=precision)
+    victim = _run(tmp_path / "killed", STEPS, 3, precision=precision)
     ckpt = tmp_path / "killed" / CKPT
     deadline = time.time() + 120
     while time.time() < deadline and not (ckpt.exists() and checkpoint.load(ckpt)["step"] >= 3):
@@ -63,8 +66,8 @@ def test_killed_run_resumes_bit_exact(tmp_path, precision):
     victim.wait(30)
     assert not (tmp_path / "killed" / "params.pt").exists(), "the run finished before it could be killed"
     step_at_kill = checkpoint.load(ckpt)["step"]
-    assert 3 <= step_at_kill < 12
-    resumed = _run(tmp_path / "killed", 12, 3, precision=precision)
+    assert 3 <= step_at_kill < STEPS
+    resumed = _run(tmp_path / "killed", STEPS, 3, precision=precision)
     assert resumed.wait(180) == 0, resumed.stdout.read().decode()
     _assert_equal(_params(tmp_path / "ref"), _params(tmp_path / "killed"))
 
