@@ -47,6 +47,9 @@ TARGETS = (0.012, 0.018, 0.027)  # bits per pixel, across the rate–distortion 
 # runs): paired arms on the same seeds, two stage-2 budgets, evaluated at N = 500.
 HEADLINE_BUDGETS = (125, 500)
 HEADLINE_EVAL = ("eval.num_images=500", "eval.fid_num_samples=500")
+# Training in float32 on every machine: the points run over several sessions on machines with and
+# without native bf16, and `precision: auto` would train some seeds in bf16 and others not.
+HEADLINE_FP32 = ("stage1.precision=fp32", "stage2.precision=fp32")
 # The rate-matched KL weight: set from the klvae-calibration study (its report names the weight
 # whose stage-1 rate is within 10% of UL's at loss factor 3.0); None until it has run.
 MATCHED_KL_WEIGHT: float | None = None
@@ -60,11 +63,11 @@ class Arm:
 
 
 def _ul(c: float) -> Arm:
-    return Arm(f"ul{c}", ("latent=unified", f"unified.loss_factor={c}"))
+    return Arm(f"ul{c}", ("latent=unified", f"unified.loss_factor={c}", *HEADLINE_FP32))
 
 
 def _kl(w: float) -> Arm:
-    return Arm(f"kl{w:g}", ("latent=klvae", f"klvae.kl_weight={w:g}"))
+    return Arm(f"kl{w:g}", ("latent=klvae", f"klvae.kl_weight={w:g}", *HEADLINE_FP32))
 
 
 # pair → (UL arm, KL-VAE arm, planned seeds); a pair not resolved at its planned seeds runs seeds
