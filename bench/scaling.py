@@ -15,7 +15,9 @@ and writes them as JSON. The estimate for ImageNet-1k in the README is drawn fro
 `--only fetch` times the fetch stage on the loose folder as a user's `file://` source, side by
 side: as it was (every file copied loose into the raw folder, then packed, then the copies
 removed) and as it is (each file read from the source straight into the tar shards), each with
-the peak disk space it added (the file system's used bytes, sampled every 50 ms).
+the peak disk space it added (the file system's used bytes, sampled every 50 ms). The same folder
+as one plain `.tar` served over HTTP on 127.0.0.1 is fetched as it was (downloaded, extracted into
+a scratch folder, packed from there) and as it is (packed from the downloaded archive itself).
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ def _with_peak_disk(fn, where: Path) -> tuple[float, int]:
 def _fetch_before(source: Path, out: Path) -> None:
     """fetch as it was: every file copied loose into `out`, then packed, then the copies removed."""
     from ul.data.fetch import folder
+    from ul.data.fetch.tree import LocalTree
 
-    files, classes = folder.files(source, {"train": 0, "test": 0})
+    files, classes = folder.files(LocalTree(source), {"train": 0, "test": 0})
     out.mkdir()
     for f in files:
         (out / f.entry.path).parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +192,61 @@ def measure_fetch(n: int, tmp: Path) -> dict:
         row[f"fetch_{name}_s"], row[f"fetch_{name}_peak_bytes"] = _with_peak_disk(lambda r=run, o=out: r(o), tmp)
         row[f"raw_{name}_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
         shutil.rmtree(out)
+    row.update(_measure_archive(loose, tmp, n))
     shutil.rmtree(loose)
+    return row
+
+
+def _archive_before(url: str, sha256: str, out: Path) -> None:
+    """An archive's fetch as it was: downloaded, extracted into a scratch folder, packed from there."""
+    import tarfile
+
+    from ul.data.fetch import archive
+    from ul.data.fetch.sources import fetch
+
+    scratch = out.with_name(out.name + ".scratch")
+    scratch.mkdir()
+    try:
+        path = archive.download(url, sha256, scratch / "archive")
+        with tarfile.open(path) as tf:
+            tf.extractall(scratch / "extracted", filter="data")
+        fetch(f"file://{scratch / 'extracted'}", out, shard_mb=SHARD_BYTES >> 20)
+    finally:
+        shutil.rmtree(scratch)
+
+
+def _measure_archive(loose: Path, tmp: Path, n: int) -> dict:
+    """The same files as one plain tar served on 127.0.0.1: fetch as it was and as it is."""
+    import functools
+    import tarfile
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from ul.data.fetch.sources import fetch
+
+    served = tmp / f"served-{n}"
+    served.mkdir()
+    with tarfile.open(served / "d.tar", "w", format=tarfile.USTAR_FORMAT) as tf:
+        for path in sorted(loose.rglob("*.png")):
+            tf.add(path, arcname=path.relative_to(loose).as_posix())
+    sha256 = hashing.sha256_file(served / "d.tar")
+    quiet = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/d.tar"
+    row = {"archive_bytes": (served / "d.tar").stat().st_size}
+    try:
+        for name, run in (
+            ("before", lambda out: _archive_before(url, sha256, out)),
+            ("after", lambda out: fetch(url, out, sha256=sha256, shard_mb=SHARD_BYTES >> 20)),
+        ):
+            out = tmp / f"raw-archive-{name}-{n}"
+            row[f"archive_{name}_s"], row[f"archive_{name}_peak_bytes"] = _with_peak_disk(
+                lambda r=run, o=out: r(o), tmp
+            )
+            shutil.rmtree(out)
+    finally:
+        server.shutdown()
+        shutil.rmtree(served)
     return row
 
 
@@ -226,11 +283,18 @@ def main() -> None:
             print(f"{r['images']:>8} {r['source_bytes'] / mb:7.0f}MB  "
                   f"{r['fetch_before_s']:8.1f}s, peak +{r['fetch_before_peak_bytes'] / mb:6.0f}MB  "
                   f"{r['fetch_after_s']:8.1f}s, peak +{r['fetch_after_peak_bytes'] / mb:6.0f}MB")  # fmt: skip
+        print(f"{'images':>8} {'.tar':>9}  {'archive as it was':>24}  {'archive now (streamed)':>24}")
+        for r in rows:
+            mb = 1 << 20
+            print(f"{r['images']:>8} {r['archive_bytes'] / mb:7.0f}MB  "
+                  f"{r['archive_before_s']:8.1f}s, peak +{r['archive_before_peak_bytes'] / mb:6.0f}MB  "
+                  f"{r['archive_after_s']:8.1f}s, peak +{r['archive_after_peak_bytes'] / mb:6.0f}MB")  # fmt: skip
         if len(rows) >= 2:
             lo, hi = rows[0], rows[-1]
-            for name in ("before", "after"):
-                slope = (hi[f"fetch_{name}_s"] - lo[f"fetch_{name}_s"]) / (hi["images"] - lo["images"]) * 1e6
-                print(f"slope fetch {name}: {slope:.0f} µs/image")
+            for what in ("fetch", "archive"):
+                for name in ("before", "after"):
+                    slope = (hi[f"{what}_{name}_s"] - lo[f"{what}_{name}_s"]) / (hi["images"] - lo["images"]) * 1e6
+                    print(f"slope {what} {name}: {slope:.0f} µs/image")
         return
     if args.only:
         for r in rows:

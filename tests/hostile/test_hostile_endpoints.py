@@ -48,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
         objects = "".join(OBJECT.format(i=next(srv.counter)) for _ in range(srv.per_page))
         body = PAGE.format(n=srv.per_page, contents=objects, token=srv.pages)
         if srv.body is not None:
-            body = body.replace("<IsTruncated>true", "<IsTruncated>false").replace("img/0.png", "train/0.png")
+            body = body.replace("<IsTruncated>true", "<IsTruncated>false")
         self._send(body.encode(), "application/xml")
 
     def _send(self, body: bytes, kind: str):

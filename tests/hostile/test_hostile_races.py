@@ -11,6 +11,7 @@ import pytest
 from datahelpers import class_folder, noise, png, raw_files, write_folder
 
 from ul import cli, commands
+from ul.data import rawshards
 from ul.data.fetch import fingerprint, folder
 from ul.data.fetch.sources import fetch
 from ul.data.layout import DataError
@@ -58,7 +59,7 @@ def test_the_source_fingerprint_does_not_follow_a_swapped_folder(tmp_path, monke
     outside = write_folder(tmp_path / "outside", {n: SECRET for n in os.listdir(src / "dog")})
     walk_files = folder.Walk.files
 
-    def files_then_swap(self, top):
+    def files_then_swap(self, top=""):
         found = walk_files(self, top)
         shutil.rmtree(src / "dog")
         os.symlink(outside, src / "dog")
@@ -67,6 +68,24 @@ def test_the_source_fingerprint_does_not_follow_a_swapped_folder(tmp_path, monke
     monkeypatch.setattr(folder.Walk, "files", files_then_swap)
     with pytest.raises(DataError, match="dog/.*cannot open"):
         fingerprint._folder_rows(src, folder.IMAGES, None)
+
+
+@pytest.mark.parametrize("change", [b"", b"more"], ids=["rewritten", "grown"])
+def test_a_file_that_changes_between_its_hash_and_its_packing_is_refused(tmp_path, monkeypatch, change):
+    """A class folder is split by content hash, so each file is read twice: the packer checks the
+    second read against the first."""
+    src = class_folder(tmp_path / "src", per_class=3)
+    victim = src / "cat" / "001.png"
+    pack = rawshards.pack
+
+    def change_then_pack(out, files, shard_bytes):
+        victim.write_bytes(png(noise(77)) + change)
+        return pack(out, files, shard_bytes)
+
+    monkeypatch.setattr(rawshards, "pack", change_then_pack)
+    with pytest.raises(DataError, match="cat/001.png: changed while it was being read; fetch again"):
+        fetch(f"file://{src}", tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
 
 
 @pytest.mark.parametrize("levels", [100, 1200])  # the second is past Python's recursion limit

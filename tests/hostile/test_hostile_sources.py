@@ -77,7 +77,7 @@ def test_a_file_swapped_for_a_pipe_after_the_walk_is_refused(tmp_path, monkeypat
     src = class_folder(tmp_path / "src", per_class=3)
     real = folder.Walk.files
 
-    def swap(self, top):
+    def swap(self, top=""):
         found = real(self, top)
         victim = src / "cat" / "001.png"
         if victim.exists():

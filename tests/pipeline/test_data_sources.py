@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import importlib.util
 import io
@@ -13,7 +14,7 @@ import pytest
 from datahelpers import Server, class_folder, noise, png, raw_files, tar_gz, tree_hashes, write_folder, zip_bytes
 from PIL import Image
 
-from ul.data import manifest
+from ul.data import manifest, rawshards
 from ul.data.fetch import builtin
 from ul.data.fetch.idx import read_idx
 from ul.data.fetch.sources import fetch
@@ -208,6 +209,34 @@ def test_archive_entries_escaping_the_target_are_refused(tmp_path, server, image
     assert _no_leftovers(tmp_path / "sub")
 
 
+def _disk_when_packing(monkeypatch, where):
+    """Patch the packer to record, as it starts, the files under `where` (name: bytes)."""
+    seen = {}
+    pack = rawshards.pack
+
+    def recording(folder, files, shard_bytes):
+        seen.update({p.relative_to(where).as_posix(): p.stat().st_size for p in where.rglob("*") if p.is_file()})
+        return pack(folder, files, shard_bytes)
+
+    monkeypatch.setattr(rawshards, "pack", recording)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
+def test_an_archive_is_packed_from_itself_with_no_extracted_copy(tmp_path, server, image_files, monkeypatch, kind):
+    data = {"tar": gzip.decompress(tar_gz(image_files)), "tar.gz": tar_gz(image_files), "zip": zip_bytes(image_files)}
+    server.routes[f"/d.{kind}"] = (data[kind], None)
+    fetch(f"file://{write_folder(tmp_path / 'local', image_files)}", tmp_path / "local_raw")
+    seen = _disk_when_packing(monkeypatch, tmp_path / "work")
+    fetch(server.url(f"/d.{kind}"), tmp_path / "work" / "raw", sha256=_sha(data[kind]))
+    assert tree_hashes(tmp_path / "work" / "raw") == tree_hashes(tmp_path / "local_raw")
+    # while packing, the scratch folder holds the archive only (a compressed tar: decompressed
+    # once, into a plain tar that replaced it); not one member was written out
+    plain = len(gzip.decompress(data["tar.gz"])) if kind == "tar.gz" else len(data[kind])
+    assert len(seen) == 1 and sum(seen.values()) == plain, seen
+    assert _no_leftovers(tmp_path / "work")
+
+
 # ---- s3:// and lakefs:// (moto) --------------------------------------------------------------
 
 
@@ -231,15 +260,18 @@ def test_s3_and_lakefs_gateway(tmp_path, monkeypatch, moto_endpoint, image_files
     fetch(f"file://{write_folder(tmp_path / 'local', image_files)}", tmp_path / "local_raw")
 
     monkeypatch.setenv("S3_ENDPOINT_URL", moto_endpoint)
-    m = fetch("s3://bucket/images/v1", tmp_path / "s3_raw")
-    assert sum(m["images"].values()) == 12
+    seen = _disk_when_packing(monkeypatch, tmp_path / "s3")
+    m = fetch("s3://bucket/images/v1", tmp_path / "s3" / "raw")
+    assert sum(m["images"].values()) == 12 and seen == {}  # the objects stream into the shards: no local copy
     with pytest.raises(DataError, match="lakefs://repo/main/images: set LAKEFS_ENDPOINT"):
         fetch("lakefs://repo/main/images", tmp_path / "lk_raw")
     monkeypatch.setenv("LAKEFS_ENDPOINT", moto_endpoint)
     monkeypatch.setenv("LAKEFS_ACCESS_KEY_ID", "lk")
     monkeypatch.setenv("LAKEFS_SECRET_ACCESS_KEY", "very-secret")
     fetch("lakefs://repo/main/images/", tmp_path / "lk_raw")
-    assert tree_hashes(tmp_path / "s3_raw") == tree_hashes(tmp_path / "local_raw") == tree_hashes(tmp_path / "lk_raw")
+    assert (
+        tree_hashes(tmp_path / "s3" / "raw") == tree_hashes(tmp_path / "local_raw") == tree_hashes(tmp_path / "lk_raw")
+    )
 
     with pytest.raises(DataError, match="no objects under s3://repo/dev/images/") as err:
         fetch("lakefs://repo/dev/images", tmp_path / "x")

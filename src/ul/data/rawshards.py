@@ -88,7 +88,11 @@ class _Hashing:
 
 
 def _size(f: BinaryIO) -> int:
-    return f.getbuffer().nbytes if isinstance(f, io.BytesIO) else os.fstat(f.fileno()).st_size
+    """The bytes a file will give: a stream from an archive or a bucket knows its listed size."""
+    if isinstance(f, io.BytesIO):
+        return f.getbuffer().nbytes
+    size = getattr(f, "size", None)
+    return size if isinstance(size, int) else os.fstat(f.fileno()).st_size
 
 
 def pack(folder: Path, files: Iterable[Pending], shard_bytes: int) -> list[Entry]:
@@ -119,8 +123,11 @@ def pack(folder: Path, files: Iterable[Pending], shard_bytes: int) -> list[Entry
                 reader = _Hashing(f)
                 try:
                     tf.addfile(_tarinfo(member(e), size), reader)
+                    grew = f.read(1)  # a stream checks its own size here (ul.data.fetch.stream)
                 except OSError as err:  # tarfile's "unexpected end of data": shorter than it was
                     raise DataError(f"{shown(e.path)}: changed while it was being read ({err}); fetch again") from None
+                if grew:
+                    raise DataError(f"{shown(e.path)}: grew while it was being read; fetch again")
             digest = reader.sha256.hexdigest()
             if e.sha256 and digest != e.sha256:
                 raise DataError(f"{shown(e.path)}: changed while it was being read; fetch again")

@@ -1,20 +1,23 @@
-"""Download an archive over HTTP(S), prove it is the expected one, and unpack it safely.
+"""Download an archive over HTTP(S), prove it is the expected one, and read its members safely.
 
 An archive is trusted only through its sha256 (required): the download is streamed to disk while
-hashing, a short body (fewer bytes than Content-Length) is reported as truncated, and extraction
-refuses any entry that could write outside the target folder (absolute paths, `..`, links,
-devices), checked by us and, for tar, again by the stdlib's `filter="data"`.
+hashing, a short body (fewer bytes than Content-Length) is reported as truncated, and an archive
+with any entry that names a place outside its root (absolute paths, `..`), a link or a device is
+refused. Members are read from the archive itself as they are packed into shards: nothing is
+extracted (a compressed tar is first decompressed into one plain tar, which can seek; a .tar or
+.zip is read where it is, so no second copy of the dataset is written).
 
-Budgets, checked before anything is written: the download's bytes (`MAX_DOWNLOAD_BYTES`, from the
+Budgets, checked before any member is read: the download's bytes (`MAX_DOWNLOAD_BYTES`, from the
 announced length and while streaming), the archive's entry count (`MAX_ENTRIES`), its total
-uncompressed size (`MAX_UNCOMPRESSED_BYTES`, for a compressed tar by streaming the decompressor
-with that cap) and its compression ratio (`MAX_RATIO`: image files barely compress, a bomb does).
+uncompressed size (`MAX_UNCOMPRESSED_BYTES`, for a compressed tar while decompressing it, with that
+cap) and its compression ratio (`MAX_RATIO`: image files barely compress, a bomb does).
 Two entries with one name, or a name that is both a file and a folder, refuse the archive.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import lzma
@@ -31,6 +34,8 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from ul.common.errors import redact_url
+from ul.data.fetch.stream import Stream
+from ul.data.fetch.tree import ListedTree
 from ul.data.layout import DataError
 from ul.data.layout import shown as _shown
 
@@ -193,78 +198,104 @@ def _check_total(shown: str, total: int, archive_bytes: int) -> None:
         )
 
 
-def _stream_size(path: Path, shown: str) -> None:
-    """Decompress a compressed tar once, counting bytes, and stop at the budget (a gzip bomb
-    costs at most `MAX_UNCOMPRESSED_BYTES` of CPU work and no disk)."""
+def _decompressor(path: Path):
+    """The opener of a compressed tar's outer layer (gzip, bzip2, xz), or None for a plain one."""
     import bz2
     import gzip
 
     with open(path, "rb") as f:
         magic = f.read(6)
-    opener = (
-        gzip.open
-        if magic[:2] == b"\x1f\x8b"
-        else bz2.open
-        if magic[:3] == b"BZh"
-        else lzma.open
-        if magic[:6] == b"\xfd7zXZ\x00"
-        else None
-    )
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open
+    if magic[:3] == b"BZh":
+        return bz2.open
+    return lzma.open if magic[:6] == b"\xfd7zXZ\x00" else None
+
+
+def _plain_tar(path: Path, shown: str) -> tuple[Path, int]:
+    """A tar whose members can be read in any order, and the archive's bytes: a compressed tar is
+    decompressed once into a plain one beside it (a compressed stream cannot seek), stopping at the
+    budget, and the compressed file removed. Plain .tar and .zip archives are read where they are."""
+    archive_bytes = path.stat().st_size
+    opener = _decompressor(path)
     if opener is None:
-        return
-    archive_bytes, total = path.stat().st_size, 0
-    with opener(path, "rb") as f:
+        return path, archive_bytes
+    plain, total = path.with_name(path.name + ".tar"), 0
+    with opener(path, "rb") as f, open(plain, "wb") as out:
         while block := f.read(CHUNK * 16):
             total += len(block)
             _check_total(shown, total, archive_bytes)
+            out.write(block)
+    path.unlink()
+    return plain, archive_bytes
 
 
 def shown_name(name: str) -> str:
     return repr(name) if name.isprintable() else _shown(name)
 
 
-def _extract_tar(path: Path, target: Path, shown: str) -> None:
-    _stream_size(path, shown)
-    with tarfile.open(path) as tf:
-        members = tf.getmembers()
-        for m in members:
-            _check_name(m.name, shown)
-            if not (m.isfile() or m.isdir()):
-                kind = "link" if (m.issym() or m.islnk()) else "special file"
-                raise DataError(f"{shown}: entry {m.name!r} is a {kind}; only plain files and folders are accepted")
-        _budget(shown, [m.name for m in members], [m.size if m.isfile() else -1 for m in members], path.stat().st_size)
-        try:
-            tf.extractall(target, members=members, filter="data")
-        except tarfile.FilterError as err:
-            raise DataError(f"{shown}: unsafe entry refused: {err}") from None
+def _norm(name: str) -> str:
+    return "/".join(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in (".", ""))
 
 
-def _extract_zip(path: Path, target: Path, shown: str) -> None:
-    with zipfile.ZipFile(path) as zf:
-        infos = zf.infolist()
-        for info in infos:
-            _check_name(info.filename, shown)
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise DataError(
-                    f"{shown}: entry {info.filename!r} is a link; only plain files and folders are accepted"
-                )
-        sizes = [-1 if i.is_dir() else i.file_size for i in infos]
-        _budget(shown, [i.filename for i in infos], sizes, path.stat().st_size)
-        zf.extractall(target)  # each entry stops at its declared size (zipfile), so the budget holds
-
-
-def extract(path: Path, target: Path, shown: str) -> Path:
-    """Unpack a .tar(.gz/.bz2/.xz) or .zip (detected from content) into `target`."""
-    target.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def _corrupt(shown: str):
+    """A damaged archive, found while reading a member or the directory, as one DataError."""
     try:
-        if zipfile.is_zipfile(path):
-            _extract_zip(path, target, shown)
-        elif tarfile.is_tarfile(path):
-            _extract_tar(path, target, shown)
-        else:
-            raise DataError(f"{shown}: not a tar or zip archive")
+        yield
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as err:
         raise DataError(f"{shown}: corrupt archive: {err}".splitlines()[0]) from None
-    except OSError as err:  # gzip.BadGzipFile, a CRC error, or an entry that cannot be written
+    except OSError as err:  # gzip.BadGzipFile, a CRC error, a read error
         raise DataError(f"{shown}: cannot unpack: {err}".splitlines()[0]) from None
-    return target
+
+
+def _tar_tree(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree:
+    plain, archive_bytes = _plain_tar(path, shown)
+    tf = stack.enter_context(tarfile.open(plain, "r:"))
+    members = tf.getmembers()
+    for m in members:
+        _check_name(m.name, shown)
+        if not (m.isfile() or m.isdir()):
+            kind = "link" if (m.issym() or m.islnk()) else "special file"
+            raise DataError(f"{shown}: entry {m.name!r} is a {kind}; only plain files and folders are accepted")
+    _budget(shown, [m.name for m in members], [m.size if m.isfile() else -1 for m in members], archive_bytes)
+    files = {_norm(m.name): m for m in members if m.isfile() and _norm(m.name)}
+
+    def member(rel: str) -> Stream:
+        with _corrupt(shown):
+            raw = tf.extractfile(files[rel])
+        return Stream(raw, files[rel].size, f"{shown}: {rel}", lambda: _corrupt(shown))
+
+    folders = [_norm(m.name) for m in members if m.isdir()]
+    return ListedTree(shown, {r: m.size for r, m in files.items()}, member, folders)
+
+
+def _zip_tree(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree:
+    zf = stack.enter_context(zipfile.ZipFile(path))
+    infos = zf.infolist()
+    for info in infos:
+        _check_name(info.filename, shown)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DataError(f"{shown}: entry {info.filename!r} is a link; only plain files and folders are accepted")
+    sizes = [-1 if i.is_dir() else i.file_size for i in infos]
+    _budget(shown, [i.filename for i in infos], sizes, path.stat().st_size)
+    files = {_norm(i.filename): i for i in infos if not i.is_dir() and _norm(i.filename)}
+
+    def member(rel: str) -> Stream:  # zipfile stops each entry at its declared size and checks its CRC
+        with _corrupt(shown):
+            raw = zf.open(files[rel])
+        return Stream(raw, files[rel].file_size, f"{shown}: {rel}", lambda: _corrupt(shown))
+
+    folders = [_norm(i.filename) for i in infos if i.is_dir()]
+    return ListedTree(shown, {r: i.file_size for r, i in files.items()}, member, folders)
+
+
+def members(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree:
+    """The files of a .tar(.gz/.bz2/.xz) or .zip (detected from content), read from the archive
+    itself as they are packed (nothing is extracted); the archive stays open until `stack` closes."""
+    with _corrupt(shown):
+        if zipfile.is_zipfile(path):
+            return _zip_tree(path, shown, stack)
+        if tarfile.is_tarfile(path):
+            return _tar_tree(path, shown, stack)
+    raise DataError(f"{shown}: not a tar or zip archive")

@@ -1,4 +1,4 @@
-"""Copy every object under an S3 prefix to a local folder: plain S3 or lakeFS's S3 gateway.
+"""The objects under an S3 prefix, listed and streamed: plain S3 or lakeFS's S3 gateway.
 
 lakeFS is reached through its S3 gateway (bucket = repository, key = `<ref>/<path>`), so one
 client (`ul.storage.s3`) serves both; only the endpoint and credentials come from different
@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
-
-from tqdm import tqdm
 
 from ul.common.errors import redact_urls
+from ul.data.fetch.stream import Stream
+from ul.data.fetch.tree import ListedTree
 from ul.data.layout import DataError, bad_name
 from ul.storage import StorageError, s3
 from ul.storage.lakefs import LakeFSPath, gateway_settings
@@ -113,37 +112,22 @@ def _budget(loc: Bucket, objects: list[dict]) -> None:
         raise DataError(f"{loc.url}: key {shown_name(clash[0])} is both an object and a folder; refusing the listing")
 
 
-def download(loc: Bucket, dest: Path) -> Path:
-    """Download every object under the prefix into `dest`, keeping key paths; returns `dest`."""
-    objects = listing(loc)
+def objects(loc: Bucket) -> ListedTree:
+    """The objects under the prefix as a tree of files (key paths below the prefix, each checked as a
+    name by `listing`), each streamed from the bucket when it is read: nothing is written to disk
+    but the shards. A read gets at most the object's listed size (the listing's budget holds for the
+    bytes too): a server that sends more is refused as it streams, one that sends less is "truncated"."""
+    listed = {o["Key"][len(loc.prefix) :]: o for o in listing(loc)}
     with _errors(loc):
         client = s3.client(loc.endpoint, loc.access_key, loc.secret_key)
-        for obj in tqdm(objects, desc=f"download {loc.url}", unit="obj", mininterval=1.0):
-            target = dest / obj["Key"][len(loc.prefix) :]  # each key checked as a name by listing()
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                got = _fetch_object(client, loc, obj, target)
-            except OSError as err:  # a name this file system refuses
-                raise DataError(
-                    f"{loc.url}: object key {obj['Key']!r} cannot be written here ({err.strerror})"
-                ) from None
-            if got != obj["Size"]:
-                raise DataError(f"{loc.url}: {obj['Key']} truncated: {got} of {obj['Size']} bytes")
-    return dest
 
+    def read(rel: str) -> Stream:
+        obj = listed[rel]
+        with _errors(loc):
+            body = client.get_object(Bucket=loc.bucket, Key=obj["Key"])["Body"]
+        return Stream(body, obj["Size"], f"{loc.url}: {obj['Key']}", lambda: _errors(loc))
 
-def _fetch_object(client, loc: Bucket, obj: dict, target: Path) -> int:
-    """Stream one object into `target`, at most its listed size (the listing's budget holds for the
-    bytes too): a server that sends more is refused as it streams. Returns the bytes received."""
-    size, got = obj["Size"], 0
-    body = client.get_object(Bucket=loc.bucket, Key=obj["Key"])["Body"]
-    with body, open(target, "wb") as f:
-        while chunk := body.read(min(1 << 20, size + 1 - got)):
-            got += len(chunk)
-            if got > size:
-                raise DataError(f"{loc.url}: {obj['Key']} sent more than its listed {size:,} bytes; refused")
-            f.write(chunk)
-    return got
+    return ListedTree(loc.url, {rel: o["Size"] for rel, o in listed.items()}, read)
 
 
 def listing(loc: Bucket, client=None) -> list[dict]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from ul.common import atomic, bounded
 from ul.common.errors import redact_url, redact_urls
 from ul.data.fetch import buckets, builtin, folder
+from ul.data.fetch.tree import LocalTree
 from ul.data.layout import DataError
 from ul.storage.lakefs import COMMIT_ID, LakeFSPath
 
@@ -69,14 +70,14 @@ def _folder_rows(root: Path, kind: folder.Kind, cache: Path | None) -> list[tupl
     cache does not already know at the same size, mtime and inode."""
     known = _read_cache(cache)
     fresh, rows = {}, []
-    walk = folder.Walk(root, kind)
-    for rel in walk.files(root):
+    tree = LocalTree(root)
+    for rel in folder.Walk(tree, kind).files():
         path = root / rel
-        st = walk.stats[str(path)]  # the walk's lstat: no second stat per file
+        st = tree.stats[rel]  # the walk's lstat: no second stat per file
         key, stamp = str(path), [st.st_size, st.st_mtime_ns, st.st_ino]
         digest = known.get(key, [None])[-1] if known.get(key, [])[:3] == stamp else None
         if digest is None:
-            with folder.open_under(root, path) as f:
+            with tree.open(rel) as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
         fresh[key] = [*stamp, digest]
         rows.append((rel, st.st_size, digest))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from ul.common.regular import NotRegularFile, open_regular
+from ul.data.fetch.tree import DIR, FILE, LINK, ListedTree, LocalTree, join
 from ul.data.layout import DataError, bad_name, shown
 from ul.data.manifest import SPLITS, Entry
 from ul.data.rawshards import Pending
@@ -69,8 +68,8 @@ SYSTEM_ROOTS += ("/srv", "/sys", "/tmp", "/usr", "/var")
 
 @dataclass
 class _Item:
-    src: Path
-    rel: str  # path inside the split root, POSIX
+    src: str  # path in the tree
+    rel: str  # path inside the split root
     split: str | None
     sha256: str = ""
 
@@ -80,82 +79,66 @@ def _hidden(name: str) -> bool:
 
 
 class Walk:
-    """A bounded walk that never follows a link or opens a special file; `skipped` = {path: reason}."""
+    """A bounded walk of a tree below `base` that never follows a link or opens a special file;
+    `skipped` = {path below `base`: reason}."""
 
-    def __init__(self, root: Path, kind: Kind = IMAGES):
-        self.root = root
-        self.kind = kind
+    def __init__(self, tree: LocalTree | ListedTree, kind: Kind = IMAGES, base: str = ""):
+        self.tree, self.kind, self.base = tree, kind, base
         self.entries = 0
         self.bytes = 0
         self.skipped: dict[str, str] = {}
-        self.stats: dict[str, os.stat_result] = {}  # each file found, by its path: the walk's own lstat
 
     def _skip(self, rel: str, reason: str) -> None:
         self.skipped[rel] = reason
 
-    def files(self, top: Path) -> list[str]:
-        """Sorted POSIX paths, relative to `top`, of the regular, visible files of the kind under `top`."""
+    def files(self, top: str = "") -> list[str]:
+        """Sorted paths, relative to `top` (below `base`), of the regular, visible files of the kind."""
         found: list[str] = []
-        stack = [(top, "")]
+        stack = [(join(self.base, top), "")]
         while stack:
             folder, rel_dir = stack.pop()
-            try:
-                listing = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError as err:
-                raise DataError(f"{shown(str(folder))}: cannot list the folder ({err.strerror})") from None
-            for e in listing:
+            for e in self.tree.scandir(folder):
                 self.entries += 1
                 if self.entries > MAX_ENTRIES:
                     raise DataError(
-                        f"{shown(str(self.root))}: more than {MAX_ENTRIES:,} files and folders; "
+                        f"{shown(self.tree.label(self.base))}: more than {MAX_ENTRIES:,} files and folders; "
                         "refusing to walk further (is this the right folder?)"
                     )
                 if _hidden(e.name):
                     continue
                 rel = f"{rel_dir}{e.name}"
-                where = (top.relative_to(self.root) / rel).as_posix() if top != self.root else rel
+                where = join(top, rel)
                 is_image = e.name.lower().endswith(self.kind.suffixes)
-                st = e.stat(follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    if is_image or e.is_dir():  # a link to a file or folder, maybe outside the root
+                if e.kind == LINK:
+                    if is_image or e.to_dir:  # a link to a file or folder, maybe outside the root
                         self._skip(where, "a symbolic link (links are not followed)")
                     continue
-                if stat.S_ISDIR(st.st_mode):
+                if e.kind == DIR:
                     if reason := bad_name(e.name):
                         self._skip(where, reason)
                     elif rel.count("/") + 1 >= MAX_DEPTH:
                         self._skip(where, f"a folder {MAX_DEPTH} levels deep; deeper folders are not walked")
                     else:
-                        stack.append((Path(e.path), f"{rel}/"))
+                        stack.append((join(folder, e.name), f"{rel}/"))
                     continue
                 if not is_image:
                     continue
-                if not stat.S_ISREG(st.st_mode):
+                if e.kind != FILE:
                     self._skip(where, "not a regular file (a pipe, device or socket)")
                 elif reason := bad_name(e.name):
                     self._skip(where, reason)
-                elif st.st_size > MAX_FILE_BYTES:
+                elif e.size > MAX_FILE_BYTES:
                     limit = f"{MAX_FILE_BYTES:,}-byte limit per {self.kind.noun}"
-                    self._skip(where, f"{st.st_size:,} bytes, over the {limit}")
+                    self._skip(where, f"{e.size:,} bytes, over the {limit}")
                 else:
-                    self.bytes += st.st_size
+                    self.bytes += e.size
                     if self.bytes > MAX_TOTAL_BYTES:
                         raise DataError(
-                            f"{shown(str(self.root))}: more than {MAX_TOTAL_BYTES:,} bytes of {self.kind.noun}s; "
-                            "refusing to read further (is this the right folder?)"
+                            f"{shown(self.tree.label(self.base))}: more than {MAX_TOTAL_BYTES:,} bytes of "
+                            f"{self.kind.noun}s; refusing to read further (is this the right folder?)"
                         )
                     found.append(rel)
-                    self.stats[e.path] = st
         return sorted(found)
-
-
-def image_files(root: Path) -> list[str]:
-    """Sorted relative POSIX paths of the visible, regular image files under `root` (no links)."""
-    return Walk(Path(root)).files(Path(root))
-
-
-def _real_dir(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink()
 
 
 def check_root(root: Path) -> Path:
@@ -180,65 +163,43 @@ def source_root(source: str) -> Path:
     return check_root(root)
 
 
-def unwrap(root: Path) -> Path:
-    """Descend through single wrapping folders (`archive.tar` → `dataset/` → images); never a link."""
+def unwrap(tree: LocalTree | ListedTree) -> str:
+    """The path below single wrapping folders (`archive.tar` → `dataset/` → images); never a link."""
+    base = ""
     while True:
-        visible = [p for p in root.iterdir() if not _hidden(p.name)]
-        if len(visible) != 1 or not _real_dir(visible[0]) or visible[0].name in SPLITS:
-            return root
-        root = visible[0]
+        visible = [n for n in tree.scandir(base) if not _hidden(n.name)]
+        if len(visible) != 1 or visible[0].kind != DIR or visible[0].name in SPLITS:
+            return base
+        base = join(base, visible[0].name)
 
 
-def _scan(root: Path, walk: Walk) -> list[_Item]:
+def _scan(tree: LocalTree | ListedTree, walk: Walk) -> list[_Item]:
+    base, where = walk.base, tree.label(walk.base)
+    top = {n.name: n.kind for n in tree.scandir(base)}
     for split in SPLITS:
-        if (root / split).is_symlink():
-            raise DataError(f"{shown(str(root))}: {split}/ is a symbolic link; links are not followed")
-    if not any(_real_dir(root / s) for s in SPLITS):
-        return [_Item(root / rel, rel, None) for rel in walk.files(root)]
-    stray = [f for f in walk.files(root) if f.split("/", 1)[0] not in SPLITS]
+        if top.get(split) == LINK:
+            raise DataError(f"{shown(where)}: {split}/ is a symbolic link; links are not followed")
+    if not any(top.get(s) == DIR for s in SPLITS):
+        return [_Item(join(base, rel), rel, None) for rel in walk.files()]
+    stray = [f for f in walk.files() if f.split("/", 1)[0] not in SPLITS]
     if stray:
         raise DataError(
-            f"{root}: has train/ or test/ folders but also {walk.kind.noun}s outside them, e.g. {shown(stray[0])}"
+            f"{shown(where)}: has train/ or test/ folders but also {walk.kind.noun}s outside them, e.g. {shown(stray[0])}"
         )
     items = []
     for split in SPLITS:
-        files = walk.files(root / split) if _real_dir(root / split) else []
+        files = walk.files(split) if top.get(split) == DIR else []
         if not files:
             raise DataError(
-                f"{root}: {split}/ is missing or has no {walk.kind.formats} files (both train/ and test/ are needed)"
+                f"{shown(where)}: {split}/ is missing or has no {walk.kind.formats} files (both train/ and test/ are needed)"
             )
-        items += [_Item(root / split / rel, rel, split) for rel in files]
+        items += [_Item(join(base, split, rel), rel, split) for rel in files]
     return items
 
 
-def open_under(root: Path, path: Path):
-    """Open `path` (under `root`) for reading only if it is a regular file reached from `root`
-    without following a link at any step: each folder on the way is opened from the one above with
-    O_NOFOLLOW (openat), so a folder swapped for a link after the walk, anywhere on the path, or a
-    file swapped for a pipe, is refused rather than read from wherever it now leads."""
-    parts = path.relative_to(root).parts
-    fd = -1
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        for name in parts[:-1]:
-            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-        return open_regular(parts[-1], nofollow=True, dir_fd=fd)
-    except NotRegularFile:
-        raise DataError(f"{shown(str(path))}: not a regular file") from None
-    except OSError as err:
-        raise DataError(
-            f"{shown(str(path))}: cannot open ({err.strerror}; a link on the path is not followed)"
-        ) from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _hash(root: Path, path: Path) -> str:
+def _hash(tree: LocalTree | ListedTree, rel: str) -> str:
     h = hashlib.sha256()
-    with open_under(root, path) as f:
+    with tree.open(rel) as f:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
@@ -266,23 +227,25 @@ def _labels(items: list[_Item]) -> tuple[dict[str, int], list[int | None]]:
 
 
 def files(
-    root: Path, limits: dict[str, int], skipped: dict[str, str] | None = None, kind: Kind = IMAGES
+    tree: LocalTree | ListedTree, limits: dict[str, int], skipped: dict[str, str] | None = None, kind: Kind = IMAGES
 ) -> tuple[list[Pending], list[str]]:
-    """The images (the files of `kind`) of `root`, hashed, split and chosen, as files to pack from
-    where they are (`ul.data.rawshards.pack`, which reads each once more and checks its hash), and
-    the class names; entries that are not read (links, special files, bad names, oversized files)
-    go in `skipped`."""
-    root = unwrap(Path(root))
-    walk = Walk(root, kind)
-    items = _scan(root, walk)
+    """The images (the files of `kind`) of `tree`, split and chosen, as files to pack from where they
+    are (`ul.data.rawshards.pack`, which reads each once and hashes it), and the class names; entries
+    that are not read (links, special files, bad names, oversized files) go in `skipped`. Files are
+    read once more before that only when their content decides: a split by content hash, or a
+    `max_train`/`max_test` sample (the packer then checks the bytes did not change in between)."""
+    walk = Walk(tree, kind, unwrap(tree))
+    items = _scan(tree, walk)
     if skipped is not None:
         skipped.update(walk.skipped)
     if len(items) < 2:
         raise DataError(
-            f"{root}: found {len(items)} {kind.formats} file(s); need at least 2 (a train and a test {kind.noun})"
+            f"{shown(tree.label(walk.base))}: found {len(items)} {kind.formats} file(s); "
+            f"need at least 2 (a train and a test {kind.noun})"
         )
-    for it in tqdm(items, desc="hashing", unit="file", mininterval=1.0):
-        it.sha256 = _hash(root, it.src)
+    if items[0].split is None or any(limits.values()):
+        for it in tqdm(items, desc="hashing", unit="file", mininterval=1.0):
+            it.sha256 = _hash(tree, it.src)
     if items[0].split is None:
         _hash_split(items)
     classes, labels = _labels(items)
@@ -295,7 +258,7 @@ def files(
     pending = [
         Pending(
             Entry(f"{items[k].split}/{items[k].rel}", items[k].split, labels[k], items[k].sha256, 0),
-            lambda src=items[k].src: open_under(root, src),
+            lambda src=items[k].src: tree.open(src),
         )
         for k in sorted(chosen)
     ]

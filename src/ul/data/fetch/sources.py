@@ -19,6 +19,7 @@ existing `out_dir` is only replaced once the new one is complete.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,6 +29,7 @@ from ul.common.atomic import scratch_dir, staged_dir
 from ul.common.errors import redact_url
 from ul.data import manifest, rawshards
 from ul.data.fetch import archive, buckets, builtin, folder, moving_mnist
+from ul.data.fetch.tree import LocalTree
 from ul.data.layout import DataError, shown
 from ul.data.rawshards import Pending
 
@@ -51,23 +53,26 @@ def _collect(
     source: str,
     sha256: str | None,
     scratch: Path,
+    stack: contextlib.ExitStack,
     limits: dict[str, int],
     skipped: dict[str, str],
     frames: int = 0,
     mm=None,
 ) -> tuple[list[Pending], list[str]]:
-    """The source's files, to pack from where they are (archives and buckets: from `scratch`)."""
+    """The source's files, to pack from where they are: a folder's files, an archive's members (the
+    archive downloaded into `scratch`, open until `stack` closes), a bucket's objects as they stream."""
     if source.startswith("builtin:"):
         return _builtin(source[len("builtin:") :], limits, frames, mm)
     kind = folder.VIDEO if frames > 0 else folder.IMAGES
     if source.startswith("file://"):
-        return folder.files(folder.source_root(source), limits, skipped, kind)
-    if source.startswith(("https://", "http://")):
+        tree = LocalTree(folder.source_root(source))
+    elif source.startswith(("https://", "http://")):
         path = archive.download(source, sha256, scratch / "archive")
-        root = archive.extract(path, scratch / "extracted", redact_url(source))
-        return folder.files(root, limits, skipped, kind)
-    loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
-    return folder.files(buckets.download(loc, scratch / "objects"), limits, skipped, kind)
+        tree = archive.members(path, redact_url(source), stack)
+    else:
+        loc = buckets.s3_location(source) if source.startswith("s3://") else buckets.lakefs_location(source)
+        tree = buckets.objects(loc)
+    return folder.files(tree, limits, skipped, kind)
 
 
 def _mm(cfg):
@@ -91,8 +96,8 @@ def fetch(
 ) -> dict:
     """Write `out_dir/` = the source's images in `shards/` + `manifest.csv` + `classes.json`; return
     metrics. Each file goes straight from where it is into shards of at most `shard_mb` MiB: there is
-    no loose copy (archives and bucket objects are downloaded into a scratch folder first, removed
-    at the end).
+    no loose copy (an archive is downloaded into a scratch folder and read from there, removed at
+    the end; bucket objects stream from the bucket).
 
     `max_train`/`max_test` > 0 keep that many images (or clips) of the split (0 = all). `frames` > 0
     (data.frames) fetches videos instead of images; `moving_mnist` (data.moving_mnist, a
@@ -114,8 +119,8 @@ def fetch(
         )
     limits = {"train": max_train, "test": max_test}
     skipped: dict[str, str] = {}
-    with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch:
-        files, classes = _collect(source, sha256, scratch, limits, skipped, frames, _mm(moving_mnist))
+    with staged_dir(out_dir) as out, scratch_dir(out_dir, "download") as scratch, contextlib.ExitStack() as stack:
+        files, classes = _collect(source, sha256, scratch, stack, limits, skipped, frames, _mm(moving_mnist))
         entries = rawshards.pack(out, files, shard_mb << 20)
         path = manifest.write(out, entries, classes)
         manifest_sha = hashing.sha256_file(path)
