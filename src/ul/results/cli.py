@@ -2,6 +2,7 @@
 
     ul results run [--study NAME] [--point NAME...] [--force]   run the missing DVC experiments, one at a time
     ul results report [--out docs/results] [--fresh]            write the tables and plots from `dvc exp show --json`
+    ul results prior-gap --model models/stage1 --out F.json     how loose a stage-1 run's rate bound is
 
 `report` keeps the rows of OUT/results.json whose points no repository has (experiments of an
 earlier machine, whose `refs/exps` are not here): the documents grow point by point.
@@ -55,6 +56,12 @@ def main(argv=None) -> int:
     f.add_argument("--draws", type=int, default=10, help="draws per N (default: %(default)s)")
     f.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="Inception (default: %(default)s)")
     f.add_argument("--out", default="docs/results/fid-noise.md", help="markdown table (default: %(default)s)")
+    g = sub.add_parser("prior-gap", help="a fresh prior on a stage-1 run's frozen latents: how loose its rate bound is")
+    g.add_argument("--model", default="models/stage1", help="stage-1 export (default: %(default)s)")
+    g.add_argument("--data", default="data/pixels", help="image shards with train/ and test/ (default: %(default)s)")
+    g.add_argument("--steps", type=int, default=3000, help="fresh prior's training steps (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="fresh prior's initial weights and draws (default: %(default)s)")
+    g.add_argument("--out", required=True, help="JSON file of the measurement")
     args = p.parse_args(argv)
     repos = [Path(r) for r in args.repo or ["."]]
     repo = repos[0]
@@ -68,6 +75,8 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "fid-noise":
             return _fid_noise(args)
+        if args.cmd == "prior-gap":
+            return _prior_gap(args)
         from ul.results import report
 
         exps = {name: x for r in repos for name, x in report.load(r).items()}
@@ -110,4 +119,22 @@ def _fid_noise(args) -> int:
     out.write_text(fid_noise.markdown(table, note))
     out.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
     print(out.read_text())
+    return 0
+
+
+def _prior_gap(args) -> int:
+    import json
+
+    from ul.artifacts import export
+    from ul.common import atomic
+    from ul.common.shards import ShardReader
+    from ul.core.model import UnifiedLatents
+    from ul.results import prior_gap
+
+    model, _ = export.load(args.model, expect=UnifiedLatents)
+    data = Path(args.data)
+    result = prior_gap.measure(model, ShardReader(data / "train"), ShardReader(data / "test"), args.steps, args.seed)
+    result["model"] = str(args.model)
+    atomic.write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "fresh_curve"}))
     return 0

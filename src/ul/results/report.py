@@ -452,7 +452,40 @@ def _iv(iv, scale: float) -> str:
     return "" if iv is None else f"{iv.mean * scale:+.3g} [{iv.low * scale:+.3g}, {iv.high * scale:+.3g}]"
 
 
-SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video, calibration, headline)
+def prior_gap(exps: dict, out: Path) -> str:
+    """The fresh priors' bounds against the joint ones (docs/results/prior-gap.md), from the JSON
+    files that `ul results prior-gap` wrote under OUT/prior-gap/ after each run."""
+    from ul.results.prior_gap import verdict
+
+    found = {}
+    for name, key in studies.PRIOR_GAP_RUNS.items():
+        path = out / "prior-gap" / f"{name}.json"
+        if path.is_file():
+            found[key] = bounded.read_json(path, 1 << 20, "prior-gap result")
+    if not found:
+        return ""
+    header = [
+        "λ(0)",
+        "seed",
+        "joint bits/image",
+        "fresh bits/image",
+        "saved",
+        "fresh prior's bound during its training",
+    ]
+    rows = [
+        [v, s, r["joint_bits_per_image"], r["fresh_bits_per_image"], f"{100 * r['saved_fraction']:.1f}%"]
+        + [", ".join(f"{b:.1f} @{k}" for k, b in r["fresh_curve"])]
+        for (v, s), r in sorted(found.items())
+    ]
+    saved = {k: r["saved_fraction"] for k, r in found.items()}
+    return (
+        "## Is the rate bound loose at λ(0) = 10? (a fresh prior on the frozen latents)\n\n"
+        + table(header, rows)
+        + f"\nVerdict by the registered rule ([prior-gap.md](prior-gap.md)): **{verdict(saved)}**.\n"
+    )
+
+
+SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video, calibration, prior_gap, headline)
 
 
 def write(exps: dict[str, Experiment], out: Path) -> Path:

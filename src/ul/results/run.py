@@ -40,6 +40,9 @@ def run(
         log(f"{point.name}: dvc {' '.join(cmd[3:])}")
         t0 = time.time()
         rc = subprocess.run(cmd, cwd=repo).returncode
+        if rc == 0 and point.then:  # on the outputs the experiment left in the workspace
+            log(f"{point.name}: ul results {' '.join(point.then)}")
+            rc = subprocess.run([sys.executable, "-m", "ul.cli", "results", *point.then], cwd=repo).returncode
         log(f"{point.name}: {'done' if rc == 0 else f'failed (exit {rc})'} in {(time.time() - t0) / 60:.1f} min")
         if rc:
             failed.append(point.name)

@@ -22,6 +22,7 @@ class Point:
     overrides: tuple[str, ...] = ()  # on top of PRESET
     stop_at: str | None = None  # run the pipeline only up to this stage
     preset: str | None = None  # instead of PRESET
+    then: tuple[str, ...] = ()  # `ul results` arguments run in the workspace once the experiment is done
 
 
 def _lf(c: float) -> Point:
@@ -103,6 +104,19 @@ CALIBRATION = (
     *(Point(f"klcal-kl{w:g}", _kl(w).overrides, stop_at="train_stage1") for w in CALIBRATION_KL_WEIGHTS),
 )
 
+# Is the rate bound loose at λ(0) = 10? (docs/results/prior-gap.md, fixed before the runs): stage 1
+# at λ(0) = 5 and 10, seeds 1 and 2, then a fresh prior on each run's frozen latents.
+PRIOR_GAP_RUNS = {f"pg-logsnr{v:g}-seed{s}": (v, s) for s in (1, 2) for v in (5.0, 10.0)}
+PRIOR_GAP = tuple(
+    Point(
+        name,
+        (f"noise.logsnr={v}", f"seed={s}", *HEADLINE_FP32),
+        stop_at="train_stage1",
+        then=("prior-gap", "--out", f"docs/results/prior-gap/{name}.json"),
+    )
+    for name, (v, s) in PRIOR_GAP_RUNS.items()
+)
+
 DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
 # Cheap and headline points first (a study cut short still answers the main questions), then the
 # loss factors from the ends of the range inwards.
@@ -116,6 +130,7 @@ POINTS: tuple[Point, ...] = (
     Point("logsnr0-3.0", ("noise.logsnr=3.0",)),
     *(Point(f"video-lf{c}", (f"unified.loss_factor={c}",), preset="preset=video") for c in VIDEO_LOSS_FACTORS),
     *CALIBRATION,
+    *PRIOR_GAP,
     *_headline(),
     *_headline(extension=True),
 )
@@ -128,6 +143,7 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "bitrate-targets": tuple(_target(t).name for t in TARGETS),
     "video": tuple(f"video-lf{c}" for c in sorted(VIDEO_LOSS_FACTORS)),
     "klvae-calibration": tuple(p.name for p in CALIBRATION),
+    "prior-gap": tuple(PRIOR_GAP_RUNS),
     "headline": tuple(p.name for p in _headline()),
     "headline-extension": tuple(p.name for p in _headline(extension=True)),
 }
