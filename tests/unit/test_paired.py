@@ -70,3 +70,14 @@ def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
     assert "| ul2.1-vs-kl1e-06 | 500 | 5 | -10 [-10, -10]" in text and "UL ahead" in text
     assert "ul3.0-vs-matched | — | 0" in text and "KL weight not calibrated yet" in text
     assert (tmp_path / "headline.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("reached, verdict", [(104.0, "**matched** (within 10%)"), (80.0, "**not matched**")])
+def test_the_calibration_section_checks_the_matched_weight_s_own_run(monkeypatch, tmp_path, reached, verdict):
+    monkeypatch.setattr(studies, "MATCHED_KL_WEIGHT", 2e-3)
+    exps = {"klcal-ul3.0": Experiment("klcal-ul3.0", "rev", {}, {}, stage1={"latent_bits_per_image": 100.0})}
+    for w, bits in ((1e-3, 150.0), (2e-3, reached), (1e-2, 40.0)):
+        name = f"klcal-kl{w:g}"
+        exps[name] = Experiment(name, "rev", {"klvae.kl_weight": w}, {}, stage1={"latent_bits_per_image": bits})
+    text = report.calibration(exps, tmp_path)
+    assert f"reaches {reached:g} bits per image, {100 * (reached / 100 - 1):+.1f}% from UL's: {verdict}" in text

@@ -369,6 +369,16 @@ def calibration(exps: dict, out: Path) -> str:
             if w
             else "No two weights bracket it: extend `CALIBRATION_KL_WEIGHTS`.\n"
         )
+    matched = dict(kls).get(studies.MATCHED_KL_WEIGHT) if studies.MATCHED_KL_WEIGHT else None
+    if target and matched:
+        off = matched / target - 1
+        text += (
+            f"\nThe matched weight's own run (`studies.MATCHED_KL_WEIGHT` = {studies.MATCHED_KL_WEIGHT:g}) reaches "
+            + (
+                f"{_fmt(matched)} bits per image, {100 * off:+.1f}% from UL's: "
+                + ("**matched** (within 10%).\n" if abs(off) <= 0.10 else "**not matched**: interpolate again.\n")
+            )
+        )
     return text
 
 

@@ -99,9 +99,13 @@ def _headline(extension: bool = False) -> list[Point]:
     return out
 
 
+# the grid, then the matched weight's own run: the check that its rate is within 10% of UL's
 CALIBRATION = (
     Point("klcal-ul3.0", _ul(3.0).overrides, stop_at="train_stage1"),
-    *(Point(f"klcal-kl{w:g}", _kl(w).overrides, stop_at="train_stage1") for w in CALIBRATION_KL_WEIGHTS),
+    *(
+        Point(f"klcal-kl{w:g}", _kl(w).overrides, stop_at="train_stage1")
+        for w in (*CALIBRATION_KL_WEIGHTS, *([MATCHED_KL_WEIGHT] if MATCHED_KL_WEIGHT else []))
+    ),
 )
 
 # Is the rate bound loose at λ(0) = 10? (docs/results/prior-gap.md, fixed before the runs): stage 1
