@@ -58,18 +58,30 @@ def _exp(name: str, **metrics) -> Experiment:
     return Experiment(name, "rev", {}, metrics, stage1={"train_flops": 5e13}, stage2={"train_flops": 1e13})
 
 
-def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
+def _pair1(seeds: int) -> dict:
+    """The first pair's points on `seeds` seeds: UL 10 better at 500 steps, mixed at 125."""
     ul, kl, _ = studies.PAIRS["ul2.1-vs-kl1e-06"]
     exps = {}
-    for seed in range(1, 6):
+    for seed in range(1, seeds + 1):
         for steps in studies.HEADLINE_BUDGETS:
             for arm, gfid in ((ul, 90.0 + seed), (kl, 100.0 + seed + (steps == 125) * 0.5 * (-1) ** seed)):
                 name = studies.headline_point(arm, seed, steps).name
                 exps[name] = _exp(name, gfid=gfid, gkid=gfid / 1000, s2fid=gfid / 2)
-    text = report.headline(exps, tmp_path)
+    return exps
+
+
+def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
+    text = report.headline(_pair1(5), tmp_path)
     assert "| ul2.1-vs-kl1e-06 | 500 | 5 | -10 [-10, -10]" in text and "UL ahead" in text
-    assert "ul3.0-vs-matched | — | 0" in text and "KL weight not calibrated yet" in text
+    assert "| ul3.0-vs-matched | 125 | 0 |" in text and "not run" in text  # the matched pair, no seed yet
     assert (tmp_path / "headline.png").stat().st_size > 1000
+
+
+def test_a_pair_whose_kl_weight_is_not_calibrated_says_so(monkeypatch, tmp_path):
+    ul, _, planned = studies.PAIRS["ul3.0-vs-matched"]
+    monkeypatch.setitem(studies.PAIRS, "ul3.0-vs-matched", (ul, None, planned))
+    text = report.headline(_pair1(2), tmp_path)
+    assert "ul3.0-vs-matched | — | 0" in text and "KL weight not calibrated yet" in text
 
 
 @pytest.mark.parametrize("reached, verdict", [(104.0, "**matched** (within 10%)"), (80.0, "**not matched**")])

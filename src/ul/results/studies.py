@@ -52,8 +52,9 @@ HEADLINE_EVAL = ("eval.num_images=500", "eval.fid_num_samples=500")
 # without native bf16, and `precision: auto` would train some seeds in bf16 and others not.
 HEADLINE_FP32 = ("stage1.precision=fp32", "stage2.precision=fp32")
 # The rate-matched KL weight: set from the klvae-calibration study (its report names the weight
-# whose stage-1 rate is within 10% of UL's at loss factor 3.0); None until it has run.
-MATCHED_KL_WEIGHT: float | None = None
+# whose stage-1 rate is within 10% of UL's at loss factor 3.0): 1.39, log–log between KL weights 1
+# (52 bits per image) and 10 (3.3) for UL's 35 (2026-12-07); its own run checks it.
+MATCHED_KL_WEIGHT: float | None = 1.39
 # 1e-4 … 1e-1 as registered; 1 and 10 added once 1e-1 (245 bits per image) had not reached UL's 35
 CALIBRATION_KL_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
