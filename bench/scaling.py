@@ -260,6 +260,17 @@ def _stages(raw: Path, decoded: Path, validation: Path) -> dict:
     return out
 
 
+def _fetch_table(rows: list[dict], what: str, size_key: str, size_name: str) -> None:
+    """One table of `--only fetch`: `what` (fetch or archive) as it was and as it is, per size."""
+    mb = 1 << 20
+    print(f"{'images':>8} {size_name:>9}  {what + ' as it was':>24}  {what + ' now (streamed)':>24}")
+    for r in rows:
+        cells = [
+            f"{r[f'{what}_{k}_s']:8.1f}s, peak +{r[f'{what}_{k}_peak_bytes'] / mb:6.0f}MB" for k in ("before", "after")
+        ]
+        print(f"{r['images']:>8} {r[size_key] / mb:7.0f}MB  {cells[0]}  {cells[1]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[70000, 300000])
@@ -277,18 +288,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr)
     if args.only == "fetch":
         Path(args.out).with_name("scaling-fetch.json").write_text(json.dumps(rows, indent=1) + "\n")
-        print(f"{'images':>8} {'source':>9}  {'fetch as it was':>24}  {'fetch now (streamed)':>24}")
-        for r in rows:
-            mb = 1 << 20
-            print(f"{r['images']:>8} {r['source_bytes'] / mb:7.0f}MB  "
-                  f"{r['fetch_before_s']:8.1f}s, peak +{r['fetch_before_peak_bytes'] / mb:6.0f}MB  "
-                  f"{r['fetch_after_s']:8.1f}s, peak +{r['fetch_after_peak_bytes'] / mb:6.0f}MB")  # fmt: skip
-        print(f"{'images':>8} {'.tar':>9}  {'archive as it was':>24}  {'archive now (streamed)':>24}")
-        for r in rows:
-            mb = 1 << 20
-            print(f"{r['images']:>8} {r['archive_bytes'] / mb:7.0f}MB  "
-                  f"{r['archive_before_s']:8.1f}s, peak +{r['archive_before_peak_bytes'] / mb:6.0f}MB  "
-                  f"{r['archive_after_s']:8.1f}s, peak +{r['archive_after_peak_bytes'] / mb:6.0f}MB")  # fmt: skip
+        _fetch_table(rows, "fetch", "source_bytes", "source")
+        _fetch_table(rows, "archive", "archive_bytes", ".tar")
         if len(rows) >= 2:
             lo, hi = rows[0], rows[-1]
             for what in ("fetch", "archive"):

@@ -260,14 +260,9 @@ def _tar_tree(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree
             raise DataError(f"{shown}: entry {m.name!r} is a {kind}; only plain files and folders are accepted")
     _budget(shown, [m.name for m in members], [m.size if m.isfile() else -1 for m in members], archive_bytes)
     files = {_norm(m.name): m for m in members if m.isfile() and _norm(m.name)}
-
-    def member(rel: str) -> Stream:
-        with _corrupt(shown):
-            raw = tf.extractfile(files[rel])
-        return Stream(raw, files[rel].size, f"{shown}: {rel}", lambda: _corrupt(shown))
-
+    sizes = {rel: m.size for rel, m in files.items()}
     folders = [_norm(m.name) for m in members if m.isdir()]
-    return ListedTree(shown, {r: m.size for r, m in files.items()}, member, folders)
+    return _listed(shown, sizes, lambda rel: tf.extractfile(files[rel]), folders)
 
 
 def _zip_tree(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree:
@@ -280,14 +275,21 @@ def _zip_tree(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree
     sizes = [-1 if i.is_dir() else i.file_size for i in infos]
     _budget(shown, [i.filename for i in infos], sizes, path.stat().st_size)
     files = {_norm(i.filename): i for i in infos if not i.is_dir() and _norm(i.filename)}
-
-    def member(rel: str) -> Stream:  # zipfile stops each entry at its declared size and checks its CRC
-        with _corrupt(shown):
-            raw = zf.open(files[rel])
-        return Stream(raw, files[rel].file_size, f"{shown}: {rel}", lambda: _corrupt(shown))
-
     folders = [_norm(i.filename) for i in infos if i.is_dir()]
-    return ListedTree(shown, {r: i.file_size for r, i in files.items()}, member, folders)
+    # zipfile stops each entry at its declared size and checks its CRC
+    return _listed(shown, {rel: i.file_size for rel, i in files.items()}, lambda rel: zf.open(files[rel]), folders)
+
+
+def _listed(shown: str, sizes: dict[str, int], open_member, folders: list[str]) -> ListedTree:
+    """An archive's files as a tree: each read by `open_member(rel)` as a Stream of its listed size,
+    the archive's own errors (a corrupt member) reported as one DataError naming it."""
+
+    def member(rel: str) -> Stream:
+        with _corrupt(shown):
+            raw = open_member(rel)
+        return Stream(raw, sizes[rel], f"{shown}: {rel}", lambda: _corrupt(shown))
+
+    return ListedTree(shown, sizes, member, folders)
 
 
 def members(path: Path, shown: str, stack: contextlib.ExitStack) -> ListedTree:
