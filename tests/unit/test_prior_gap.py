@@ -38,12 +38,6 @@ def test_a_fresh_prior_trained_on_the_frozen_latents_tightens_an_untrained_bound
     assert r["saved_bits_per_image"] == pytest.approx(r["joint_bits_per_image"] - r["fresh_bits_per_image"])
 
 
-def test_the_learning_rate_warms_up_then_decays_to_zero():
-    lrs = [prior_gap.lr_at(s, 100, 1e-3, warmup=10) for s in range(101)]
-    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3) and lrs[10] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[100] == pytest.approx(0, abs=1e-12)
-
-
 @pytest.mark.parametrize(
     "high, low, expected",
     [

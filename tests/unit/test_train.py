@@ -12,8 +12,9 @@ import torch
 
 from ul.common.config import to_dict
 from ul.core.model import UnifiedLatents
+from ul.params import preset_config
 from ul.train import checkpoint
-from ul.train.loop import CKPT, NonFiniteLossError, train
+from ul.train.loop import CKPT, NonFiniteLossError, learning_rate, train
 
 HERE = Path(__file__).resolve().parents[1]  # tests/, where train_tiny.py lives
 PY = sys.executable
@@ -140,3 +141,34 @@ def test_checkpoint_loads_safely_and_names_corruption(tmp_path):
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="evil.pt"):
         checkpoint.load(tmp_path / "evil.pt")
+
+
+def test_the_learning_rate_warms_up_then_stays_or_decays_to_zero():
+    for decay in ("none", "cosine"):
+        lrs = [learning_rate(s, 100, 1e-3, warmup=10, decay=decay) for s in range(101)]
+        assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3) and lrs[10] == pytest.approx(1e-3)
+        assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+        assert lrs[100] == (pytest.approx(0, abs=1e-12) if decay == "cosine" else 1e-3)
+    assert learning_rate(55, 100, 1e-3, warmup=10, decay="cosine") == pytest.approx(0.5e-3)  # half-way down
+
+
+def test_the_loop_follows_stage_lr_decay(tmp_path):
+    cfg = preset_config(HERE.parent / "conf", "tiny")
+    cfg.stage1.steps, cfg.stage1.warmup_steps, cfg.stage1.log_every, cfg.stage1.lr_decay = 8, 2, 1, "cosine"
+    torch.manual_seed(0)
+    images = torch.rand(16, 1, 16, 16) * 2 - 1
+    log = tmp_path / "curve.tsv"
+    model = UnifiedLatents(cfg)
+    train(
+        model,
+        lambda i: images[torch.as_tensor(i)],
+        16,
+        cfg.stage1,
+        tmp_path,
+        to_dict(cfg),
+        log_path=log,
+        progress=False,
+    )
+    logged = [float(r.split("\t")[1]) for r in log.read_text().splitlines()[1:]]
+    expected = [learning_rate(s, 8, cfg.stage1.lr, 2, "cosine") for s in range(8)]
+    assert logged == pytest.approx(expected) and logged[-1] < 0.1 * cfg.stage1.lr  # the last step taken is step 7 of 8

@@ -145,6 +145,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
+    lr_decay: str = "none"  # none | cosine: after the warm-up, lr constant, or cosine to 0 at the last step
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema_decay: float = 0.998

@@ -26,6 +26,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "eager", "inductor")  # ul.common.compiled (a test keeps them equal)
+LR_DECAYS = ("none", "cosine")  # ul.train.loop.learning_rate
 PRECISIONS = ("auto", "fp32", "bf16")  # ul.train.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
@@ -39,6 +40,7 @@ def _check_train(name: str, t) -> None:
     _check(t.grad_clip > 0, f"{name}.grad_clip", t.grad_clip, "must be > 0")
     _check(t.threads >= 0, f"{name}.threads", t.threads, "must be >= 0")
     _choice(f"{name}.device", t.device, DEVICES)
+    _choice(f"{name}.lr_decay", t.lr_decay, LR_DECAYS)
     _choice(f"{name}.precision", t.precision, PRECISIONS)
     _choice(f"{name}.compile", t.compile, COMPILE_MODES)
     _check_launch(f"{name}.launch", t.launch, t.batch_size)

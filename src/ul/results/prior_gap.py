@@ -9,8 +9,6 @@ bits per image (`ul.core.schedules.bits`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,6 +17,7 @@ from ul.common.images import from_uint8
 from ul.core.losses import NoiseDraw, prior_loss
 from ul.core.model import UnifiedLatents
 from ul.core.schedules import bits
+from ul.train.loop import learning_rate
 
 
 @torch.no_grad()
@@ -43,13 +42,6 @@ def bound_bits(prior, model: UnifiedLatents, z: torch.Tensor, seed: int, draws: 
     return bits(nats / (draws * len(z)))["bits_per_image"]
 
 
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warm-up, then cosine decay to 0 at `steps`: the fresh prior ends converged, not mid-step."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
-
-
 def fit_prior(
     model: UnifiedLatents,
     z_train: torch.Tensor,
@@ -68,7 +60,8 @@ def fit_prior(
     gen, rows = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     for step in tqdm(range(steps), desc="fresh prior", unit="step", mininterval=1.0):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup=min(100, steps // 10))
+            # cosine decay to 0: the fresh prior ends converged, not mid-step
+            group["lr"] = learning_rate(step, steps, lr, warmup=min(100, steps // 10), decay="cosine")
         zb = z_train[torch.from_numpy(rows.integers(0, len(z_train), batch_size))]
         loss = prior_loss(zb, prior, model.prior_schedule, NoiseDraw.draw(batch_size, model.z_shape, gen))["prior"]
         opt.zero_grad(set_to_none=True)

@@ -1,6 +1,6 @@
 """The training loop shared by stage 1 (joint UL) and stage 2 (base model on cached latents).
 
-AdamW with linear warm-up, gradient clipping, EMA weights (evaluation and sampling use EMA),
+AdamW with linear warm-up (then a constant or cosine-decayed learning rate), gradient clipping, EMA weights (evaluation and sampling use EMA),
 bf16 autocast of the forward pass where the device computes bf16 natively (`precision`: auto | fp32 |
 bf16, see ul.train.precision; loss terms, optimizer state and EMA stay float32), one seeded generator for
 data order and every noise draw (saved in the checkpoint, so resuming on CPU is bit-identical to
@@ -15,6 +15,7 @@ import copy
 import csv
 import hashlib
 import json
+import math
 import sys
 import time
 import warnings
@@ -86,8 +87,16 @@ class StepDone:
     mean: Callable[[torch.Tensor], torch.Tensor]
 
 
+def learning_rate(step: int, steps: int, lr: float, warmup: int, decay: str = "none") -> float:
+    """The learning rate at 0-based `step` of `steps`: linear warm-up over `warmup` steps, then
+    constant (`none`) or a cosine to 0 at the last step (`cosine`)."""
+    if decay == "cosine" and step >= warmup:
+        return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(steps - warmup, 1)))
+    return lr * min(1.0, (step + 1) / max(1, warmup))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    return learning_rate(step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.lr_decay)
 
 
 @torch.no_grad()
