@@ -11,6 +11,7 @@ from ul.core.losses import NoiseDraw, decoder_loss
 from ul.core.model import BaseModel, UnifiedLatents, check_pair
 from ul.core.schedules import CosineLogSNR
 from ul.eval import frechet, inception, psnr
+from ul.eval.cost import sampling_flops
 from ul.eval.evaluate import derangement, subsets
 
 CLASSES, PER_CLASS = 10, 50
@@ -90,3 +91,21 @@ def test_a_base_model_of_another_logsnr0_is_refused():
     check_pair(UnifiedLatents(cfg), BaseModel(cfg))
     with pytest.raises(ValueError, match=r"λ\(0\) = 3"):
         check_pair(UnifiedLatents(cfg), BaseModel(other))
+
+
+def test_sampling_flops_are_counted_per_image_and_per_network_evaluation():
+    cfg = preset_config("tiny", **{"sample.decoder_steps": 4, "sample.base_steps": 4})
+    torch.manual_seed(0)
+    model, base = UnifiedLatents(cfg), BaseModel(cfg)
+    before, rng = {k: v.clone() for k, v in model.state_dict().items()}, torch.get_rng_state()
+    f = sampling_flops(model, base, cfg, n=3, n_fid=2)
+    assert f > 0 and torch.equal(torch.get_rng_state(), rng)  # the run's random stream is untouched
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert sampling_flops(model, base, cfg, n=6, n_fid=4) == 2 * f
+    at = {}
+    for steps in (8, 12):
+        cfg.sample.decoder_steps = cfg.sample.base_steps = steps
+        at[steps] = sampling_flops(model, base, cfg, n=3, n_fid=2)
+    assert at[12] - at[8] == at[8] - f > 0  # the same network evaluations per added step
+    cfg.sample.base_steps = 4
+    assert f < sampling_flops(model, base, cfg, n=3, n_fid=2) < at[8]  # the decoder's steps alone

@@ -44,6 +44,7 @@ from ul.core import samplers
 from ul.core.model import UnifiedLatents, check_pair
 from ul.core.schedules import bits
 from ul.eval import frechet, inception, psnr
+from ul.eval.cost import sampling_flops
 
 
 def _batches(n: int, size: int):
@@ -287,6 +288,7 @@ def evaluate(
         "sampler": s.sampler,
         "decoder_steps": s.decoder_steps,
         "base_steps": s.base_steps,
+        "sampling_flops": sampling_flops(model, base, cfg, n, n_fid),  # evaluation's cost, counted
     }
     if "decoder" in terms:  # UL: the decoder's losses and how much it uses the latent
         result.update(
