@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         if not distributed.is_main():  # torchrun's other ranks: rank 0 writes the outputs
             return None
         metrics = {
-            **summary.training_summary(cfg.stage1.steps, t0, args.log),
+            **summary.training_summary(cfg.stage1, t0, args.log),
             **flops.training_flops(ema, lambda idx: from_uint8(images[idx]), cfg.stage1),
             **{f"params_{name}": summary.count(part) for name, part in ema.named_children()},
         }

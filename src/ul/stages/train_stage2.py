@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         if not distributed.is_main():  # torchrun's other ranks: rank 0 writes the outputs
             return None
         metrics = {
-            **summary.training_summary(cfg.stage2.steps, t0, args.log),
+            **summary.training_summary(cfg.stage2, t0, args.log),
             **flops.training_flops(ema, lambda idx: torch.from_numpy(latents[idx]), cfg.stage2),
             "params_base": summary.count(ema),
             "parameterisation": BaseModel.parameterisation,

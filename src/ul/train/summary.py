@@ -8,7 +8,9 @@ import os
 import time
 from pathlib import Path
 
-from ul.common.config import Config, to_dict
+from ul.common.config import Config, TrainConfig, to_dict
+from ul.common.device import resolve_device
+from ul.train.precision import autocast_dtype
 
 
 def run_identity(cfg: Config, keys: tuple, data) -> dict:
@@ -19,11 +21,19 @@ def run_identity(cfg: Config, keys: tuple, data) -> dict:
     return {**{k: d[k] for k in keys}, "data_index": data.index}
 
 
-def training_summary(steps: int, t0: float, tsv: str | Path) -> dict:
-    """What both training stages report: steps, wall time, how many processes trained (torchrun's
-    world size) and the last logged training metrics."""
+def training_summary(cfg: TrainConfig, t0: float, tsv: str | Path) -> dict:
+    """What both training stages report: steps, wall time, the precision the forward pass ran in
+    (`precision: auto` resolved on this machine), how many processes trained (torchrun's world
+    size) and the last logged training metrics."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    return {"steps": steps, "wall_s": round(time.time() - t0, 1), "processes": processes, **last_row(tsv)}
+    dtype = autocast_dtype(cfg.precision, resolve_device(cfg.device))
+    return {
+        "steps": cfg.steps,
+        "wall_s": round(time.time() - t0, 1),
+        "precision": "bf16" if dtype is not None else "fp32",
+        "processes": processes,
+        **last_row(tsv),
+    }
 
 
 def last_row(tsv: str | Path) -> dict:
