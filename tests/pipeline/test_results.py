@@ -14,8 +14,7 @@ from PIL import Image
 from project import ROOT, copy_of, sh
 
 from ul.results import report, studies
-from ul.train import flops
-from ul.train.precision import autocast_dtype
+from ul.train import flops, precision
 
 
 def test_every_study_point_is_run_and_named_once():
@@ -83,7 +82,7 @@ def test_report_is_built_from_dvc_experiments(targets_run):
         assert row["params"]["unified.target_bits_per_pixel"] == float(name.split("-")[1])
         assert row["params"] == show[name]["params"] and row["rev"] == show[name]["rev"]
         assert row["stage1"]["train_flops"] > 0 and row["stage1"]["steps"] == 60
-        assert row["stage1"]["precision"] == ("bf16" if autocast_dtype("auto", "cpu") else "fp32")  # auto, resolved
+        assert row["stage1"]["precision"] == precision.name("auto", "cpu")  # the preset's auto, resolved
     # the "reached" column is the EMA model's rate in the experiment's own logged curve, from its
     # git commit; the loss factor was held for the first 30% of steps, then steered
     exps = report.load(proj)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ul.common.config import Config, TrainConfig, to_dict
 from ul.common.device import resolve_device
-from ul.train.precision import autocast_dtype
+from ul.train import precision
 
 
 def run_identity(cfg: Config, keys: tuple, data) -> dict:
@@ -26,11 +26,10 @@ def training_summary(cfg: TrainConfig, t0: float, tsv: str | Path) -> dict:
     (`precision: auto` resolved on this machine), how many processes trained (torchrun's world
     size) and the last logged training metrics."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    dtype = autocast_dtype(cfg.precision, resolve_device(cfg.device))
     return {
         "steps": cfg.steps,
         "wall_s": round(time.time() - t0, 1),
-        "precision": "bf16" if dtype is not None else "fp32",
+        "precision": precision.name(cfg.precision, resolve_device(cfg.device)),
         "processes": processes,
         **last_row(tsv),
     }
