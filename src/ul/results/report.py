@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ul.common import bounded
-from ul.results import paired, studies
+from ul.results import paired, recipe, studies
 from ul.results.run import DVC
 
 
@@ -495,7 +495,65 @@ def prior_gap(exps: dict, out: Path) -> str:
     )
 
 
-SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video, calibration, prior_gap, headline)
+def _sd(v: recipe.Spread, digits: int = 3) -> str:
+    return _fmt(v.mean, digits) + (f" ± {_fmt(v.sd, 2)}" if v.sd is not None else "")
+
+
+def recipes(exps: dict, out: Path) -> str:
+    """Issue 27's recipe study (docs/results/recipe.md): each recipe over its seeds against the
+    reference run's quality, its training FLOPs, and the verdict of `ul.results.recipe`."""
+    summaries, rows, series = {}, [], {"PSNR dB ↑": [], "gFID / FID floor ↓": []}
+    for name in studies.RECIPES:
+        xs = [exps.get(studies.recipe_point(name, s).name) for s in studies.RECIPE_SEEDS]
+        xs = [x for x in xs if x is not None and x.metrics]
+        if not xs:
+            continue
+        s = summaries[name] = recipe.summarise(
+            [(x.metrics, x.stage1.get("train_flops", 0) + x.stage2.get("train_flops", 0)) for x in xs]
+        )
+        missing = recipe.shortfalls(s, len(studies.RECIPE_SEEDS))
+        precisions = "/".join(sorted({str(x.stage1.get("precision", "?")) for x in xs}))
+        rows.append([name, s.seeds, precisions, s.tflops, _sd(s.bits), _sd(s.psnr), _sd(s.ratio)])
+        rows[-1].append("**reaches it**" if not missing else "; ".join(missing))
+        for pts, v in zip(series.values(), (s.psnr, s.ratio)):
+            pts.append((name, s.tflops, v))
+    if not rows:
+        return ""
+    header = ["recipe", "seeds", "precision", "training TFLOPs", "bits/image", "PSNR dB", "gFID / floor"]
+    chosen = recipe.choose(summaries, len(studies.RECIPE_SEEDS))
+    panels = []
+    for label, pts in series.items():
+        lines = [(n, [t], [v.mean], [n], [v.sd or 0]) for n, t, v in pts]
+        panels.append(("training TFLOPs (stages 1 + 2)", label, lines, False))
+    ref = {0: [(recipe.PSNR_DB, "reference")], 1: [(recipe.GFID_OVER_FLOOR, "reference")]}
+    plot_panels(out / "recipe.png", panels, "Recipes against training compute (mean ± sd over seeds)", hlines=ref)
+    return (
+        "## Half the compute: recipes against the reference run (analysis fixed before the runs)\n\n"
+        f"The reference: PSNR ≥ {recipe.PSNR_DB} dB, gFID ≤ {recipe.GFID_OVER_FLOOR}× the FID floor, "
+        f"{recipe.BITS_PER_IMAGE} bits/image ± {recipe.RATE_TOLERANCE:.0%}, on at most {recipe.MAX_TFLOPS:.0f} "
+        "TFLOPs; means ± sd over seeds ([recipe.md](recipe.md)).\n\n"
+        + table([*header, "against the reference"], rows)
+        + f"\nThe new default by the registered rule: **{chosen or 'none yet'}**.\n\n![recipe](recipe.png)\n"
+    )
+
+
+def eval_cost(exps: dict, out: Path) -> str:
+    """Evaluation's sampler steps on one model against 50 + 50 (docs/results/recipe.md)."""
+    ref = exps.get(studies.recipe_point("default", studies.RECIPE_SEEDS[0]).name)
+    xs = [x for p in studies.EVAL_COST if (x := exps.get(p.name)) is not None and x.metrics]
+    if ref is None or not ref.metrics or not xs:
+        return ""
+    rows, flops0 = [], ref.metrics["sampling_flops"]
+    for x in [ref, *xs]:
+        m = x.metrics
+        keeps = "reference" if x is ref else "yes" if recipe.keeps_the_numbers(m, ref.metrics) else "no"
+        rows.append([m["base_steps"], m["decoder_steps"], m["sampling_flops"] / 1e12])
+        rows[-1] += [f"{m['sampling_flops'] / flops0:.2f}", m["gfid"], m["psnr_db"], keeps]
+    header = ["base steps", "decoder steps", "sampling TFLOPs", "of 50 + 50", "gFID", "PSNR dB", "keeps the numbers"]
+    return "## Evaluation's cost: sampler steps on the default's models\n\n" + table(header, rows)
+
+
+SECTIONS = (rate_distortion, logsnr0, ul_vs_klvae, targets, video, calibration, prior_gap, headline, recipes, eval_cost)
 
 
 def write(exps: dict[str, Experiment], out: Path) -> Path:
@@ -507,7 +565,8 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
     head = (
         "# Studies: generated tables\n\n"
         "Written by `ul results report` from `dvc exp show --json`; every row is a DVC experiment at the "
-        "`sweep` preset (`conf/preset/sweep.yaml`; the video study's at `video`) with the params shown, run by "
+        "`sweep` preset (`conf/preset/sweep.yaml`; the video study's at `video`, the recipe study's at `cpu`) with the "
+        "params shown, run by "
         "`ul results run`. "
         "Do not edit: the reading is in [README.md](README.md).\n\n"
         "Columns: bits are the latent rate on the evaluated test images; PSNR is the mean of per-image "

@@ -7,9 +7,16 @@ import sys
 import time
 from pathlib import Path
 
+from ul.common.device import resolve_device
 from ul.results import studies
+from ul.train import precision
 
 DVC = (sys.executable, "-m", "dvc")
+
+
+def native_bf16() -> bool:
+    """Whether the stages' device (`auto`) computes bf16 natively here."""
+    return precision.name("auto", resolve_device("auto")) == "bf16"
 
 
 def existing(repo: Path) -> set[str]:
@@ -35,6 +42,10 @@ def run(
     for point in studies.points(study, names):
         if point.name in done:
             log(f"{point.name}: exists, skipped (--force to run again)")
+            continue
+        if point.bf16 and preset is None and not native_bf16():  # emulated bf16 is slower than fp32
+            log(f"{point.name}: not run: its study trains in bf16, which this machine does not compute natively")
+            failed.append(point.name)
             continue
         cmd = [*DVC, *studies.command(point, preset), *(["--force"] if force else [])]
         log(f"{point.name}: dvc {' '.join(cmd[3:])}")

@@ -23,6 +23,7 @@ class Point:
     stop_at: str | None = None  # run the pipeline only up to this stage
     preset: str | None = None  # instead of PRESET
     then: tuple[str, ...] = ()  # `ul results` arguments run in the workspace once the experiment is done
+    bf16: bool = False  # trains in bf16: run only where it is native (`ul results run` refuses elsewhere)
 
 
 def _lf(c: float) -> Point:
@@ -125,6 +126,47 @@ PRIOR_GAP = tuple(
     for name, (v, s) in PRIOR_GAP_RUNS.items()
 )
 
+# Half the compute (docs/results/recipe.md, fixed before the runs; issue 27): today's default recipe
+# (the `cpu` preset: 2,000 + 2,000 steps, 364 TFLOPs of training) against candidates of at most
+# 180 TFLOPs, each at seeds 1 and 2, evaluated as the default is (N = 500, 50 + 50 sampler steps).
+# In bf16, where it is native: 2.5× faster than fp32 on the machines that have it, and the
+# reference run measured the same quality in both (docs/reference-runs.md).
+RECIPE_PRESET = "preset=cpu"
+RECIPE_SEEDS = (1, 2)
+RECIPE_BF16 = ("stage1.precision=bf16", "stage2.precision=bf16")
+_COSINE = ("stage1.lr_decay=cosine", "stage2.lr_decay=cosine")
+_HALF = ("stage1.steps=1000", "stage2.steps=950")  # 109.9 + 68.7 = 178.6 TFLOPs
+RECIPES: dict[str, tuple[str, ...]] = {
+    "default": (),  # today's recipe, 219.7 + 144.6 TFLOPs
+    "half": _HALF,  # each stage cut to half, nothing else changed
+    "half-cosine": (*_HALF, *_COSINE),  # the learning rate decayed to 0 by a cosine
+    "half-cosine-rate": (*_HALF, *_COSINE, "unified.target_bits_per_pixel=0.0165"),  # steered to 16.9 bits/image
+    "half-cosine-s1": ("stage1.steps=1200", "stage2.steps=650", *_COSINE),  # 131.8 + 47.0: more to stage 1
+    # twice the updates at half the batch, the same FLOPs as half-cosine
+    "half-cosine-batch": ("stage1.steps=2000", "stage1.batch_size=32", "stage2.steps=1900", "stage2.batch_size=64")
+    + _COSINE,
+}
+
+
+def recipe_point(recipe: str, seed: int) -> Point:
+    sets = (*RECIPES[recipe], f"seed={seed}", *RECIPE_BF16)
+    return Point(f"recipe-{recipe}-seed{seed}", sets, preset=RECIPE_PRESET, bf16=True)
+
+
+# Evaluation's own cost: the sampler steps (base, decoder) on the models of recipe-default-seed1,
+# against its 50 + 50 (only the evaluate stage re-runs)
+EVAL_STEPS = ((25, 25), (50, 25), (25, 50))
+
+
+def eval_cost_point(base_steps: int, decoder_steps: int) -> Point:
+    x = recipe_point("default", RECIPE_SEEDS[0])
+    sets = (*x.overrides, f"sample.base_steps={base_steps}", f"sample.decoder_steps={decoder_steps}")
+    return Point(f"evalcost-b{base_steps}-d{decoder_steps}", sets, preset=RECIPE_PRESET, bf16=True)
+
+
+RECIPE = tuple(recipe_point(r, s) for s in RECIPE_SEEDS for r in RECIPES)
+EVAL_COST = tuple(eval_cost_point(b, d) for b, d in EVAL_STEPS)
+
 DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
 # Cheap and headline points first (a study cut short still answers the main questions), then the
 # loss factors from the ends of the range inwards.
@@ -141,6 +183,9 @@ POINTS: tuple[Point, ...] = (
     *PRIOR_GAP,
     *_headline(),
     *_headline(extension=True),
+    RECIPE[0],  # recipe-default-seed1, then evaluation's cost on its models (DVC re-runs evaluate only)
+    *EVAL_COST,
+    *RECIPE[1:],
 )
 
 STUDIES: dict[str, tuple[str, ...]] = {
@@ -154,6 +199,8 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "prior-gap": tuple(PRIOR_GAP_RUNS),
     "headline": tuple(p.name for p in _headline()),
     "headline-extension": tuple(p.name for p in _headline(extension=True)),
+    "recipe": tuple(p.name for p in RECIPE),
+    "eval-cost": (RECIPE[0].name, *(p.name for p in EVAL_COST)),
 }
 
 BY_NAME = {p.name: p for p in POINTS}
