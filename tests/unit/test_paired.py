@@ -4,6 +4,8 @@ and the report's calibration and headline sections on made-up experiments."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ul.results import paired, report, studies
@@ -93,3 +95,16 @@ def test_the_calibration_section_checks_the_matched_weight_s_own_run(monkeypatch
         exps[name] = Experiment(name, "rev", {"klvae.kl_weight": w}, {}, stage1={"latent_bits_per_image": bits})
     text = report.calibration(exps, tmp_path)
     assert f"reaches {reached:g} bits per image, {100 * (reached / 100 - 1):+.1f}% from UL's: {verdict}" in text
+
+
+def test_every_study_table_quotes_the_spread_it_must_beat(tmp_path):
+    noise = [{"what": "gfid", "n": n, "rel_std": r} for n, r in ((250, 0.026), (500, 0.014))]
+    (tmp_path / "fid-noise.json").write_text(json.dumps([*noise, {"what": "floor", "n": 250, "rel_std": 0.5}]))
+    exps = _pair1(3)
+    at = lambda n: [_exp(f"p{n}", gfid=90.0, fid_num_samples=n)]  # noqa: E731
+    assert "2.6% at N = 250" in report.spread_to_beat(exps, at(300), tmp_path)
+    line = report.spread_to_beat(exps, at(500), tmp_path)
+    sds = [sd / mean for *_, mean, sd, _ in report._seed_spread(exps)]  # the KL arm at 500: 101, 102, 103
+    assert "1.4% at N = 500" in line and f"{min(sds):.1%}–{max(sds):.1%}" in line and min(sds) == pytest.approx(1 / 102)
+    assert "not measured yet" in report.spread_to_beat({}, at(500), tmp_path)
+    assert report.spread_to_beat(exps, at(100), tmp_path) == ""  # no N measured at or below it

@@ -194,6 +194,26 @@ def _pairs(xs: list[Experiment], key_x, key_y):
     return [p[0] for p in pts], [p[1] for p in pts], pts
 
 
+def spread_to_beat(exps: dict, xs: list[Experiment], out: Path) -> str:
+    """The line under a study's table: the spread a difference in it must beat. FID's sampling
+    spread at the largest measured N not above the table's (fid-noise.md), and the training seed's,
+    from the headline arms that have run on several seeds."""
+    ns = {x.metrics["fid_num_samples"] for x in xs if "fid_num_samples" in x.metrics}
+    path = out / "fid-noise.json"
+    if not ns or not path.is_file():
+        return ""
+    rows = [r for r in bounded.read_json(path, 1 << 20, "fid-noise") if r["what"] == "gfid" and r["n"] <= min(ns)]
+    if not rows:
+        return ""
+    r = max(rows, key=lambda r: r["n"])
+    seeds = [sd / mean for _, _, _, mean, sd, _ in _seed_spread(exps)]
+    seed = f"{min(seeds):.1%}–{max(seeds):.1%}" if seeds else "not measured yet (the headline study measures it)"
+    return (
+        f"\nSpread to beat: gFID's sampling standard deviation is {r['rel_std']:.1%} at N = {r['n']} "
+        f"([fid-noise.md](fid-noise.md)); the training seed's, over the headline arms: {seed}.\n"
+    )
+
+
 def rate_distortion(exps: dict, out: Path) -> str:
     xs = [exps[n] for n in studies.STUDIES["rate-distortion"] if n in exps]
     rows = [[_fmt(x.params.get("unified.loss_factor")), *quality(x)] for x in xs]
@@ -213,6 +233,7 @@ def rate_distortion(exps: dict, out: Path) -> str:
     return (
         "## Rate–distortion over the loss factor (the paper's Table 2)\n\n"
         + table(["loss factor", *QUALITY], rows)
+        + spread_to_beat(exps, xs, out)
         + "\n![rate-distortion](rate-distortion.png)\n"
     )
 
@@ -220,7 +241,8 @@ def rate_distortion(exps: dict, out: Path) -> str:
 def logsnr0(exps: dict, out: Path) -> str:
     xs = [exps[n] for n in studies.STUDIES["logsnr0"] if n in exps]
     rows = [[_fmt(x.params.get("noise.logsnr")), *quality(x)] for x in xs]
-    return "## λ(0) ablation at loss factor 2.1 (the paper's Table 6)\n\n" + table(["λ(0)", *QUALITY], rows)
+    text = "## λ(0) ablation at loss factor 2.1 (the paper's Table 6)\n\n" + table(["λ(0)", *QUALITY], rows)
+    return text + spread_to_beat(exps, xs, out)
 
 
 def ul_vs_klvae(exps: dict, out: Path) -> str:
@@ -251,6 +273,7 @@ def ul_vs_klvae(exps: dict, out: Path) -> str:
     return (
         "## UL vs KL-VAE at equal stage-2 compute (the headline claim)\n\n"
         + table(header, rows)
+        + spread_to_beat(exps, xs, out)
         + "\nThe KL-VAE's bits are its KL to N(0, I) (an upper bound on its information), UL's the "
         "prior's ELBO.\n\n![ul-vs-klvae](ul-vs-klvae.png)\n"
     )
@@ -396,8 +419,13 @@ def headline(exps: dict, out: Path) -> str:
     """The pre-registered comparison (ul.results.paired): per pair and budget, the paired per-seed
     differences UL − KL of gFID, gKID and s2FID, their 95% intervals and the verdict; each arm's
     spread over seeds; gFID against stage-2 and total (stage 1 + 2) training FLOPs."""
-    rows, spread = [], []
+    rows, spread = [], _seed_spread(exps)
     series: dict[str, dict[str, list]] = {"stage-2": {}, "total": {}}  # kind → arm → (TFLOPs, gFID, sd)
+    for arm, _, _, mean, sd, xs in spread:
+        s2 = statistics.mean(x.stage2.get("train_flops", 0) for x in xs)
+        s1 = statistics.mean(x.stage1.get("train_flops", 0) for x in xs)
+        series["stage-2"].setdefault(arm, []).append((s2 / 1e12, mean, sd))
+        series["total"].setdefault(arm, []).append(((s1 + s2) / 1e12, mean, sd))
     for pair, (ul, kl, planned) in studies.PAIRS.items():
         if kl is None:
             rows.append([pair, "—", 0, "", "", "", "KL weight not calibrated yet", ""])
@@ -414,16 +442,6 @@ def headline(exps: dict, out: Path) -> str:
                 [pair, steps, len(d["gfid"]), *(_iv(iv.get(m), 1e3 if m == "gkid" else 1) for m in paired.METRICS)]
                 + [paired.verdict(iv["gfid"], iv["gkid"]), paired.seeds_to_run(planned, d["gfid"], d["gkid"])]
             )
-            for arm, xs in arms.items():
-                g = [x.metrics["gfid"] for x in xs.values() if "gfid" in x.metrics]
-                if len(g) < 2:
-                    continue
-                mean, sd = statistics.mean(g), statistics.stdev(g)
-                spread.append([arm, steps, len(g), mean, sd])
-                s2 = statistics.mean(x.stage2.get("train_flops", 0) for x in xs.values())
-                s1 = statistics.mean(x.stage1.get("train_flops", 0) for x in xs.values())
-                series["stage-2"].setdefault(arm, []).append((s2 / 1e12, mean, sd))
-                series["total"].setdefault(arm, []).append(((s1 + s2) / 1e12, mean, sd))
     if not any(r[2] for r in rows):
         return ""
     header = ["pair", "stage-2 steps", "seeds", "ΔgFID [95%]", "ΔgKID ×10³ [95%]", "Δs2FID [95%]", "verdict"]
@@ -434,7 +452,7 @@ def headline(exps: dict, out: Path) -> str:
     )
     if spread:
         text += "\nEach arm's gFID over seeds (mean, standard deviation):\n\n" + table(
-            ["arm", "stage-2 steps", "seeds", "gFID mean", "gFID sd"], spread
+            ["arm", "stage-2 steps", "seeds", "gFID mean", "gFID sd"], [r[:5] for r in spread]
         )
         panels = []
         for kind, by_arm in series.items():
@@ -446,6 +464,20 @@ def headline(exps: dict, out: Path) -> str:
         plot_panels(out / "headline.png", panels, "UL vs KL-VAE: gFID (mean ± sd over seeds) against compute")
         text += "\n![headline](headline.png)\n"
     return text
+
+
+def _seed_spread(exps: dict) -> list[tuple]:
+    """(arm, stage-2 steps, seeds, gFID mean, gFID sd, the experiments) of every headline arm and
+    budget with at least two evaluated seeds: the training seed's spread."""
+    out = []
+    for ul, kl, _ in studies.PAIRS.values():
+        for arm in (a for a in (ul, kl) if a is not None):
+            for steps in studies.HEADLINE_BUDGETS:
+                xs = [x for x in _by_seed(exps, arm, steps).values() if "gfid" in x.metrics]
+                if len(xs) >= 2:
+                    g = [x.metrics["gfid"] for x in xs]
+                    out.append((arm.name, steps, len(g), statistics.mean(g), statistics.stdev(g), xs))
+    return out
 
 
 def _by_seed(exps: dict, arm, steps: int) -> dict[int, Experiment]:
@@ -533,6 +565,7 @@ def recipes(exps: dict, out: Path) -> str:
         f"{recipe.BITS_PER_IMAGE} bits/image ± {recipe.RATE_TOLERANCE:.0%}, on at most {recipe.MAX_TFLOPS:.0f} "
         "TFLOPs; means ± sd over seeds ([recipe.md](recipe.md)).\n\n"
         + table([*header, "against the reference"], rows)
+        + spread_to_beat(exps, [x for x in exps.values() if x.name.startswith("recipe-")], out)
         + f"\nThe new default by the registered rule: **{chosen or 'none yet'}**.\n\n![recipe](recipe.png)\n"
     )
 
