@@ -71,7 +71,7 @@ test-fast: setup
 	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 bench: setup
-	$(PY) bench/train.py && $(PY) bench/train_variants.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py && $(PY) bench/scaling.py
+	$(PY) bench/train.py && $(PY) bench/train_variants.py && $(PY) bench/eval_cost.py && $(PY) bench/stage2.py && $(PY) bench/inception.py && $(PY) bench/frechet.py && $(PY) bench/decode.py && $(PY) bench/repro.py && $(PY) bench/precision_quality.py && $(PY) bench/scaling.py
 
 # The GPU image (Dockerfile), with podman or docker.
 image:

@@ -12,7 +12,7 @@ from ul.core.model import BaseModel, UnifiedLatents, check_pair
 from ul.core.schedules import CosineLogSNR
 from ul.eval import frechet, inception, psnr
 from ul.eval.cost import sampling_flops
-from ul.eval.evaluate import derangement, subsets
+from ul.eval.evaluate import derangement, fid, subsets
 
 CLASSES, PER_CLASS = 10, 50
 
@@ -109,3 +109,19 @@ def test_sampling_flops_are_counted_per_image_and_per_network_evaluation():
     assert at[12] - at[8] == at[8] - f > 0  # the same network evaluations per added step
     cfg.sample.base_steps = 4
     assert f < sampling_flops(model, base, cfg, n=3, n_fid=2) < at[8]  # the decoder's steps alone
+
+
+def test_the_reference_features_are_cached_apart_per_inception_precision(class_ordered, tmp_path):
+    rows = subsets(class_ordered, 200, 100, seed=1)
+    rng, calls = np.random.default_rng(0), []
+
+    def feats(x):
+        calls.append(len(x))
+        return rng.normal(size=(len(x), 8))
+
+    own = {k: rng.normal(size=(100, 8)) for k in "rg"}
+    for precision, new in (("fp32", 2), ("fp32", 0), ("bf16", 2)):  # the reference set and the floor's
+        before = len(calls)
+        fid(class_ordered, rows, own, feats, tmp_path, precision=precision)
+        assert len(calls) - before == new, precision
+    assert len(list(tmp_path.glob("inception-bf16-*"))) == 2 and len(list(tmp_path.glob("inception-*"))) == 4

@@ -58,7 +58,8 @@ def test_evaluation_cost_points_change_only_the_sampler_steps_of_the_default_s_f
     first = studies.recipe_point("default", studies.RECIPE_SEEDS[0])
     for p in studies.EVAL_COST:
         extra = set(p.overrides) - set(first.overrides)
-        assert {s.split("=")[0] for s in extra} <= {"sample.base_steps", "sample.decoder_steps"} and extra
+        keys = {"sample.base_steps", "sample.decoder_steps", "eval.inception_precision"}
+        assert {s.split("=")[0] for s in extra} <= keys and extra
         assert order.index(p.name) > order.index(first.name)  # DVC re-runs only evaluate
 
 
@@ -110,7 +111,7 @@ def test_the_report_tabulates_recipes_and_evaluation_cost(tmp_path):
             exps[p.name] = Experiment(
                 p.name, "r", {}, m, {"train_flops": flops / 2, "precision": "bf16"}, {"train_flops": flops / 2}
             )
-    for p, gfid in zip(studies.EVAL_COST, (50.5, 60.0, 50.2)):
+    for p, gfid in zip(studies.EVAL_COST, (50.5, 60.0, 50.2, 51.0)):
         exps[p.name] = Experiment(
             p.name, "r", {}, _m(gfid=gfid, base_steps=25, decoder_steps=25, sampling_flops=1.25e13)
         )
@@ -122,5 +123,5 @@ def test_the_report_tabulates_recipes_and_evaluation_cost(tmp_path):
     first = exps[studies.recipe_point("default", 1).name].metrics
     first.update(base_steps=50, decoder_steps=50)
     rows = report.eval_cost(exps, tmp_path).splitlines()
-    assert rows[4].startswith("| 50 | 50 | 25 | 1.00 |") and rows[4].endswith("reference |")
-    assert [r.rsplit("|", 2)[-2].strip() for r in rows[5:8]] == ["yes", "no", "yes"]
+    assert rows[4].startswith("| 50 | 50 | fp32 | 25 | 1.00 |") and rows[4].endswith("reference |")
+    assert [r.rsplit("|", 2)[-2].strip() for r in rows[5:9]] == ["yes", "no", "yes", "yes"]

@@ -183,6 +183,7 @@ class EvalConfig:
     grid_size: int = 8  # the grids are grid_size × grid_size
     batch_size: int = 250
     device: str = "auto"  # auto | cpu | cuda
+    inception_precision: str = "fp32"  # fp32 | bf16: FID's Inception (bf16: faster where native, FIDs move ~1%)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 

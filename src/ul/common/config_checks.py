@@ -152,6 +152,7 @@ def validate(cfg):
     _check_launch("eval.launch", cfg.eval.launch)
     _choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     _choice("sample.compile", cfg.sample.compile, COMPILE_MODES)
+    _choice("eval.inception_precision", cfg.eval.inception_precision, ("fp32", "bf16"))
     for k in ("decoder_steps", "base_steps"):
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")
     for k in ("num_images", "fid_num_samples", "grid_size", "batch_size"):

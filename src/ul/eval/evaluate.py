@@ -168,15 +168,17 @@ def _rows_key(test: ShardReader, rows: np.ndarray) -> str:
     return hashlib.sha256(json.dumps([test.index, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
 
 
-def fid(test: ShardReader, rows: dict, own: dict, feats, cache: Path, per_clip: int = 0) -> dict:
+def fid(
+    test: ShardReader, rows: dict, own: dict, feats, cache: Path, per_clip: int = 0, precision: str = "fp32"
+) -> dict:
     """rFID, gFID, the stage-2 FID (samples vs reconstructions), the FID floor at the same N, and KID
     ± its standard error for each, from the features `own` of the reconstructions ("r") and samples
     ("g"), and `feats` for the real images (of frames, for video: `per_clip` evenly spaced frames of
-    each clip, 0 = all)."""
+    each clip, 0 = all), computed in the Inception's `precision` (cached apart: bf16 features differ)."""
 
     def real(name: str) -> np.ndarray:
         key = _rows_key(test, rows[name]) + (f"-f{per_clip}" if per_clip else "")
-        return _features(feats, test[rows[name]], cache, key)
+        return _features(feats, test[rows[name]], cache, key, "inception" if precision == "fp32" else "inception-bf16")
 
     ref = real("fid_ref")
     out = {}
@@ -261,7 +263,8 @@ def evaluate(
     video = originals.ndim == 5
     feats = None
     if with_fid:  # Inception features: each rank of its own batches, gathered (never per-rank FIDs)
-        net, per_clip = inception.InceptionFeatures(device=device), e.fid_frames_per_clip if video else 0
+        net = inception.InceptionFeatures(device=device, precision=e.inception_precision)
+        per_clip = e.fid_frames_per_clip if video else 0
 
         def feats(x):
             return net(frames_of(x.add(1).div(2) if torch.is_tensor(x) else x, per_clip))
@@ -301,7 +304,8 @@ def evaluate(
         result["latent_bits_per_frame"] = rate["bits_per_frame"]
     if with_fid:
         own = {"r": recon_feats, "g": sample_feats}
-        result.update(fid(test, rows, own, feats, fid_cache, per_clip))
+        result.update(fid(test, rows, own, feats, fid_cache, per_clip, e.inception_precision))
+        result["inception_precision"] = e.inception_precision
         if video:
             t = originals.shape[2]
             result["fid_frames_per_clip"] = min(e.fid_frames_per_clip, t) or t

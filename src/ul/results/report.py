@@ -580,9 +580,12 @@ def eval_cost(exps: dict, out: Path) -> str:
     for x in [ref, *xs]:
         m = x.metrics
         keeps = "reference" if x is ref else "yes" if recipe.keeps_the_numbers(m, ref.metrics) else "no"
-        rows.append([m["base_steps"], m["decoder_steps"], m["sampling_flops"] / 1e12])
+        rows.append(
+            [m["base_steps"], m["decoder_steps"], m.get("inception_precision", "fp32"), m["sampling_flops"] / 1e12]
+        )
         rows[-1] += [f"{m['sampling_flops'] / flops0:.2f}", m["gfid"], m["psnr_db"], keeps]
-    header = ["base steps", "decoder steps", "sampling TFLOPs", "of 50 + 50", "gFID", "PSNR dB", "keeps the numbers"]
+    header = ["base steps", "decoder steps", "Inception", "sampling TFLOPs", "of 50 + 50", "gFID", "PSNR dB"]
+    header.append("keeps the numbers")
     return "## Evaluation's cost: sampler steps on the default's models\n\n" + table(header, rows)
 
 

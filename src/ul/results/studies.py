@@ -153,19 +153,21 @@ def recipe_point(recipe: str, seed: int) -> Point:
     return Point(f"recipe-{recipe}-seed{seed}", sets, preset=RECIPE_PRESET, bf16=True)
 
 
-# Evaluation's own cost: the sampler steps (base, decoder) on the models of recipe-default-seed1,
-# against its 50 + 50 (only the evaluate stage re-runs)
-EVAL_STEPS = ((25, 25), (50, 25), (25, 50))
+# Evaluation's own cost on the models of recipe-default-seed1 (only the evaluate stage re-runs),
+# against its 50 + 50 steps with the float32 Inception: (base steps, decoder steps, Inception precision)
+EVAL_SETTINGS = ((25, 25, "fp32"), (50, 25, "fp32"), (25, 50, "fp32"), (25, 25, "bf16"))
 
 
-def eval_cost_point(base_steps: int, decoder_steps: int) -> Point:
+def eval_cost_point(base_steps: int, decoder_steps: int, inception: str = "fp32") -> Point:
     x = recipe_point("default", RECIPE_SEEDS[0])
     sets = (*x.overrides, f"sample.base_steps={base_steps}", f"sample.decoder_steps={decoder_steps}")
-    return Point(f"evalcost-b{base_steps}-d{decoder_steps}", sets, preset=RECIPE_PRESET, bf16=True)
+    sets += (f"eval.inception_precision={inception}",) if inception != "fp32" else ()
+    name = f"evalcost-b{base_steps}-d{decoder_steps}" + ("-i16" if inception == "bf16" else "")
+    return Point(name, sets, preset=RECIPE_PRESET, bf16=True)
 
 
 RECIPE = tuple(recipe_point(r, s) for s in RECIPE_SEEDS for r in RECIPES)
-EVAL_COST = tuple(eval_cost_point(b, d) for b, d in EVAL_STEPS)
+EVAL_COST = tuple(eval_cost_point(*s) for s in EVAL_SETTINGS)
 
 DEFAULT = _lf(2.1)  # loss factor 2.1, λ(0) = 5, 500 stage-2 steps: the sweep preset itself
 # Cheap and headline points first (a study cut short still answers the main questions), then the
