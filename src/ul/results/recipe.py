@@ -81,7 +81,7 @@ def choose(summaries: dict[str, Summary], planned: int) -> str | None:
 
 
 def keeps_the_numbers(m: dict, ref: dict) -> bool:
-    """Whether evaluation at `m`'s sampler steps reads what it reads at 50 + 50 (`ref`)."""
+    """Whether evaluation at `m`'s setting reads what it reads at 50 + 50 steps with the fp32 Inception (`ref`)."""
     return (
         abs(m["gfid"] / ref["gfid"] - 1) <= EVAL_GFID_TOLERANCE and m["psnr_db"] >= ref["psnr_db"] - EVAL_PSNR_DROP_DB
     )
