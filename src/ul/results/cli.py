@@ -1,4 +1,5 @@
-"""`ul results`: the studies of docs/results (rate-distortion, λ(0), UL vs KL-VAE, bitrate targets, video).
+"""`ul results`: the studies of docs/results (rate-distortion, λ(0), UL vs KL-VAE, bitrate targets, video,
+the headline, the prior gap, the recipe and evaluation's cost).
 
     ul results run [--study NAME] [--point NAME...] [--force]   run the missing DVC experiments, one at a time
     ul results report [--out docs/results] [--fresh]            write the tables and plots from `dvc exp show --json`
@@ -7,8 +8,8 @@
 `report` keeps the rows of OUT/results.json whose points no repository has (experiments of an
 earlier machine, whose `refs/exps` are not here): the documents grow point by point.
 
-Each point is a DVC experiment at the `sweep` preset, the video study's at `video` (`dvc exp show`
-lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
+Each point is a DVC experiment at the `sweep` preset, the video study's at `video`, the recipe
+study's at `cpu` in bf16, run only where bf16 is native (`dvc exp show` lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
 leaves the last point applied there; run it on a quiet machine (about 8 minutes a point on 2 cores,
 17 image points; each of the 2 video points about 40 minutes).
 """
