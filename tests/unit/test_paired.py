@@ -95,6 +95,7 @@ def test_the_calibration_section_checks_the_matched_weight_s_own_run(monkeypatch
         exps[name] = Experiment(name, "rev", {"klvae.kl_weight": w}, {}, stage1={"latent_bits_per_image": bits})
     text = report.calibration(exps, tmp_path)
     assert f"reaches {reached:g} bits per image, {100 * (reached / 100 - 1):+.1f}% from UL's: {verdict}" in text
+    assert ("set `studies.MATCHED_KL_WEIGHT` to it" in text) == (verdict == "**not matched**")  # settled: no advice
 
 
 def test_every_study_table_quotes_the_spread_it_must_beat(tmp_path):

@@ -384,7 +384,9 @@ def calibration(exps: dict, out: Path) -> str:
     target = ul.stage1.get("latent_bits_per_image") if ul else None
     rows = [["UL, loss factor 3.0", "—", target]] + [["KL-VAE", w, r] for w, r in kls]
     text = "## KL-VAE rate calibration (stage 1 only)\n\n" + table(["arm", "KL weight", "bits/image (train)"], rows)
-    if target and len(kls) >= 2:
+    matched = dict(kls).get(studies.MATCHED_KL_WEIGHT) if studies.MATCHED_KL_WEIGHT else None
+    settled = bool(target and matched and abs(matched / target - 1) <= 0.10)
+    if target and len(kls) >= 2 and not settled:
         w = matched_weight(kls, target)
         text += f"\nUL's rate at loss factor 3.0: {_fmt(target)} bits per image. " + (
             f"Log-log interpolation gives a KL weight of {w:.3g}: set `studies.MATCHED_KL_WEIGHT` to it, "
@@ -392,7 +394,6 @@ def calibration(exps: dict, out: Path) -> str:
             if w
             else "No two weights bracket it: extend `CALIBRATION_KL_WEIGHTS`.\n"
         )
-    matched = dict(kls).get(studies.MATCHED_KL_WEIGHT) if studies.MATCHED_KL_WEIGHT else None
     if target and matched:
         off = matched / target - 1
         text += (
