@@ -436,7 +436,8 @@ def headline(exps: dict, out: Path) -> str:
             metrics = {a: {seed: x.metrics for seed, x in xs.items()} for a, xs in arms.items()}
             d = {m: paired.differences(metrics[ul.name], metrics[kl.name], m) for m in paired.METRICS}
             if len(d["gfid"]) < 2:
-                rows.append([pair, steps, len(d["gfid"]), "", "", "", "not run", ""])
+                said = "not run" if not d["gfid"] else "one seed: no interval yet"
+                rows.append([pair, steps, len(d["gfid"]), "", "", "", said, ""])
                 continue
             iv = {m: paired.interval(v) for m, v in d.items() if len(v) >= 2}
             rows.append(
