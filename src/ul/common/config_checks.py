@@ -27,6 +27,7 @@ def _choice(key: str, value: str, choices: tuple) -> None:
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "eager", "inductor")  # ul.common.compiled (a test keeps them equal)
 LR_DECAYS = ("none", "cosine")  # ul.train.loop.learning_rate
+INCEPTION_PRECISIONS = ("fp32", "bf16")  # ul.eval.inception: bf16 only with the fused graph
 PRECISIONS = ("auto", "fp32", "bf16")  # ul.train.precision: auto = bf16 where native, else fp32
 SAMPLERS = ("ddim", "ancestral", "dpm2m")  # the names of samplers.STEPS (a test keeps them equal)
 
@@ -152,7 +153,7 @@ def validate(cfg):
     _check_launch("eval.launch", cfg.eval.launch)
     _choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     _choice("sample.compile", cfg.sample.compile, COMPILE_MODES)
-    _choice("eval.inception_precision", cfg.eval.inception_precision, ("fp32", "bf16"))
+    _choice("eval.inception_precision", cfg.eval.inception_precision, INCEPTION_PRECISIONS)
     for k in ("decoder_steps", "base_steps"):
         _check(getattr(cfg.sample, k) > 0, f"sample.{k}", getattr(cfg.sample, k), "must be > 0")
     for k in ("num_images", "fid_num_samples", "grid_size", "batch_size"):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ul.common.config_checks import INCEPTION_PRECISIONS
 from ul.common.images import check_unit_range
 
 INCEPTION_SIZE = 299
@@ -110,7 +111,7 @@ class InceptionFeatures:
     ):
         if variant not in INCEPTION_VARIANTS:
             raise ValueError(f"InceptionFeatures: variant={variant!r}, use one of {INCEPTION_VARIANTS}")
-        if precision not in ("fp32", "bf16") or (precision == "bf16" and variant != "fused"):
+        if precision not in INCEPTION_PRECISIONS or (precision == "bf16" and variant != "fused"):
             raise ValueError(f"InceptionFeatures: precision={precision!r}: fp32, or bf16 with variant='fused'")
         self.variant, self.precision = variant, precision
         self.path = Path(path) if path is not None else None

@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 from ul.common import errors
+from ul.common.config_checks import INCEPTION_PRECISIONS
 from ul.results import studies
 
 
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     f.add_argument("--generated", type=int, default=1000, help="samples with --models (default: %(default)s)")
     f.add_argument("--n", type=int, nargs="+", default=[250, 500, 1000], help="set sizes (default: %(default)s)")
     f.add_argument("--draws", type=int, default=10, help="draws per N (default: %(default)s)")
-    f.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="Inception (default: %(default)s)")
+    f.add_argument("--precision", choices=INCEPTION_PRECISIONS, default="bf16", help="Inception (default: %(default)s)")
     f.add_argument("--out", default="docs/results/fid-noise.md", help="markdown table (default: %(default)s)")
     g = sub.add_parser("prior-gap", help="a fresh prior on a stage-1 run's frozen latents: how loose its rate bound is")
     g.add_argument("--model", default="models/stage1", help="stage-1 export (default: %(default)s)")

@@ -129,8 +129,8 @@ PRIOR_GAP = tuple(
 # Half the compute (docs/results/recipe.md, fixed before the runs; issue 27): today's default recipe
 # (the `cpu` preset: 2,000 + 2,000 steps, 364 TFLOPs of training) against candidates of at most
 # 180 TFLOPs, each at seeds 1 and 2, evaluated as the default is (N = 500, 50 + 50 sampler steps).
-# In bf16, where it is native: 2.5× faster than fp32 on the machines that have it, and the
-# reference run measured the same quality in both (docs/reference-runs.md).
+# In bf16, where it is native (the faster precision there: bench/train.py), and the reference
+# recipe read the same quality in fp32 and in bf16 (docs/reference-runs.md).
 RECIPE_PRESET = "preset=cpu"
 RECIPE_SEEDS = (1, 2)
 RECIPE_BF16 = ("stage1.precision=bf16", "stage2.precision=bf16")
