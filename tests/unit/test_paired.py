@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ul.results import paired, report, studies
+from ul.results import fid_noise, paired, report, studies
 from ul.results.report import Experiment
 
 
@@ -109,3 +109,18 @@ def test_every_study_table_quotes_the_spread_it_must_beat(tmp_path):
     assert "1.4% at N = 500" in line and f"{min(sds):.1%}–{max(sds):.1%}" in line and min(sds) == pytest.approx(1 / 102)
     assert "not measured yet" in report.spread_to_beat({}, at(500), tmp_path)
     assert report.spread_to_beat(exps, at(100), tmp_path) == ""  # no N measured at or below it
+
+
+def test_fid_noise_md_gets_each_arm_s_seed_spread_beside_the_sampling_spread(tmp_path):
+    (tmp_path / "fid-noise.json").write_text(json.dumps([{"what": "gfid", "n": 500, "rel_std": 0.014}]))
+    exps = {n: _exp(n, **x.metrics, fid_num_samples=500) for n, x in _pair1(3).items()}
+    section = report.seed_section(exps, tmp_path)
+    assert "| kl1e-06 | 500 | 3 | 102 | 1 | 1.0% | 500 | 1.4% |" in section  # 101, 102, 103
+    assert "no headline arm has run on two seeds" in report.seed_section(_pair1(1), tmp_path)
+    # the report rewrites only its own section; the fid-noise command keeps it when it rewrites the table
+    sampling = "# How noisy is FID at N?\n\n| set | N |\n"
+    twice = fid_noise.with_seed_section(
+        fid_noise.with_seed_section(sampling, fid_noise.SEED_HEADING + "\nold\n"), section
+    )
+    assert twice == sampling + "\n" + section and fid_noise.split_seed_section(twice) == (sampling, section)
+    assert fid_noise.with_seed_section(twice, "") == sampling

@@ -118,7 +118,8 @@ def _fid_noise(args) -> int:
     table = fid_noise.measure(real, fake, args.n, args.draws)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(fid_noise.markdown(table, note))
+    kept = fid_noise.split_seed_section(out.read_text())[1] if out.is_file() else ""
+    out.write_text(fid_noise.with_seed_section(fid_noise.markdown(table, note), kept))
     out.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
     print(out.read_text())
     return 0

@@ -71,3 +71,20 @@ def markdown(rows: list[dict], note: str) -> str:
             f"{r['pool']} | {r['draws']} | {'yes' if r['detect_10pct'] else 'no'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# fid-noise.md's second section, the training seed's spread, is written by `ul results report` (from
+# the headline study) and kept when `ul results fid-noise` rewrites the sampling table above it.
+SEED_HEADING = "## Beside it: the training seed's spread"
+
+
+def split_seed_section(text: str) -> tuple[str, str]:
+    """fid-noise.md as (the sampling table, the seed-spread section or '')."""
+    head, sep, tail = text.partition("\n" + SEED_HEADING)
+    return head.rstrip("\n") + "\n", (SEED_HEADING + tail if sep else "")
+
+
+def with_seed_section(text: str, section: str) -> str:
+    """fid-noise.md's text with its seed-spread section replaced by `section`."""
+    head, _ = split_seed_section(text)
+    return head + ("\n" + section if section else "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ul.common import bounded
-from ul.results import paired, recipe, studies
+from ul.results import fid_noise, paired, recipe, studies
 from ul.results.run import DVC
 
 
@@ -194,22 +194,27 @@ def _pairs(xs: list[Experiment], key_x, key_y):
     return [p[0] for p in pts], [p[1] for p in pts], pts
 
 
+def sampling_spread(out: Path) -> dict[int, float]:
+    """gFID's relative sampling standard deviation by N, as `ul results fid-noise` measured it."""
+    path = out / "fid-noise.json"
+    rows = bounded.read_json(path, 1 << 20, "fid-noise") if path.is_file() else []
+    return {r["n"]: r["rel_std"] for r in rows if r["what"] == "gfid"}
+
+
 def spread_to_beat(exps: dict, xs: list[Experiment], out: Path) -> str:
     """The line under a study's table: the spread a difference in it must beat. FID's sampling
     spread at the largest measured N not above the table's (fid-noise.md), and the training seed's,
     from the headline arms that have run on several seeds."""
     ns = {x.metrics["fid_num_samples"] for x in xs if "fid_num_samples" in x.metrics}
-    path = out / "fid-noise.json"
-    if not ns or not path.is_file():
+    sampling = sampling_spread(out)
+    below = [n for n in sampling if ns and n <= min(ns)]
+    if not below:
         return ""
-    rows = [r for r in bounded.read_json(path, 1 << 20, "fid-noise") if r["what"] == "gfid" and r["n"] <= min(ns)]
-    if not rows:
-        return ""
-    r = max(rows, key=lambda r: r["n"])
+    n = max(below)
     seeds = [sd / mean for _, _, _, mean, sd, _ in _seed_spread(exps)]
     seed = f"{min(seeds):.1%}–{max(seeds):.1%}" if seeds else "not measured yet (the headline study measures it)"
     return (
-        f"\nSpread to beat: gFID's sampling standard deviation is {r['rel_std']:.1%} at N = {r['n']} "
+        f"\nSpread to beat: gFID's sampling standard deviation is {sampling[n]:.1%} at N = {n} "
         f"([fid-noise.md](fid-noise.md)); the training seed's, over the headline arms: {seed}.\n"
     )
 
@@ -482,6 +487,49 @@ def _seed_spread(exps: dict) -> list[tuple]:
     return out
 
 
+def seed_section(exps: dict, out: Path) -> str:
+    """fid-noise.md's second section: each headline arm's gFID spread over training seeds, beside
+    the sampling spread at the same N (fid-noise.json). Each seed is also a fresh draw of samples,
+    so the seed's spread holds the sampling spread within it."""
+    spread, sampling = _seed_spread(exps), sampling_spread(out)
+    rows = []
+    for arm, steps, n, mean, sd, xs in spread:
+        at = {x.metrics.get("fid_num_samples") for x in xs}
+        n_fid = at.pop() if len(at) == 1 else None
+        s = sampling.get(n_fid)
+        rows.append(
+            [
+                arm,
+                steps,
+                n,
+                _fmt(mean),
+                _fmt(sd),
+                f"{sd / mean:.1%}",
+                n_fid or "mixed",
+                f"{s:.1%}" if s else "not measured",
+            ]
+        )
+    text = (
+        f"{fid_noise.SEED_HEADING}\n\n"
+        "Written by `ul results report` from the headline study ([headline.md](headline.md)): each arm's gFID "
+        "over training seeds, each seed trained and evaluated afresh, so its spread holds the sampling "
+        "spread above within it.\n\n"
+    )
+    if not rows:
+        return text + "Not measured yet: no headline arm has run on two seeds.\n"
+    header = [
+        "arm",
+        "stage-2 steps",
+        "seeds",
+        "gFID mean",
+        "sd over seeds",
+        "sd / mean",
+        "N",
+        "sampling sd / mean at N",
+    ]
+    return text + table(header, rows)
+
+
 def _by_seed(exps: dict, arm, steps: int) -> dict[int, Experiment]:
     """The arm's evaluated experiments at a stage-2 budget, by seed."""
     found = {}
@@ -620,6 +668,9 @@ def write(exps: dict[str, Experiment], out: Path) -> Path:
     )
     body = "\n".join(text for section in SECTIONS if (text := section(exps, out)))
     (out / "studies.md").write_text(head + body)
+    noise = out / "fid-noise.md"
+    if noise.is_file():
+        noise.write_text(fid_noise.with_seed_section(noise.read_text(), seed_section(exps, out)))
     rows = {
         n: {"rev": x.rev, "params": x.params, "metrics": x.metrics, "stage1": x.stage1, "stage2": x.stage2}
         | ({"curve1": x.curve1} if x.curve1 else {})
