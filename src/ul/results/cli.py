@@ -71,9 +71,11 @@ def main(argv=None) -> int:
         if args.cmd == "run":
             from ul.results import run
 
-            failed = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}", names=args.point)
-            if failed:
-                return errors.report(f"experiments failed: {', '.join(failed)}")
+            not_done = run.run(repo, args.study, args.force, args.preset and f"preset={args.preset}", names=args.point)
+            if not_done:
+                return errors.report(
+                    "experiments not done: " + ", ".join(f"{n} ({why})" for n, why in not_done.items())
+                )
             return 0
         if args.cmd == "fid-noise":
             return _fid_noise(args)

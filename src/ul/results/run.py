@@ -34,18 +34,18 @@ def run(
     preset: str | None = None,
     log=print,
     names: list[str] | None = None,
-) -> list[str]:
+) -> dict[str, str]:
     """Run the missing points of `study` and the `names`d ones (all when neither is given);
-    returns the names that failed."""
+    returns each point not done with the reason, for the one error line."""
     done = set() if force else existing(repo)
-    failed = []
+    not_done: dict[str, str] = {}
     for point in studies.points(study, names):
         if point.name in done:
             log(f"{point.name}: exists, skipped (--force to run again)")
             continue
         if point.bf16 and preset is None and not native_bf16():  # emulated bf16 is slower than fp32
             log(f"{point.name}: not run: its study trains in bf16, which this machine does not compute natively")
-            failed.append(point.name)
+            not_done[point.name] = "not run: no native bf16 here"
             continue
         cmd = [*DVC, *studies.command(point, preset), *(["--force"] if force else [])]
         log(f"{point.name}: dvc {' '.join(cmd[3:])}")
@@ -56,5 +56,5 @@ def run(
             rc = subprocess.run([sys.executable, "-m", "ul.cli", "results", *point.then], cwd=repo).returncode
         log(f"{point.name}: {'done' if rc == 0 else f'failed (exit {rc})'} in {(time.time() - t0) / 60:.1f} min")
         if rc:
-            failed.append(point.name)
-    return failed
+            not_done[point.name] = f"failed (exit {rc})"
+    return not_done
