@@ -6,7 +6,9 @@ the headline, the prior gap, the recipe and evaluation's cost).
     ul results prior-gap --model models/stage1 --out F.json     how loose a stage-1 run's rate bound is
 
 `report` keeps the rows of OUT/results.json whose points no repository has (experiments of an
-earlier machine, whose `refs/exps` are not here): the documents grow point by point.
+earlier machine, whose `refs/exps` are not here): the documents grow point by point. It also
+writes OUT/fid-noise.md's second section, the headline arms' spread over training seeds; `fid-noise`
+writes the first, the sampling spread, and keeps the second.
 
 Each point is a DVC experiment at the `sweep` preset, the video study's at `video`, the recipe
 study's at `cpu` in bf16, run only where bf16 is native (`dvc exp show` lists them; `dvc exp apply <name>` restores one). `run` works in the current DVC workspace and
@@ -46,7 +48,9 @@ def main(argv=None) -> int:
         "--preset",
         help="preset of every point (default: sweep, video for the video study; ci or video-ci check the mechanics)",
     )
-    w = sub.add_parser("report", help="write the tables and plots from the finished experiments")
+    w = sub.add_parser(
+        "report", help="write the tables and plots from the finished experiments (and fid-noise.md's seed section)"
+    )
     w.add_argument("--out", default="docs/results", help="output folder (default: %(default)s)")
     w.add_argument("--fresh", action="store_true", help="ignore the rows already in OUT/results.json")
     f = sub.add_parser("fid-noise", help="measure FID's spread over draws at several N (to size eval.fid_num_samples)")
