@@ -76,6 +76,8 @@ def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
     text = report.headline(_pair1(5), tmp_path)
     assert "| ul2.1-vs-kl1e-06 | 500 | 5 | -10 [-10, -10]" in text and "UL ahead" in text
     assert "| ul3.0-vs-matched | 125 | 0 |" in text and "not run" in text  # the matched pair, no seed yet
+    early = report.headline(_pair1(3), tmp_path)  # 3 of the 5 planned seeds: no verdict read early
+    assert "| ul2.1-vs-kl1e-06 | 500 | 3 |" in early and "interim, 3 of 5 seeds: UL ahead" in early
     assert (tmp_path / "headline.png").stat().st_size > 1000
 
 

@@ -447,7 +447,8 @@ def headline(exps: dict, out: Path) -> str:
             iv = {m: paired.interval(v) for m, v in d.items() if len(v) >= 2}
             rows.append(
                 [pair, steps, len(d["gfid"]), *(_iv(iv.get(m), 1e3 if m == "gkid" else 1) for m in paired.METRICS)]
-                + [paired.verdict(iv["gfid"], iv["gkid"]), paired.seeds_to_run(planned, d["gfid"], d["gkid"])]
+                + [_interim(paired.verdict(iv["gfid"], iv["gkid"]), len(d["gfid"]), planned)]
+                + [paired.seeds_to_run(planned, d["gfid"], d["gkid"])]
             )
     if not any(r[2] for r in rows):
         return ""
@@ -471,6 +472,11 @@ def headline(exps: dict, out: Path) -> str:
         plot_panels(out / "headline.png", panels, "UL vs KL-VAE: gFID (mean ± sd over seeds) against compute")
         text += "\n![headline](headline.png)\n"
     return text
+
+
+def _interim(verdict: str, n: int, planned: int) -> str:
+    """A verdict before every planned seed has run is marked interim: the plan reads none early."""
+    return verdict if n >= planned else f"interim, {n} of {planned} seeds: {verdict}"
 
 
 def _seed_spread(exps: dict) -> list[tuple]:
