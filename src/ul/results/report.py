@@ -502,19 +502,8 @@ def seed_section(exps: dict, out: Path) -> str:
     for arm, steps, n, mean, sd, xs in spread:
         at = {x.metrics.get("fid_num_samples") for x in xs}
         n_fid = at.pop() if len(at) == 1 else None
-        s = sampling.get(n_fid)
-        rows.append(
-            [
-                arm,
-                steps,
-                n,
-                _fmt(mean),
-                _fmt(sd),
-                f"{sd / mean:.1%}",
-                n_fid or "mixed",
-                f"{s:.1%}" if s else "not measured",
-            ]
-        )
+        s = f"{sampling[n_fid]:.1%}" if n_fid in sampling else "not measured"
+        rows.append([arm, steps, n, _fmt(mean), _fmt(sd), f"{sd / mean:.1%}", n_fid or "mixed", s])
     text = (
         f"{fid_noise.SEED_HEADING}\n\n"
         "Written by `ul results report` from the headline study ([headline.md](headline.md)): each arm's gFID "
@@ -523,16 +512,7 @@ def seed_section(exps: dict, out: Path) -> str:
     )
     if not rows:
         return text + "Not measured yet: no headline arm has run on two seeds.\n"
-    header = [
-        "arm",
-        "stage-2 steps",
-        "seeds",
-        "gFID mean",
-        "sd over seeds",
-        "sd / mean",
-        "N",
-        "sampling sd / mean at N",
-    ]
+    header = "arm|stage-2 steps|seeds|gFID mean|sd over seeds|sd / mean|N|sampling sd / mean at N".split("|")
     return text + table(header, rows)
 
 

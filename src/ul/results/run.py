@@ -54,7 +54,8 @@ def run(
         if rc == 0 and point.then:  # on the outputs the experiment left in the workspace
             log(f"{point.name}: ul results {' '.join(point.then)}")
             rc = subprocess.run([sys.executable, "-m", "ul.cli", "results", *point.then], cwd=repo).returncode
-        log(f"{point.name}: {'done' if rc == 0 else f'failed (exit {rc})'} in {(time.time() - t0) / 60:.1f} min")
-        if rc:
-            not_done[point.name] = f"failed (exit {rc})"
+        why = f"failed (exit {rc})" if rc else ""
+        log(f"{point.name}: {why or 'done'} in {(time.time() - t0) / 60:.1f} min")
+        if why:
+            not_done[point.name] = why
     return not_done
