@@ -26,6 +26,11 @@ def test_ul_is_ahead_or_behind_only_when_gfid_and_gkid_both_clear_zero():
     assert paired.verdict(above, above) == "UL behind"
     assert paired.verdict(below, across) == "not resolved at n = 3"  # KID disagrees
     assert paired.verdict(across, below) == "not resolved at n = 3"
+    assert [paired.claim(v) for v in ("UL ahead", "UL behind", "not resolved at n = 5")] == [
+        "reproduced",
+        "refuted",
+        "not resolved",
+    ]
 
 
 def test_an_unresolved_pair_is_extended_once_decided_on_its_planned_seeds_only():
@@ -78,6 +83,18 @@ def test_the_headline_section_reports_intervals_verdicts_and_spread(tmp_path):
     assert "| ul3.0-vs-matched | 125 | 0 |" in text and "not run" in text  # the matched pair, no seed yet
     early = report.headline(_pair1(3), tmp_path)  # 3 of the 5 planned seeds: no verdict read early
     assert "| ul2.1-vs-kl1e-06 | 500 | 3 |" in early and "interim, 3 of 5 seeds: UL ahead" in early
+    assert "UL ahead: **reproduced**" in text and "**reproduced**" not in early
+
+
+def test_a_contested_pair_s_verdict_stays_interim_until_its_extension_has_run(tmp_path):
+    exps = _pair1(5)
+    ul, _, _ = studies.PAIRS["ul2.1-vs-kl1e-06"]
+    for seed in (2, 4):  # two seeds where UL is behind at 500 steps: the interval straddles 0
+        exps[studies.headline_point(ul, seed, 500).name].metrics.update(gfid=200.0, gkid=0.2)
+    text = report.headline(exps, tmp_path)
+    assert "| ul2.1-vs-kl1e-06 | 500 | 5 |" in text
+    assert "interim, 5 of 8 seeds: not resolved at n = 5 | 8 |" in text
+    assert "| ul2.1-vs-kl1e-06 | 125 | 5 |" in text and "UL ahead: **reproduced** | 5 |" in text
     assert (tmp_path / "headline.png").stat().st_size > 1000
 
 

@@ -61,6 +61,12 @@ def verdict(gfid: Interval, gkid: Interval) -> str:
     return f"not resolved at n = {gfid.n}"
 
 
+def claim(verdict: str) -> str:
+    """The paper's headline (UL's latents are easier to model at equal stage-2 compute) in the words
+    the plan reports it in, from a final verdict."""
+    return {"UL ahead": "reproduced", "UL behind": "refuted"}.get(verdict, "not resolved")
+
+
 def seeds_to_run(planned: int, gfid: list[float], gkid: list[float]) -> int:
     """How many seeds a pair runs in all, decided from its planned seeds' differences only: the
     planned number, or `MAX_SEEDS` (once) when the verdict at the planned seeds is not resolved."""
