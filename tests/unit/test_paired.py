@@ -95,6 +95,11 @@ def test_a_contested_pair_s_verdict_stays_interim_until_its_extension_has_run(tm
     assert "| ul2.1-vs-kl1e-06 | 500 | 5 |" in text
     assert "interim, 5 of 8 seeds: not resolved at n = 5 | 8 |" in text
     assert "| ul2.1-vs-kl1e-06 | 125 | 5 |" in text and "UL ahead: **reproduced** | 5 |" in text
+    for seed in (6, 7, 8):  # extension seeds at the budget already decided do not enter its verdict
+        for arm in studies.PAIRS["ul2.1-vs-kl1e-06"][:2]:
+            name = studies.headline_point(arm, seed, 125).name
+            exps[name] = _exp(name, gfid=500.0 if arm is ul else 1.0, gkid=0.5, s2fid=1.0)
+    assert "| ul2.1-vs-kl1e-06 | 125 | 5 |" in report.headline(exps, tmp_path)
     assert (tmp_path / "headline.png").stat().st_size > 1000
 
 

@@ -444,8 +444,9 @@ def headline(exps: dict, out: Path) -> str:
                 said = "not run" if not d["gfid"] else "one seed: no interval yet"
                 rows.append([pair, steps, len(d["gfid"]), "", "", "", said, ""])
                 continue
-            iv = {m: paired.interval(v) for m, v in d.items() if len(v) >= 2}
             target = paired.seeds_to_run(planned, d["gfid"], d["gkid"])
+            d = {m: v[:target] for m, v in d.items()}  # a budget's verdict reads the seeds decided for it, no more
+            iv = {m: paired.interval(v) for m, v in d.items() if len(v) >= 2}
             rows.append(
                 [pair, steps, len(d["gfid"]), *(_iv(iv.get(m), 1e3 if m == "gkid" else 1) for m in paired.METRICS)]
                 + [_final(paired.verdict(iv["gfid"], iv["gkid"]), len(d["gfid"]), target), target]
