@@ -1,11 +1,12 @@
 """torch.compile (inductor) against eager, side by side in one process: stage-1 and stage-2 training
 steps of a preset, and decoder sampling.
 
-    python bench/compile.py [--preset cpu] [--steps 4] [--repeats 3] [--samples 16]
+    python bench/compile.py [--preset cpu] [--steps 4] [--repeats 3] [--samples 16] [--precision fp32]
 
 For each: the compile time (the first compiled call, less one eager call), steps/s (or images/s)
 after warm-up for both, best of `--repeats` interleaved rounds, the speed-up, and after how many
-steps the compilation pays for itself. fp32; the default `stageN.compile: auto` follows what this
+steps the compilation pays for itself. `--precision` as the stages' (`fp32`, or `bf16` autocast
+around the forward pass, as training runs it); the default `stageN.compile: auto` follows what this
 prints (inductor only on CUDA while the CPU speed-up stays below ~1.1x).
 """
 
@@ -21,6 +22,7 @@ from _flops import machine_note
 
 from ul.core.model import BaseModel, UnifiedLatents
 from ul.params import preset_config
+from ul.train import precision
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -50,13 +52,14 @@ def compare(
     )
 
 
-def train_step(model, b: int, x_shape, gen):
+def train_step(model, b: int, x_shape, gen, precision_: str):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(b, *x_shape) * 2 - 1
 
     def make(net):
         def step():
-            terms = net(x, model.draw_noise(b, gen))
+            with precision.autocast(precision_, "cpu"):
+                terms = net(x, model.draw_noise(b, gen))
             opt.zero_grad(set_to_none=True)
             terms["loss"].mean().backward()
             opt.step()
@@ -72,9 +75,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = p.parse_args()
     cfg = preset_config(CONF, args.preset)
-    print(f"preset={args.preset} torch {torch.__version__} {machine_note()}")
+    print(f"preset={args.preset} precision={args.precision} torch {torch.__version__} {machine_note()}")
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
 
@@ -86,8 +90,8 @@ def main() -> None:
         twin = copy.deepcopy(model)
         compare(
             f"{stage} train (batch {batch})",
-            train_step(model, batch, shape, gen)(model),
-            train_step(twin, batch, shape, gen)(torch.compile(twin)),
+            train_step(model, batch, shape, gen, args.precision)(model),
+            train_step(twin, batch, shape, gen, args.precision)(torch.compile(twin)),
             args.steps, args.repeats, "steps", 1,
         )  # fmt: skip
 
@@ -99,7 +103,11 @@ def main() -> None:
         z0 = ul.noisy(ul.encode(torch.rand(n, *ul.x_shape) * 2 - 1), torch.randn((n, *ul.z_shape), generator=gen))
 
         def decode(m):
-            return lambda: m.decode(z0, dsteps, cfg.sample.sampler, torch.Generator().manual_seed(1))
+            def run():
+                with precision.autocast(args.precision, "cpu"):
+                    m.decode(z0, dsteps, cfg.sample.sampler, torch.Generator().manual_seed(1))
+
+            return run
 
         compare(
             f"sampling ({dsteps} decoder steps, {n} images)",

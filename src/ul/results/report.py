@@ -157,9 +157,10 @@ def reached_bpp(x: Experiment, last: int = 2) -> float | None:
     return sum(rows) / len(rows) if rows else None
 
 
-def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None) -> Path:
+def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None, logy: bool = False) -> Path:
     """panels: [(xlabel, ylabel, [(label, xs, ys, annotations[, y error bars])], logx)] side by side;
-    `hlines`: {panel index: [(y, label)]} dashed reference lines in the series' colours (log y there)."""
+    `hlines`: {panel index: [(y, label)]} dashed reference lines in the series' colours; `logy` puts
+    those panels on a log y axis (for lines spanning decades; a narrow range reads better linear)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +174,7 @@ def plot_panels(path: Path, panels: list, title: str, hlines: dict | None = None
                 ax.annotate(note, (xv, yv), fontsize=7, textcoords="offset points", xytext=(4, 4))
         for k, (y, label) in enumerate((hlines or {}).get(i, [])):
             ax.axhline(y, ls="--", lw=1, color=f"C{k}", label=label)
-            ax.set_yscale("log")
+            ax.set_yscale("log" if logy else "linear")
         if logx:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
@@ -319,6 +320,7 @@ def targets(exps: dict, out: Path) -> str:
         ],
         "Ask for a bitrate: the loss factor steered by the rate controller",
         hlines={1: [(x.params["unified.target_bits_per_pixel"], "target") for x in xs]},
+        logy=True,
     )
     header = ["target bits/pixel", "reached (EMA model, last 2 logs)", "error", "within ±10%", "final loss factor"]
     return (
