@@ -43,6 +43,10 @@ def test_ci_preset_runs_all_stages_and_then_none(ci_project):
         assert isinstance(metrics.get(key), int | float) and math.isfinite(metrics[key]), (key, metrics.get(key))
     assert 5 < metrics["psnr_db"] < 100 and metrics["gfid"] > 0 and metrics["latent_bits_per_image"] > 0
     assert metrics["sampling_flops"] > 1e6
+    trained = [json.loads((ci_project / f"metrics/train_stage{k}.json").read_text())["train_flops"] for k in (1, 2)]
+    assert (
+        metrics["train_flops"] == sum(trained) and metrics["pipeline_flops"] == sum(trained) + metrics["sampling_flops"]
+    )
     assert "train_stage1.json" not in sh(["dvc", "metrics", "show"], ci_project).stdout  # bookkeeping is not a metric
     for png in ("samples.png", "reconstructions.png"):
         assert (ci_project / "eval" / png).stat().st_size > 100

@@ -1,6 +1,8 @@
 """Evaluation numbers a researcher can trust: random subsets of a class-ordered split, latent use
 against images of other classes, refused out-of-range inputs, an unbiased KID with its error."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from ul.core.schedules import CosineLogSNR
 from ul.eval import frechet, inception, psnr
 from ul.eval.cost import sampling_flops
 from ul.eval.evaluate import derangement, fid, subsets
+from ul.stages.evaluate import pipeline_flops
 
 CLASSES, PER_CLASS = 10, 50
 
@@ -109,6 +112,20 @@ def test_sampling_flops_are_counted_per_image_and_per_network_evaluation():
     assert at[12] - at[8] == at[8] - f > 0  # the same network evaluations per added step
     cfg.sample.base_steps = 4
     assert f < sampling_flops(model, base, cfg, n=3, n_fid=2) < at[8]  # the decoder's steps alone
+
+
+@pytest.mark.parametrize("training", [{"train_flops": 3e12}, {"train_flops": "3e12"}, {}, "bad", None])
+def test_the_pipeline_flops_sum_both_stages_and_sampling_or_are_left_out(tmp_path, training):
+    folders = []
+    for k, summary in ((1, {"train_flops": 2e12}), (2, training)):
+        (tmp_path / f"s{k}").mkdir()
+        (tmp_path / f"s{k}" / "config.json").write_text(json.dumps({"training": summary}))
+        folders.append(tmp_path / f"s{k}")
+    counted = pipeline_flops(folders, sampling=1e12)
+    if training == {"train_flops": 3e12}:
+        assert counted == {"train_flops": 5e12, "pipeline_flops": 6e12}
+    else:  # an export without its count (older, or altered): no sum rather than a wrong one
+        assert counted == {}
 
 
 def test_the_reference_features_are_cached_apart_per_inception_precision(class_ordered, tmp_path):

@@ -4,7 +4,8 @@
 
 Reads seed, sample.*, eval.* (eval.device: auto | cpu | cuda; eval.launch: more than one process
 runs it under torchrun, each rank decoding, sampling and computing features for its share). Writes eval/metrics.json (psnr_db, rfid, gfid, fid_num_samples,
-latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, ...), eval/samples.png,
+latent_bits_per_image/_dim/_pixel/_subpixel, latent_use_nats, sampling_flops, and the pipeline's
+sum: train_flops of both stages, as their exports record it, plus sampling_flops), eval/samples.png,
 eval/reconstructions.png; Inception reference features are cached in data/fid_features. For video
 (data.frames > 0) the metrics are per frame, plus rFVD/gFVD with the I3D weights of --i3d, and the
 grids are animated PNGs.
@@ -50,9 +51,21 @@ def main(argv=None) -> int:
         test = _cli.read_input(ShardReader, Path(args.data) / "test", "pixels")
         weights = args.i3d if cfg.data.frames else None
         result = evaluate(model, base, test, cfg, args.out, args.fid_cache, device, not args.no_fid, weights, d)
-        return None if result is None else {**result, "processes": d.world}  # None: not rank 0
+        if result is None:  # not rank 0
+            return None
+        return {**result, **pipeline_flops((args.stage1, args.stage2), result["sampling_flops"]), "processes": d.world}
 
     return _cli.run(args, body, lambda cfg: cfg.eval.launch, argv)
+
+
+def pipeline_flops(exports, sampling: float) -> dict:
+    """The pipeline's counted FLOPs: both stages' training (`train_flops` in each export's training
+    summary) and evaluation's sampling. Empty when an export does not record its count."""
+    train = [export.read_meta(f).get("training") for f in exports]
+    counts = [t.get("train_flops") if isinstance(t, dict) else None for t in train]
+    if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in counts):
+        return {}
+    return {"train_flops": float(sum(counts)), "pipeline_flops": float(sum(counts) + sampling)}
 
 
 if __name__ == "__main__":
