@@ -94,6 +94,17 @@ def test_the_new_default_is_the_cheapest_reaching_recipe_and_the_better_one_at_e
     assert recipe.choose({"c": s["c"]}, planned=2) is None
 
 
+def test_the_verdict_waits_for_every_recipe_within_the_bar_and_then_keeps_today_s_recipe():
+    miss = recipe.summarise([(_m(psnr=15.2), 178e12)] * 2)
+    default = recipe.summarise([(_m(), 364e12)])  # one seed, but over the FLOPs bar: it cannot reach it
+    names = ("default", "a", "b")
+    assert recipe.verdict({"default": default, "a": miss}, 2, names) == "none yet"  # b not run
+    half_run = recipe.summarise([(_m(), 178e12)])
+    assert recipe.verdict({"default": default, "a": miss, "b": half_run}, 2, names) == "none yet"
+    assert recipe.verdict({"default": default, "a": miss, "b": miss}, 2, names).startswith("none: ")
+    assert recipe.verdict({"a": miss, "b": recipe.summarise([(_m(), 178e12)] * 2)}, 2, ("a", "b")) == "b"
+
+
 def test_evaluation_keeps_its_numbers_within_3_percent_gfid_and_a_tenth_of_a_db():
     ref = _m(gfid=50.0, psnr=15.6)
     assert recipe.keeps_the_numbers(_m(gfid=51.4, psnr=15.55), ref)

@@ -80,6 +80,18 @@ def choose(summaries: dict[str, Summary], planned: int) -> str | None:
     return max(near, key=lambda r: near[r].psnr.mean)
 
 
+def verdict(summaries: dict[str, Summary], planned: int, recipes: tuple[str, ...]) -> str:
+    """The rule's answer: the new default, "none yet" while a recipe within the FLOPs bar still has
+    seeds to run, or that none reaches the reference (today's recipe stays)."""
+    chosen = choose(summaries, planned)
+    if chosen:
+        return chosen
+    s = summaries.get
+    if any(r not in summaries or (s(r).seeds < planned and s(r).tflops <= MAX_TFLOPS) for r in recipes):
+        return "none yet"
+    return "none: no recipe reaches the reference, so today's recipe stays"
+
+
 def keeps_the_numbers(m: dict, ref: dict) -> bool:
     """Whether evaluation at `m`'s setting reads what it reads at 50 + 50 steps with the fp32 Inception (`ref`)."""
     return (
