@@ -86,8 +86,12 @@ def verdict(summaries: dict[str, Summary], planned: int, recipes: tuple[str, ...
     chosen = choose(summaries, planned)
     if chosen:
         return chosen
-    s = summaries.get
-    if any(r not in summaries or (s(r).seeds < planned and s(r).tflops <= MAX_TFLOPS) for r in recipes):
+
+    def still_open(r: str) -> bool:  # not run yet, or short of seeds while within the FLOPs bar
+        s = summaries.get(r)
+        return s is None or (s.seeds < planned and s.tflops <= MAX_TFLOPS)
+
+    if any(map(still_open, recipes)):
         return "none yet"
     return "none: no recipe reaches the reference, so today's recipe stays"
 

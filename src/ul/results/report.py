@@ -596,7 +596,7 @@ def recipes(exps: dict, out: Path) -> str:
     if not rows:
         return ""
     header = ["recipe", "seeds", "precision", "training TFLOPs", "bits/image", "PSNR dB", "gFID / floor"]
-    chosen = recipe.verdict(summaries, len(studies.RECIPE_SEEDS), tuple(studies.RECIPES))
+    answer = recipe.verdict(summaries, len(studies.RECIPE_SEEDS), tuple(studies.RECIPES))
     panels = []
     for label, pts in series.items():
         lines = [(n, [t], [v.mean], [n], [v.sd or 0]) for n, t, v in pts]
@@ -610,7 +610,7 @@ def recipes(exps: dict, out: Path) -> str:
         "TFLOPs; means ± sd over seeds ([recipe.md](recipe.md)).\n\n"
         + table([*header, "against the reference"], rows)
         + spread_to_beat(exps, [x for x in exps.values() if x.name.startswith("recipe-")], out)
-        + f"\nThe new default by the registered rule: **{chosen}**.\n\n![recipe](recipe.png)\n"
+        + f"\nThe new default by the registered rule: **{answer}**.\n\n![recipe](recipe.png)\n"
     )
 
 
